@@ -1,0 +1,44 @@
+//! One error type for the whole crate. `src/python/error.rs` maps each variant to a specific
+//! Python exception, so every message here must name the offending thing (key, shape, file).
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is out of range (Python: `ValueError`).
+    #[error("{0}")]
+    Config(String),
+    /// A tensor has the wrong rank or size (Python: `ValueError`).
+    #[error("{0}")]
+    Shape(String),
+    /// A tensor has the wrong element type (Python: `TypeError`).
+    #[error("{0}")]
+    Dtype(String),
+    /// A tensor or module is on the wrong device, or the device is unavailable (Python: `ValueError`).
+    #[error("{0}")]
+    Device(String),
+    /// A state dict does not match the network: missing, unexpected or mis-shaped keys
+    /// (Python: `ugatit_rs.StateDictError`, a `KeyError`).
+    #[error("{0}")]
+    StateDict(String),
+    /// A file or folder does not exist (Python: `FileNotFoundError`).
+    #[error("{}: {message}", path.display())]
+    NotFound { path: PathBuf, message: String },
+    /// Any other I/O failure (Python: `OSError`).
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    /// libtorch reported an error we did not anticipate (Python: `RuntimeError`).
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn config(msg: impl Into<String>) -> Self {
+        Error::Config(msg.into())
+    }
+    pub fn shape(msg: impl Into<String>) -> Self {
+        Error::Shape(msg.into())
+    }
+}

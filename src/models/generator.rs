@@ -1,0 +1,259 @@
+//! `ResnetGenerator` (SPEC §1): encoder, CAM attention, γ/β MLP, AdaILN residual decoder.
+
+use super::input::check_image_batch;
+use super::Output;
+use crate::config::GeneratorConfig;
+use crate::nn::blocks::{ResnetAdaILNBlock, ResnetBlock};
+use crate::nn::layers::{reflection_pad, Conv2d, Linear};
+use crate::nn::norm::{instance_norm, ILN};
+use crate::nn::{ParamStore, Var};
+use crate::{Error, Result};
+use tch::{Device, Tensor};
+
+/// The class-activation-map module of the generator: two separate bias-free FCs score the
+/// average- and max-pooled features; their raw weights re-weight the channels (SPEC §1.1).
+struct GeneratorCam {
+    gap_fc: Linear,
+    gmp_fc: Linear,
+    conv1x1: Conv2d,
+}
+
+impl GeneratorCam {
+    /// Returns (attention feature map after conv1x1+ReLU, cam_logit, heatmap).
+    fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let batch = x.size()[0];
+        let gap = x.f_adaptive_avg_pool2d([1, 1])?;
+        let gap_logit = self.gap_fc.forward(&gap.f_reshape([batch, -1])?)?;
+        let gap = x.f_mul(&self.gap_fc.weight.f_unsqueeze(2)?.f_unsqueeze(3)?)?;
+        let (gmp, _) = x.f_adaptive_max_pool2d([1, 1])?;
+        let gmp_logit = self.gmp_fc.forward(&gmp.f_reshape([batch, -1])?)?;
+        let gmp = x.f_mul(&self.gmp_fc.weight.f_unsqueeze(2)?.f_unsqueeze(3)?)?;
+        let cam_logit = Tensor::f_cat(&[gap_logit, gmp_logit], 1)?;
+        let x = self.conv1x1.forward(&Tensor::f_cat(&[gap, gmp], 1)?)?.f_relu()?;
+        let heatmap = x.f_sum_dim_intlist(&[1i64][..], true, None)?;
+        Ok((x, cam_logit, heatmap))
+    }
+}
+
+/// One up-sampling stage of `UpBlock2`: nearest ×2, RP(1), 3x3 conv, ILN, ReLU.
+struct UpStage {
+    conv: Conv2d,
+    norm: ILN,
+}
+
+pub struct Generator {
+    config: GeneratorConfig,
+    store: ParamStore,
+    training: bool,
+    cam: GeneratorCam,
+    gamma: Linear,
+    beta: Linear,
+    up_blocks1: Vec<ResnetAdaILNBlock>,
+    down_convs: Vec<Conv2d>,
+    res_blocks: Vec<ResnetBlock>,
+    fc: Vec<Linear>,
+    up_stages: Vec<UpStage>,
+    out_conv: Conv2d,
+}
+
+impl Generator {
+    /// Builds a freshly initialised generator. Tensors are registered in the official
+    /// `state_dict()` order: gap_fc, gmp_fc, conv1x1, gamma, beta, UpBlock1_*, DownBlock, FC, UpBlock2.
+    pub fn new(config: GeneratorConfig, device: Device) -> Result<Self> {
+        config.validate()?;
+        let store = ParamStore::new(device);
+        let root = store.root();
+        let ngf = config.ngf;
+        let c = config.bottleneck_channels();
+
+        let cam = GeneratorCam {
+            gap_fc: Linear::new(&(&root / "gap_fc"), c, 1)?,
+            gmp_fc: Linear::new(&(&root / "gmp_fc"), c, 1)?,
+            conv1x1: Conv2d::new(&(&root / "conv1x1"), 2 * c, c, 1, 1, true)?,
+        };
+        let gamma = Linear::new(&(&root / "gamma"), c, c)?;
+        let beta = Linear::new(&(&root / "beta"), c, c)?;
+        let up_blocks1 = (1..=config.n_blocks)
+            .map(|i| ResnetAdaILNBlock::new(&(&root / format!("UpBlock1_{i}")), c))
+            .collect::<Result<Vec<_>>>()?;
+
+        let down = &root / "DownBlock";
+        let mut down_convs = vec![Conv2d::new(&(&down / 1), config.input_nc, ngf, 7, 1, false)?];
+        for i in 0..2 {
+            let mult = 1 << i;
+            down_convs.push(Conv2d::new(&(&down / (4 * i + 5)), ngf * mult, ngf * mult * 2, 3, 2, false)?);
+        }
+        let res_blocks = (0..config.n_blocks)
+            .map(|i| ResnetBlock::new(&(&down / (12 + i)), c))
+            .collect::<Result<Vec<_>>>()?;
+
+        let fc_path = &root / "FC";
+        let fc = vec![
+            Linear::new(&(&fc_path / 0), config.mlp_in_features(), c)?,
+            Linear::new(&(&fc_path / 2), c, c)?,
+        ];
+
+        let up = &root / "UpBlock2";
+        let mut up_stages = Vec::new();
+        for i in 0..2 {
+            let mult = 4 >> i;
+            let (c_in, c_out) = (ngf * mult, ngf * mult / 2);
+            up_stages.push(UpStage {
+                conv: Conv2d::new(&(&up / (5 * i + 2)), c_in, c_out, 3, 1, false)?,
+                norm: ILN::new(&(&up / (5 * i + 3)), c_out)?,
+            });
+        }
+        let out_conv = Conv2d::new(&(&up / 11), ngf, config.output_nc, 7, 1, false)?;
+
+        Ok(Self {
+            config,
+            store,
+            training: true,
+            cam,
+            gamma,
+            beta,
+            up_blocks1,
+            down_convs,
+            res_blocks,
+            fc,
+            up_stages,
+            out_conv,
+        })
+    }
+
+    pub fn config(&self) -> &GeneratorConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    /// Every tensor under its official state-dict name, in official order.
+    pub fn named_tensors(&self) -> Vec<Var> {
+        self.store.vars()
+    }
+
+    pub fn device(&self) -> Device {
+        self.store.device()
+    }
+
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// Train/eval mode. The generator has no mode-dependent layer; the flag is kept so that it
+    /// behaves like a PyTorch module.
+    pub fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+
+    /// Every `rho` (AdaILN and ILN), which the trainer clamps to [0, 1] after each update.
+    pub fn rhos(&self) -> Vec<&Tensor> {
+        let mut rhos: Vec<&Tensor> = self.up_blocks1.iter().flat_map(|b| b.rhos()).collect();
+        rhos.extend(self.up_stages.iter().map(|s| &s.norm.rho));
+        rhos
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        let (h, w) = check_image_batch(x, "Generator", self.config.input_nc, self.device())?;
+        let size = self.config.img_size;
+        if !self.config.light && (h != size || w != size) {
+            return Err(Error::shape(format!(
+                "this full (light=False) Generator was built for img_size={size} and only takes \
+                 {size}x{size} images (its FC.0 layer sees the whole feature map), got {h}x{w}"
+            )));
+        }
+        if h % 4 != 0 || w % 4 != 0 || h < 8 || w < 8 {
+            return Err(Error::shape(format!(
+                "Generator input height and width must be multiples of 4 and at least 8, got {h}x{w}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn forward(&self, input: &Tensor) -> Result<Output> {
+        self.check_input(input)?;
+        let batch = input.size()[0];
+
+        // Encoder: RP3-conv7-IN-ReLU, two RP1-conv3/s2-IN-ReLU, then the residual blocks.
+        let mut x = instance_norm(&self.down_convs[0].forward(&reflection_pad(input, 3)?)?)?.f_relu()?;
+        for conv in &self.down_convs[1..] {
+            x = instance_norm(&conv.forward(&reflection_pad(&x, 1)?)?)?.f_relu()?;
+        }
+        for block in &self.res_blocks {
+            x = block.forward(&x)?;
+        }
+
+        let (x, cam_logit, heatmap) = self.cam.forward(&x)?;
+
+        // γ/β MLP: light mode pools the attention features; full mode flattens them (NCHW).
+        let mlp_in = if self.config.light {
+            x.f_adaptive_avg_pool2d([1, 1])?.f_reshape([batch, -1])?
+        } else {
+            x.f_reshape([batch, -1])?
+        };
+        let mut h = mlp_in;
+        for fc in &self.fc {
+            h = fc.forward(&h)?.f_relu()?;
+        }
+        let gamma = self.gamma.forward(&h)?;
+        let beta = self.beta.forward(&h)?;
+
+        let mut x = x;
+        for block in &self.up_blocks1 {
+            x = block.forward(&x, &gamma, &beta)?;
+        }
+        for stage in &self.up_stages {
+            let size = x.size();
+            x = x.f_upsample_nearest2d([size[2] * 2, size[3] * 2], 2.0, 2.0)?;
+            x = stage.norm.forward(&stage.conv.forward(&reflection_pad(&x, 1)?)?)?.f_relu()?;
+        }
+        let out = self.out_conv.forward(&reflection_pad(&x, 3)?)?.f_tanh()?;
+        Ok(Output { out, cam_logit, heatmap })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Kind;
+
+    fn tiny(light: bool) -> GeneratorConfig {
+        GeneratorConfig { ngf: 4, n_blocks: 2, img_size: 16, light, ..Default::default() }
+    }
+
+    #[test]
+    fn official_parameter_count_light() {
+        let cfg = GeneratorConfig { light: true, ..Default::default() };
+        let g = Generator::new(cfg, Device::Cpu).unwrap();
+        assert_eq!(g.store().num_parameters(), 10_589_888);
+        assert_eq!(g.named_tensors().len(), 44);
+        assert_eq!(g.named_tensors()[0].name, "gap_fc.weight");
+    }
+
+    #[test]
+    fn output_shapes() {
+        for light in [true, false] {
+            let g = Generator::new(tiny(light), Device::Cpu).unwrap();
+            let x = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+            let o = g.forward(&x).unwrap();
+            assert_eq!(o.out.size(), [2, 3, 16, 16]);
+            assert_eq!(o.cam_logit.size(), [2, 2]);
+            assert_eq!(o.heatmap.size(), [2, 1, 4, 4]);
+            assert!(o.out.abs().max().double_value(&[]) <= 1.0);
+        }
+    }
+
+    #[test]
+    fn full_mode_rejects_other_sizes() {
+        let g = Generator::new(tiny(false), Device::Cpu).unwrap();
+        let x = Tensor::zeros([1, 3, 20, 20], (Kind::Float, Device::Cpu));
+        let err = g.forward(&x).err().unwrap().to_string();
+        assert!(err.contains("img_size=16"), "{err}");
+    }
+}

@@ -1,0 +1,64 @@
+//! The generator's residual blocks (SPEC §1.1).
+
+use super::layers::{reflection_pad, Conv2d};
+use super::norm::{instance_norm, AdaILN};
+use super::store::Path;
+use crate::Result;
+use tch::Tensor;
+
+/// `ResnetBlock(C, use_bias=False)`: `x + [RP1, Conv3, IN, ReLU, RP1, Conv3, IN](x)`.
+/// State-dict names: `conv_block.1.weight`, `conv_block.5.weight`.
+pub struct ResnetBlock {
+    conv1: Conv2d,
+    conv2: Conv2d,
+}
+
+impl ResnetBlock {
+    pub fn new(p: &Path, channels: i64) -> Result<Self> {
+        let block = p / "conv_block";
+        Ok(Self {
+            conv1: Conv2d::new(&(&block / 1), channels, channels, 3, 1, false)?,
+            conv2: Conv2d::new(&(&block / 5), channels, channels, 3, 1, false)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = instance_norm(&self.conv1.forward(&reflection_pad(x, 1)?)?)?.f_relu()?;
+        let h = instance_norm(&self.conv2.forward(&reflection_pad(&h, 1)?)?)?;
+        Ok(x.f_add(&h)?)
+    }
+}
+
+/// `ResnetAdaILNBlock(C, use_bias=False)`: two reflection-padded 3x3 convs, each followed by
+/// AdaILN with the shared (γ, β), ReLU between, and the residual added (SPEC §7.13: the official
+/// code gained `+ x` on 2019-08-27).
+pub struct ResnetAdaILNBlock {
+    conv1: Conv2d,
+    norm1: AdaILN,
+    conv2: Conv2d,
+    norm2: AdaILN,
+}
+
+impl ResnetAdaILNBlock {
+    pub fn new(p: &Path, channels: i64) -> Result<Self> {
+        Ok(Self {
+            conv1: Conv2d::new(&(p / "conv1"), channels, channels, 3, 1, false)?,
+            norm1: AdaILN::new(&(p / "norm1"), channels)?,
+            conv2: Conv2d::new(&(p / "conv2"), channels, channels, 3, 1, false)?,
+            norm2: AdaILN::new(&(p / "norm2"), channels)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        let h = self.conv1.forward(&reflection_pad(x, 1)?)?;
+        let h = self.norm1.forward(&h, gamma, beta)?.f_relu()?;
+        let h = self.conv2.forward(&reflection_pad(&h, 1)?)?;
+        let h = self.norm2.forward(&h, gamma, beta)?;
+        Ok(h.f_add(x)?)
+    }
+
+    /// The AdaILN rho parameters (clamped to [0, 1] after every generator update).
+    pub fn rhos(&self) -> [&Tensor; 2] {
+        [&self.norm1.rho, &self.norm2.rho]
+    }
+}

@@ -1,0 +1,58 @@
+//! Plain layers with PyTorch's default initialisation: `Conv2d` (padding 0; U-GAT-IT pads
+//! explicitly with reflection) and `Linear`, plus the activations tch lacks.
+
+use super::store::{Init, Path};
+use crate::Result;
+use tch::Tensor;
+
+/// `nn.Conv2d(in, out, kernel, stride, padding=0, bias)`.
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub stride: i64,
+}
+
+impl Conv2d {
+    pub fn new(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, bias: bool) -> Result<Self> {
+        let fan_in = c_in * kernel * kernel;
+        let weight = p.param("weight", &[c_out, c_in, kernel, kernel], Init::pytorch_weight(fan_in))?;
+        let bias = match bias {
+            true => Some(p.param("bias", &[c_out], Init::pytorch_bias(fan_in))?),
+            false => None,
+        };
+        Ok(Self { weight, bias, stride })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_conv2d(&self.weight, self.bias.as_ref(), [self.stride; 2], [0, 0], [1, 1], 1)?)
+    }
+}
+
+/// `nn.Linear(in, out, bias=False)` — every Linear in U-GAT-IT's generator is bias-free.
+pub struct Linear {
+    pub weight: Tensor,
+}
+
+impl Linear {
+    pub fn new(p: &Path, c_in: i64, c_out: i64) -> Result<Self> {
+        let weight = p.param("weight", &[c_out, c_in], Init::pytorch_weight(c_in))?;
+        Ok(Self { weight })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.f_linear::<Tensor>(&self.weight, None)?)
+    }
+}
+
+/// `nn.ReflectionPad2d(pad)`.
+pub fn reflection_pad(x: &Tensor, pad: i64) -> Result<Tensor> {
+    Ok(x.f_reflection_pad2d([pad, pad, pad, pad])?)
+}
+
+/// `nn.LeakyReLU(slope)`. tch's `leaky_relu` has a fixed slope of 0.01, so this goes through
+/// `prelu` with a constant one-element weight: same forward (x > 0 ? x : slope·x) and the same
+/// gradient (1 or slope), in one kernel.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    let weight = Tensor::f_full([1], slope, (x.f_kind()?, x.device()))?;
+    Ok(x.f_prelu(&weight)?)
+}

@@ -1,0 +1,9 @@
+//! Building blocks shared by the generator and the discriminator.
+
+pub mod blocks;
+pub mod layers;
+pub mod norm;
+pub mod spectral_norm;
+pub mod store;
+
+pub use store::{Init, ParamStore, Path, Var, VarKind};

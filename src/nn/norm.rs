@@ -1,0 +1,108 @@
+//! The three normalisations of U-GAT-IT (SPEC §1.2):
+//! - `instance_norm`: the encoder's `nn.InstanceNorm2d` — biased variance, no affine, no stats.
+//! - [`AdaILN`]: rho-mix of instance and layer norm with γ, β from the MLP — *unbiased* variance.
+//! - [`ILN`]: the same mix with learned per-channel γ, β — *unbiased* variance.
+
+use super::store::{Init, Path};
+use crate::Result;
+use tch::Tensor;
+
+const EPS: f64 = 1e-5;
+
+/// `nn.InstanceNorm2d(C)` with the defaults (affine=False, track_running_stats=False).
+pub fn instance_norm(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_instance_norm::<Tensor>(None, None, None, None, true, 0.1, EPS, true)?)
+}
+
+/// `(x - mean) / sqrt(var + eps)` over `dims`, with torch.var's default unbiased estimator.
+fn standardize(x: &Tensor, dims: &[i64]) -> Result<Tensor> {
+    let mean = x.f_mean_dim(dims, true, None)?;
+    let var = x.f_var_dim(dims, true, true)?;
+    Ok(x.f_sub(&mean)?.f_div(&var.f_add_scalar(EPS)?.f_sqrt()?)?)
+}
+
+/// `rho * IN(x) + (1 - rho) * LN(x)`, rho broadcast per channel.
+fn instance_layer_mix(x: &Tensor, rho: &Tensor) -> Result<Tensor> {
+    let out_in = standardize(x, &[2, 3])?;
+    let out_ln = standardize(x, &[1, 2, 3])?;
+    let one_minus_rho = rho.f_rsub_scalar(1.0)?;
+    Ok(out_in.f_mul(rho)?.f_add(&out_ln.f_mul(&one_minus_rho)?)?)
+}
+
+/// `adaILN(C)`: `rho` (1,C,1,1) starts at 0.9; γ and β (B,C) come from the generator's MLP.
+pub struct AdaILN {
+    pub rho: Tensor,
+}
+
+impl AdaILN {
+    pub fn new(p: &Path, channels: i64) -> Result<Self> {
+        Ok(Self { rho: p.param("rho", &[1, channels, 1, 1], Init::Const(0.9))? })
+    }
+
+    pub fn forward(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+        let out = instance_layer_mix(x, &self.rho)?;
+        let gamma = gamma.f_unsqueeze(2)?.f_unsqueeze(3)?;
+        let beta = beta.f_unsqueeze(2)?.f_unsqueeze(3)?;
+        Ok(out.f_mul(&gamma)?.f_add(&beta)?)
+    }
+}
+
+/// `ILN(C)`: `rho` starts at 0.0, learned `gamma` (1.0) and `beta` (0.0), all (1,C,1,1).
+pub struct ILN {
+    pub rho: Tensor,
+    pub gamma: Tensor,
+    pub beta: Tensor,
+}
+
+impl ILN {
+    pub fn new(p: &Path, channels: i64) -> Result<Self> {
+        let shape = [1, channels, 1, 1];
+        Ok(Self {
+            rho: p.param("rho", &shape, Init::Const(0.0))?,
+            gamma: p.param("gamma", &shape, Init::Const(1.0))?,
+            beta: p.param("beta", &shape, Init::Const(0.0))?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let out = instance_layer_mix(x, &self.rho)?;
+        Ok(out.f_mul(&self.gamma)?.f_add(&self.beta)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::ParamStore;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn instance_norm_uses_biased_variance() {
+        let x = Tensor::randn([2, 3, 5, 5], (Kind::Float, Device::Cpu));
+        let y = instance_norm(&x).unwrap();
+        let var = y.var_dim(&[2i64, 3][..], false, false);
+        assert!((var - 1.0).abs().max().double_value(&[]) < 1e-3);
+    }
+
+    #[test]
+    fn iln_at_init_is_layer_norm_with_unbiased_variance() {
+        let store = ParamStore::new(Device::Cpu);
+        let iln = ILN::new(&store.root(), 3).unwrap();
+        let x = Tensor::randn([2, 3, 4, 4], (Kind::Float, Device::Cpu));
+        let y = iln.forward(&x).unwrap();
+        // rho = 0: pure layer norm, so the unbiased variance over (C,H,W) is ~1.
+        let var = y.var_dim(&[1i64, 2, 3][..], true, false);
+        assert!((var - 1.0).abs().max().double_value(&[]) < 1e-4);
+    }
+
+    #[test]
+    fn adailn_applies_gamma_and_beta() {
+        let store = ParamStore::new(Device::Cpu);
+        let norm = AdaILN::new(&store.root(), 3).unwrap();
+        let x = Tensor::randn([2, 3, 4, 4], (Kind::Float, Device::Cpu));
+        let gamma = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu));
+        let beta = Tensor::ones([2, 3], (Kind::Float, Device::Cpu)) * 2.0;
+        let y = norm.forward(&x, &gamma, &beta).unwrap();
+        assert!((y - 2.0).abs().max().double_value(&[]) < 1e-6);
+    }
+}

@@ -1,0 +1,89 @@
+//! Spectral normalisation exactly as the legacy `torch.nn.utils.spectral_norm` hook (SPEC §2.2):
+//! state `weight_orig` (parameter), `weight_u` (out,) and `weight_v` (in·kh·kw,) (buffers).
+//! In training mode each forward runs one power iteration, updating u and v in place; in eval
+//! mode the stored u and v are used as they are.
+
+use super::store::{Init, Path};
+use crate::Result;
+use tch::{Kind, Tensor};
+
+const EPS: f64 = 1e-12;
+
+/// `F.normalize(x, dim=0, eps=1e-12)`: `x / max(||x||, eps)`.
+fn normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x.f_norm_scalaropt_dim(2, [0], true)?.f_clamp_min(EPS)?;
+    Ok(x.f_div(&norm)?)
+}
+
+pub struct SpectralNorm {
+    pub weight_orig: Tensor,
+    pub weight_u: Tensor,
+    pub weight_v: Tensor,
+}
+
+impl SpectralNorm {
+    /// Registers `weight_orig` with `init`, then u and v as normalised N(0, 1) vectors.
+    pub fn new(p: &Path, shape: &[i64], init: Init) -> Result<Self> {
+        let weight_orig = p.param("weight_orig", shape, init)?;
+        let rows = shape[0];
+        let cols: i64 = shape[1..].iter().product();
+        let options = (Kind::Float, p.device());
+        let weight_u = p.buffer("weight_u", normalize(&Tensor::f_randn([rows], options)?)?)?;
+        let weight_v = p.buffer("weight_v", normalize(&Tensor::f_randn([cols], options)?)?)?;
+        Ok(Self { weight_orig, weight_u, weight_v })
+    }
+
+    /// The normalised weight `weight_orig / sigma`, differentiable through sigma.
+    pub fn weight(&self, training: bool) -> Result<Tensor> {
+        let rows = self.weight_orig.size()[0];
+        let w_mat = self.weight_orig.f_reshape([rows, -1])?;
+        let (u, v) = if training {
+            tch::no_grad(|| -> Result<()> {
+                let w_mat = w_mat.f_detach()?;
+                let v = normalize(&w_mat.f_transpose(0, 1)?.f_mv(&self.weight_u)?)?;
+                self.weight_v.shallow_clone().f_copy_(&v)?;
+                let u = normalize(&w_mat.f_mv(&self.weight_v)?)?;
+                self.weight_u.shallow_clone().f_copy_(&u)?;
+                Ok(())
+            })?;
+            // Clones, so that the next call's in-place update does not invalidate this graph.
+            (self.weight_u.f_detach_copy()?, self.weight_v.f_detach_copy()?)
+        } else {
+            (self.weight_u.shallow_clone(), self.weight_v.shallow_clone())
+        };
+        let sigma = u.f_dot(&w_mat.f_mv(&v)?)?;
+        Ok(self.weight_orig.f_div(&sigma)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::ParamStore;
+    use tch::Device;
+
+    #[test]
+    fn power_iteration_converges_to_largest_singular_value() {
+        let store = ParamStore::new(Device::Cpu);
+        let sn = SpectralNorm::new(&store.root(), &[6, 4], Init::pytorch_weight(4)).unwrap();
+        for _ in 0..200 {
+            let _ = sn.weight(true).unwrap();
+        }
+        let w = sn.weight(false).unwrap();
+        let w = w.detach();
+        let gram = w.tr().matmul(&w);
+        let top = Tensor::linalg_eigvalsh(&gram, "L").max().double_value(&[]).sqrt();
+        assert!((top - 1.0).abs() < 1e-4, "top singular value {top}");
+    }
+
+    #[test]
+    fn eval_mode_leaves_u_unchanged() {
+        let store = ParamStore::new(Device::Cpu);
+        let sn = SpectralNorm::new(&store.root(), &[3, 2, 2, 2], Init::pytorch_weight(8)).unwrap();
+        let before = sn.weight_u.copy();
+        let _ = sn.weight(false).unwrap();
+        assert!(before.equal(&sn.weight_u));
+        let _ = sn.weight(true).unwrap();
+        assert!(!before.equal(&sn.weight_u));
+    }
+}

@@ -1,0 +1,212 @@
+//! An ordered store of named tensors, like tch's `VarStore` but keeping registration order, so
+//! that `state_dict()` lists keys exactly as PyTorch's `Module.state_dict()` does.
+//!
+//! Layers receive a [`Path`] and create their tensors under it: `root / "DownBlock" / 1` then
+//! `.param("weight", ..)` registers `DownBlock.1.weight`. Each layer keeps shallow clones of its
+//! tensors, which share the same `TensorImpl` with the store: moving the store to another device
+//! (`set_data`) or loading a state dict (`copy_`) is seen by every layer and by Python alike.
+
+use crate::{Error, Result};
+use std::cell::RefCell;
+use tch::{Device, Kind, Tensor};
+
+/// Learned parameters are trained by the optimizer; buffers (spectral-norm `weight_u`/`weight_v`)
+/// are saved in the state dict but receive no gradient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarKind {
+    Parameter,
+    Buffer,
+}
+
+pub struct Var {
+    pub name: String,
+    pub tensor: Tensor,
+    pub kind: VarKind,
+}
+
+/// How a parameter is initialised.
+#[derive(Debug, Clone, Copy)]
+pub enum Init {
+    /// U(-bound, bound): PyTorch's default for conv/linear weights and biases.
+    Uniform { bound: f64 },
+    /// Every element set to this value (rho, ILN gamma/beta).
+    Const(f64),
+}
+
+impl Init {
+    /// `kaiming_uniform_(w, a=sqrt(5))`, PyTorch's default weight init, which works out to
+    /// U(±1/sqrt(fan_in)). Computed with the same float operations as torch.nn.init.
+    pub fn pytorch_weight(fan_in: i64) -> Self {
+        let a = 5f64.sqrt();
+        let gain = (2.0 / (1.0 + a * a)).sqrt();
+        let std = gain / (fan_in as f64).sqrt();
+        Init::Uniform { bound: 3f64.sqrt() * std }
+    }
+
+    /// PyTorch's default bias init: U(±1/sqrt(fan_in)).
+    pub fn pytorch_bias(fan_in: i64) -> Self {
+        Init::Uniform { bound: 1.0 / (fan_in as f64).sqrt() }
+    }
+}
+
+pub struct ParamStore {
+    vars: RefCell<Vec<Var>>,
+    device: Device,
+}
+
+impl ParamStore {
+    pub fn new(device: Device) -> Self {
+        Self { vars: RefCell::new(Vec::new()), device }
+    }
+
+    pub fn root(&self) -> Path<'_> {
+        Path { store: self, prefix: String::new() }
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Every tensor in registration order, as shallow clones sharing storage with the store.
+    pub fn vars(&self) -> Vec<Var> {
+        self.vars
+            .borrow()
+            .iter()
+            .map(|v| Var { name: v.name.clone(), tensor: v.tensor.shallow_clone(), kind: v.kind })
+            .collect()
+    }
+
+    /// The learned parameters only, in registration order.
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.vars
+            .borrow()
+            .iter()
+            .filter(|v| v.kind == VarKind::Parameter)
+            .map(|v| v.tensor.shallow_clone())
+            .collect()
+    }
+
+    /// Number of learned scalars.
+    pub fn num_parameters(&self) -> i64 {
+        self.vars
+            .borrow()
+            .iter()
+            .filter(|v| v.kind == VarKind::Parameter)
+            .map(|v| v.tensor.numel() as i64)
+            .sum()
+    }
+
+    /// Moves every tensor (and any gradient it holds) to `device` in place, like
+    /// `Module.to(device)`: handles held elsewhere, in Rust or Python, follow.
+    pub fn set_device(&mut self, device: Device) -> Result<()> {
+        tch::no_grad(|| -> Result<()> {
+            for var in self.vars.borrow_mut().iter_mut() {
+                let moved = var.tensor.f_to_device(device)?;
+                var.tensor.f_set_data(&moved)?;
+                let mut grad = var.tensor.f_grad()?;
+                if grad.defined() {
+                    let moved_grad = grad.f_to_device(device)?;
+                    grad.f_set_data(&moved_grad)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.device = device;
+        Ok(())
+    }
+
+    fn add(&self, name: String, tensor: Tensor, kind: VarKind) -> Result<Tensor> {
+        let mut vars = self.vars.borrow_mut();
+        if vars.iter().any(|v| v.name == name) {
+            return Err(Error::config(format!("internal error: tensor {name:?} registered twice")));
+        }
+        let handle = tensor.shallow_clone();
+        vars.push(Var { name, tensor, kind });
+        Ok(handle)
+    }
+}
+
+/// A position in the store's name tree; `/` descends one level.
+#[derive(Clone)]
+pub struct Path<'a> {
+    store: &'a ParamStore,
+    prefix: String,
+}
+
+impl<'a> Path<'a> {
+    fn full_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    pub fn device(&self) -> Device {
+        self.store.device
+    }
+
+    /// Registers a learned float32 parameter with `requires_grad=True`.
+    pub fn param(&self, name: &str, shape: &[i64], init: Init) -> Result<Tensor> {
+        let mut tensor = Tensor::f_empty(shape, (Kind::Float, self.store.device))?;
+        tch::no_grad(|| -> Result<()> {
+            let _ = match init {
+                Init::Uniform { bound } => tensor.f_uniform_(-bound, bound)?,
+                Init::Const(value) => tensor.f_fill_(value)?,
+            };
+            Ok(())
+        })?;
+        let tensor = tensor.f_requires_grad_(true)?;
+        self.store.add(self.full_name(name), tensor, VarKind::Parameter)
+    }
+
+    /// Registers a buffer: saved and loaded with the state dict, never trained.
+    pub fn buffer(&self, name: &str, tensor: Tensor) -> Result<Tensor> {
+        let tensor = tensor.f_to_device(self.store.device)?.f_detach()?;
+        self.store.add(self.full_name(name), tensor, VarKind::Buffer)
+    }
+}
+
+impl<'a, T: std::fmt::Display> std::ops::Div<T> for &Path<'a> {
+    type Output = Path<'a>;
+    fn div(self, child: T) -> Path<'a> {
+        Path { store: self.store, prefix: self.full_name(&child.to_string()) }
+    }
+}
+
+impl<'a, T: std::fmt::Display> std::ops::Div<T> for Path<'a> {
+    type Output = Path<'a>;
+    fn div(self, child: T) -> Path<'a> {
+        &self / child
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_paths_and_order_is_kept() {
+        let store = ParamStore::new(Device::Cpu);
+        let root = store.root();
+        let g = &root / "gap_fc";
+        let _ = g.param("weight", &[1, 4], Init::pytorch_weight(4)).unwrap();
+        let _ = (&root / "DownBlock" / 1).param("weight", &[2, 3], Init::Const(0.5)).unwrap();
+        let names: Vec<_> = store.vars().into_iter().map(|v| v.name).collect();
+        assert_eq!(names, ["gap_fc.weight", "DownBlock.1.weight"]);
+        assert!(g.param("weight", &[1], Init::Const(0.0)).is_err());
+    }
+
+    #[test]
+    fn pytorch_init_bound() {
+        match Init::pytorch_weight(27) {
+            Init::Uniform { bound } => assert!((bound - 1.0 / 27f64.sqrt()).abs() < 1e-12),
+            _ => unreachable!(),
+        }
+        let store = ParamStore::new(Device::Cpu);
+        let w = store.root().param("w", &[1000], Init::pytorch_weight(9)).unwrap();
+        assert!(w.requires_grad());
+        let max = w.abs().max().double_value(&[]);
+        assert!(max <= 1.0 / 3.0 && max > 0.3);
+    }
+}
