@@ -49,6 +49,13 @@ impl Init {
     }
 }
 
+/// Keys that `ParamStore::load` did not match (only returned when not strict).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LoadReport {
+    pub missing_keys: Vec<String>,
+    pub unexpected_keys: Vec<String>,
+}
+
 pub struct ParamStore {
     vars: RefCell<Vec<Var>>,
     device: Device,
@@ -113,6 +120,62 @@ impl ParamStore {
         })?;
         self.device = device;
         Ok(())
+    }
+
+    /// Copies `tensors` into the store in place (under `no_grad`, like `Module.load_state_dict`),
+    /// after checking everything first so that a bad dict leaves the store untouched.
+    ///
+    /// Mis-shaped or non-float tensors are always an error; missing and unexpected keys are an
+    /// error when `strict`, else reported back. `network` names the model in messages.
+    pub fn load(&self, tensors: &[(String, Tensor)], strict: bool, network: &str) -> Result<LoadReport> {
+        let vars = self.vars.borrow();
+        let mut report = LoadReport::default();
+        let mut problems = Vec::new();
+        let mut matched = Vec::new();
+        for (name, src) in tensors {
+            let Some(var) = vars.iter().find(|v| &v.name == name) else {
+                report.unexpected_keys.push(name.clone());
+                continue;
+            };
+            let float = matches!(src.f_kind(), Ok(Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16));
+            if !float {
+                problems.push(format!("{name}: expected a floating-point tensor, got {:?}", src.f_kind().ok()));
+            } else if src.size() != var.tensor.size() {
+                problems.push(format!(
+                    "{name}: shape {:?} in the state dict, {:?} in the model",
+                    src.size(),
+                    var.tensor.size()
+                ));
+            } else {
+                matched.push((var, src));
+            }
+        }
+        report.missing_keys = vars
+            .iter()
+            .filter(|v| !tensors.iter().any(|(name, _)| name == &v.name))
+            .map(|v| v.name.clone())
+            .collect();
+        if strict {
+            if !report.missing_keys.is_empty() {
+                problems.push(format!("missing keys: {}", report.missing_keys.join(", ")));
+            }
+            if !report.unexpected_keys.is_empty() {
+                problems.push(format!("unexpected keys: {}", report.unexpected_keys.join(", ")));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::StateDict(format!(
+                "error(s) in loading state_dict for {network}:\n  {}",
+                problems.join("\n  ")
+            )));
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (var, src) in matched {
+                var.tensor.shallow_clone().f_copy_(src)?;
+            }
+            Ok(())
+        })?;
+        Ok(report)
     }
 
     fn add(&self, name: String, tensor: Tensor, kind: VarKind) -> Result<Tensor> {
@@ -195,6 +258,27 @@ mod tests {
         let names: Vec<_> = store.vars().into_iter().map(|v| v.name).collect();
         assert_eq!(names, ["gap_fc.weight", "DownBlock.1.weight"]);
         assert!(g.param("weight", &[1], Init::Const(0.0)).is_err());
+    }
+
+    #[test]
+    fn load_checks_everything_before_copying() {
+        let store = ParamStore::new(Device::Cpu);
+        let a = store.root().param("a", &[2], Init::Const(0.0)).unwrap();
+        let _ = store.root().param("b", &[3], Init::Const(0.0)).unwrap();
+        let good = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        let bad = Tensor::ones([4], (Kind::Float, Device::Cpu));
+        let err = store
+            .load(&[("a".into(), good.shallow_clone()), ("b".into(), bad)], true, "Net")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("b: shape [4]"), "{err}");
+        assert_eq!(a.sum(Kind::Float).double_value(&[]), 0.0, "nothing copied on error");
+        let err = store.load(&[("a".into(), good.shallow_clone())], true, "Net").unwrap_err().to_string();
+        assert!(err.contains("missing keys: b"), "{err}");
+        let report = store.load(&[("a".into(), good), ("zz".into(), a.copy())], false, "Net").unwrap();
+        assert_eq!(report.missing_keys, ["b"]);
+        assert_eq!(report.unexpected_keys, ["zz"]);
+        assert_eq!(a.sum(Kind::Float).double_value(&[]), 2.0);
     }
 
     #[test]

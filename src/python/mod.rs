@@ -1,0 +1,17 @@
+//! Python bindings (`ugatit_rs._native`): thin wrappers only; all logic is in the core crate.
+
+pub mod error;
+pub mod models;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // torch._C must be initialised before any tensor crosses the boundary.
+    m.py().import("torch")?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("StateDictError", m.py().get_type::<error::StateDictError>())?;
+    m.add_class::<models::PyGenerator>()?;
+    m.add_class::<models::PyDiscriminator>()?;
+    Ok(())
+}
