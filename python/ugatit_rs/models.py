@@ -40,6 +40,11 @@ class _NativeModule:
         """Returns ``(out, cam_logit, heatmap)``."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}")
+        if x.device != self.device:
+            raise ValueError(
+                f"{type(self).__name__} input is on {x.device} but the network is on {self.device}; "
+                "move one of them with .to(...)"
+            )
         return self._native.forward(x)
 
     # -- tensors -------------------------------------------------------------------------------
