@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh machine with Python >= 3.11 and a Rust toolchain:
+# a venv in .venv, torch 2.11.0 (the libtorch tch 0.24 builds against), the build and test tools,
+# and ugatit-rs itself built in release mode and installed into the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet "torch==2.11.0" numpy pillow pytest "maturin>=1.5,<2"
+# LIBTORCH_USE_PYTORCH=1 (from .cargo/config.toml) makes torch-sys link the venv's torch.
+maturin develop --release --quiet
