@@ -144,3 +144,129 @@ mod tests {
         assert!(d.validate().unwrap_err().to_string().contains("n_layers"));
     }
 }
+
+/// Everything a training run needs. Field names and defaults mirror the official `main.py`
+/// flags (SPEC §3.1), plus `dataset` (a folder with trainA/ trainB/ testA/ testB/), `seed` and
+/// `num_workers` for the data loader.
+#[cfg_attr(feature = "python", pyo3::pyclass(module = "ugatit_rs._native", get_all, set_all))]
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub dataset: String,
+    pub light: bool,
+    pub iteration: i64,
+    pub batch_size: i64,
+    pub print_freq: i64,
+    pub save_freq: i64,
+    pub decay_flag: bool,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub adv_weight: f64,
+    pub cycle_weight: f64,
+    pub identity_weight: f64,
+    pub cam_weight: f64,
+    pub ch: i64,
+    pub n_res: i64,
+    pub img_size: i64,
+    pub result_dir: String,
+    pub device: String,
+    pub resume: bool,
+    pub seed: u64,
+    pub num_workers: i64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: String::new(),
+            light: false,
+            iteration: 1_000_000,
+            batch_size: 1,
+            print_freq: 1000,
+            save_freq: 100_000,
+            decay_flag: true,
+            lr: 1e-4,
+            weight_decay: 1e-4,
+            adv_weight: 1.0,
+            cycle_weight: 10.0,
+            identity_weight: 10.0,
+            cam_weight: 1000.0,
+            ch: 64,
+            n_res: 4,
+            img_size: 256,
+            result_dir: "results".into(),
+            device: "cuda".into(),
+            resume: false,
+            seed: 0,
+            num_workers: 2,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn generator(&self) -> GeneratorConfig {
+        GeneratorConfig { input_nc: 3, output_nc: 3, ngf: self.ch, n_blocks: self.n_res, img_size: self.img_size, light: self.light }
+    }
+
+    /// The global (`n_layers=7`) or local (`n_layers=5`) discriminator.
+    pub fn discriminator(&self, global: bool) -> DiscriminatorConfig {
+        DiscriminatorConfig { input_nc: 3, ndf: self.ch, n_layers: if global { 7 } else { 5 } }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("iteration", self.iteration),
+            ("batch_size", self.batch_size),
+            ("print_freq", self.print_freq),
+            ("save_freq", self.save_freq),
+            ("ch", self.ch),
+        ] {
+            positive(field, value)?;
+        }
+        if self.n_res < 0 {
+            return Err(Error::config(format!("n_res must be >= 0, got {}", self.n_res)));
+        }
+        if !(0..=64).contains(&self.num_workers) {
+            return Err(Error::config(format!("num_workers must be between 0 and 64, got {}", self.num_workers)));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config(format!("lr must be a positive number, got {}", self.lr)));
+        }
+        for (field, value) in [
+            ("weight_decay", self.weight_decay),
+            ("adv_weight", self.adv_weight),
+            ("cycle_weight", self.cycle_weight),
+            ("identity_weight", self.identity_weight),
+            ("cam_weight", self.cam_weight),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(Error::config(format!("{field} must be a finite number >= 0, got {value}")));
+            }
+        }
+        let global = self.discriminator(true);
+        if self.img_size % 4 != 0 || self.img_size < global.min_input_size() {
+            return Err(Error::config(format!(
+                "img_size must be a multiple of 4 and at least {} (the global discriminator's \
+                 minimum), got {}",
+                global.min_input_size(),
+                self.img_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod train_config_tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_errors_name_the_field() {
+        TrainConfig::default().validate().unwrap();
+        let bad = TrainConfig { img_size: 64, ..Default::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("img_size"));
+        let bad = TrainConfig { lr: f64::NAN, ..Default::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("lr"));
+        let bad = TrainConfig { batch_size: 0, ..Default::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("batch_size"));
+    }
+}

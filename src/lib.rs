@@ -14,6 +14,7 @@ pub mod device;
 pub mod error;
 pub mod models;
 pub mod nn;
+pub mod train;
 
 #[cfg(feature = "python")]
 pub mod python;

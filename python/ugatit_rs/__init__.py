@@ -16,7 +16,8 @@ if not torch.__version__.startswith(_REQUIRED_TORCH):
         f"{torch.__version__} is installed; install torch==2.11.0"
     )
 
-from ._native import StateDictError, __version__  # noqa: E402
+from ._native import StateDictError, TrainConfig, __version__  # noqa: E402
 from .models import Discriminator, Generator  # noqa: E402
+from .trainer import Trainer  # noqa: E402
 
-__all__ = ["Generator", "Discriminator", "StateDictError", "__version__"]
+__all__ = ["Generator", "Discriminator", "TrainConfig", "Trainer", "StateDictError", "__version__"]

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod models;
+pub mod train;
 
 use pyo3::prelude::*;
 
@@ -13,5 +14,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StateDictError", m.py().get_type::<error::StateDictError>())?;
     m.add_class::<models::PyGenerator>()?;
     m.add_class::<models::PyDiscriminator>()?;
+    m.add_class::<crate::config::TrainConfig>()?;
+    m.add_class::<train::PyTrainer>()?;
     Ok(())
 }

@@ -9,7 +9,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use tch::Tensor;
 
 type Triple = (PyTensor, PyTensor, PyTensor);
@@ -51,12 +51,13 @@ fn extract_tensors(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Tensor)>> 
 /// The native generator. Use `ugatit_rs.Generator`, which wraps it.
 #[pyclass(name = "Generator", module = "ugatit_rs._native")]
 pub struct PyGenerator {
-    inner: Mutex<Generator>,
+    /// Shared with a Trainer when the generator is one of its networks.
+    inner: Arc<Mutex<Generator>>,
 }
 
 impl PyGenerator {
-    pub fn from_generator(generator: Generator) -> Self {
-        Self { inner: Mutex::new(generator) }
+    pub fn from_shared(inner: Arc<Mutex<Generator>>) -> Self {
+        Self { inner }
     }
 }
 
@@ -77,7 +78,7 @@ impl PyGenerator {
         let config = GeneratorConfig { input_nc, output_nc, ngf, n_blocks, img_size, light };
         let device = parse_device(device)?;
         let generator = py.allow_threads(|| Generator::new(config, device))?;
-        Ok(Self::from_generator(generator))
+        Ok(Self::from_shared(Arc::new(Mutex::new(generator))))
     }
 
     /// Runs the generator: returns `(out, cam_logit, heatmap)`.
@@ -140,12 +141,12 @@ impl PyGenerator {
 /// The native discriminator. Use `ugatit_rs.Discriminator`, which wraps it.
 #[pyclass(name = "Discriminator", module = "ugatit_rs._native")]
 pub struct PyDiscriminator {
-    inner: Mutex<Discriminator>,
+    inner: Arc<Mutex<Discriminator>>,
 }
 
 impl PyDiscriminator {
-    pub fn from_discriminator(discriminator: Discriminator) -> Self {
-        Self { inner: Mutex::new(discriminator) }
+    pub fn from_shared(inner: Arc<Mutex<Discriminator>>) -> Self {
+        Self { inner }
     }
 }
 
@@ -157,7 +158,7 @@ impl PyDiscriminator {
         let config = DiscriminatorConfig { input_nc, ndf, n_layers };
         let device = parse_device(device)?;
         let discriminator = py.allow_threads(|| Discriminator::new(config, device))?;
-        Ok(Self::from_discriminator(discriminator))
+        Ok(Self::from_shared(Arc::new(Mutex::new(discriminator))))
     }
 
     /// Runs the discriminator: returns `(out, cam_logit, heatmap)`. In training mode this also

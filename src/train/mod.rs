@@ -1,0 +1,8 @@
+//! Training: losses, the Adam optimizer, the LR schedule and the trainer.
+
+pub mod losses;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use trainer::{StepLosses, Trainer, NETWORK_NAMES};

@@ -1,0 +1,267 @@
+//! One U-GAT-IT training iteration in the official order (SPEC §3.4), with the speed-ups that
+//! leave the update unchanged:
+//! - the two translations `G_A2B(real_A)`, `G_B2A(real_B)` are computed once and serve both the
+//!   D step (detached) and the G step — G's weights do not change in between;
+//! - each backward asks autograd only for the gradients its optimizer uses (D's for the D loss,
+//!   G's for the G loss), instead of filling and then discarding the other networks' grads.
+
+use super::losses::{bce_with_logits_to, l1, mse_to};
+use super::optim::{Adam, AdamConfig};
+use super::schedule::decayed_lr;
+use crate::config::TrainConfig;
+use crate::device::parse_device;
+use crate::models::input::check_image_batch;
+use crate::models::{Discriminator, Generator, Output};
+use crate::{Error, Result};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tch::{Device, Tensor};
+
+/// A network shared between the trainer and the Python objects that expose it.
+pub type Shared<T> = Arc<Mutex<T>>;
+
+fn lock<T>(m: &Shared<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The names of the six networks, as in the official checkpoint.
+pub const NETWORK_NAMES: [&str; 6] = ["genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"];
+
+/// Every loss of one iteration (0-d tensors, detached) in a fixed order, plus the learning rate.
+pub struct StepLosses {
+    pub values: Vec<(&'static str, Tensor)>,
+    pub lr: f64,
+}
+
+pub struct Trainer {
+    config: TrainConfig,
+    device: Device,
+    pub gen_a2b: Shared<Generator>,
+    pub gen_b2a: Shared<Generator>,
+    pub dis_ga: Shared<Discriminator>,
+    pub dis_gb: Shared<Discriminator>,
+    pub dis_la: Shared<Discriminator>,
+    pub dis_lb: Shared<Discriminator>,
+    pub(crate) g_optim: Adam,
+    pub(crate) d_optim: Adam,
+    /// Completed iterations.
+    pub(crate) step: i64,
+}
+
+/// The four discriminator outputs on one domain's images: (global, local).
+struct Judged {
+    global: Output,
+    local: Output,
+}
+
+impl Trainer {
+    /// Builds the six networks (seeded by `config.seed`) and both optimizers.
+    pub fn new(config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let device = parse_device(&config.device)?;
+        tch::manual_seed(config.seed as i64);
+        let gen_a2b = Generator::new(config.generator(), device)?;
+        let gen_b2a = Generator::new(config.generator(), device)?;
+        let dis_ga = Discriminator::new(config.discriminator(true), device)?;
+        let dis_gb = Discriminator::new(config.discriminator(true), device)?;
+        let dis_la = Discriminator::new(config.discriminator(false), device)?;
+        let dis_lb = Discriminator::new(config.discriminator(false), device)?;
+
+        let adam = AdamConfig::ugatit(config.lr, config.weight_decay);
+        let mut g_params = gen_a2b.store().parameters();
+        g_params.extend(gen_b2a.store().parameters());
+        let mut d_params = Vec::new();
+        for d in [&dis_ga, &dis_gb, &dis_la, &dis_lb] {
+            d_params.extend(d.store().parameters());
+        }
+        let g_optim = Adam::new(g_params, adam)?;
+        let d_optim = Adam::new(d_params, adam)?;
+        let shared = |g| Arc::new(Mutex::new(g));
+        Ok(Self {
+            config,
+            device,
+            gen_a2b: shared(gen_a2b),
+            gen_b2a: shared(gen_b2a),
+            dis_ga: Arc::new(Mutex::new(dis_ga)),
+            dis_gb: Arc::new(Mutex::new(dis_gb)),
+            dis_la: Arc::new(Mutex::new(dis_la)),
+            dis_lb: Arc::new(Mutex::new(dis_lb)),
+            g_optim,
+            d_optim,
+            step: 0,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Completed iterations.
+    pub fn step_count(&self) -> i64 {
+        self.step
+    }
+
+    /// The learning rate of the last update (both optimizers share it).
+    pub fn lr(&self) -> f64 {
+        self.g_optim.lr()
+    }
+
+    fn check_batch(&self, x: &Tensor, name: &str) -> Result<()> {
+        let (h, w) = check_image_batch(x, name, 3, self.device)?;
+        let size = self.config.img_size;
+        if h != size || w != size {
+            return Err(Error::shape(format!(
+                "{name} must be a (B, 3, {size}, {size}) batch (img_size={size}), got {:?}",
+                x.size()
+            )));
+        }
+        Ok(())
+    }
+
+    /// One official iteration: D update, G update, rho clipping; the LR decays first.
+    pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
+        self.check_batch(real_a, "real_a")?;
+        self.check_batch(real_b, "real_b")?;
+        let cfg = self.config.clone();
+        let step = self.step + 1;
+        let lr = decayed_lr(self.g_optim.lr(), cfg.lr, step, cfg.iteration, cfg.decay_flag);
+        self.g_optim.set_lr(lr);
+        self.d_optim.set_lr(lr);
+
+        let gen_a2b = lock(&self.gen_a2b);
+        let gen_b2a = lock(&self.gen_b2a);
+        let mut dis = [&self.dis_ga, &self.dis_gb, &self.dis_la, &self.dis_lb].map(lock);
+        for d in dis.iter_mut() {
+            d.set_training(true);
+        }
+        let [dis_ga, dis_gb, dis_la, dis_lb] = &dis;
+        let judge_a = |x: &Tensor| -> Result<Judged> { Ok(Judged { global: dis_ga.forward(x)?, local: dis_la.forward(x)? }) };
+        let judge_b = |x: &Tensor| -> Result<Judged> { Ok(Judged { global: dis_gb.forward(x)?, local: dis_lb.forward(x)? }) };
+        let mut values: Vec<(&'static str, Tensor)> = Vec::with_capacity(32);
+
+        // Translations shared by both steps.
+        let a2b = gen_a2b.forward(real_a)?;
+        let b2a = gen_b2a.forward(real_b)?;
+
+        // ---- D update: real then fake through each discriminator (one power iteration each).
+        let real_judged_a = judge_a(real_a)?;
+        let real_judged_b = judge_b(real_b)?;
+        let fake_judged_a = judge_a(&b2a.out.f_detach()?)?;
+        let fake_judged_b = judge_b(&a2b.out.f_detach()?)?;
+        let d_loss_a = d_domain_loss(&real_judged_a, &fake_judged_a, cfg.adv_weight, ["GA", "LA"], &mut values)?;
+        let d_loss_b = d_domain_loss(&real_judged_b, &fake_judged_b, cfg.adv_weight, ["GB", "LB"], &mut values)?;
+        let d_loss = d_loss_a.f_add(&d_loss_b)?;
+        let d_grads = Tensor::f_run_backward(&[&d_loss], self.d_optim.params(), false, false)?;
+        self.d_optim.step(&d_grads)?;
+        drop(d_grads);
+
+        // ---- G update.
+        let a2b2a = gen_b2a.forward(&a2b.out)?;
+        let b2a2b = gen_a2b.forward(&b2a.out)?;
+        let a2a = gen_b2a.forward(real_a)?;
+        let b2b = gen_a2b.forward(real_b)?;
+        let fake_judged_a = judge_a(&b2a.out)?;
+        let fake_judged_b = judge_b(&a2b.out)?;
+        let g_loss_a = g_domain_loss(
+            &fake_judged_a,
+            [&a2b2a.out, &a2a.out, real_a],
+            [&b2a.cam_logit, &a2a.cam_logit],
+            &cfg,
+            ["GA", "LA", "A"],
+            &mut values,
+        )?;
+        let g_loss_b = g_domain_loss(
+            &fake_judged_b,
+            [&b2a2b.out, &b2b.out, real_b],
+            [&a2b.cam_logit, &b2b.cam_logit],
+            &cfg,
+            ["GB", "LB", "B"],
+            &mut values,
+        )?;
+        let g_loss = g_loss_a.f_add(&g_loss_b)?;
+        let g_grads = Tensor::f_run_backward(&[&g_loss], self.g_optim.params(), false, false)?;
+        self.g_optim.step(&g_grads)?;
+
+        // RhoClipper(0, 1) on both generators.
+        tch::no_grad(|| -> Result<()> {
+            for rho in gen_a2b.rhos().into_iter().chain(gen_b2a.rhos()) {
+                let _ = rho.shallow_clone().f_clamp_(0.0, 1.0)?;
+            }
+            Ok(())
+        })?;
+        self.step = step;
+
+        values.insert(0, ("g_loss", g_loss.f_detach()?));
+        values.insert(0, ("d_loss", d_loss.f_detach()?));
+        Ok(StepLosses { values, lr })
+    }
+}
+
+/// `adv_weight * (D_ad_G + D_ad_cam_G + D_ad_L + D_ad_cam_L)` for one domain.
+fn d_domain_loss(
+    real: &Judged,
+    fake: &Judged,
+    adv_weight: f64,
+    [global, local]: [&str; 2],
+    values: &mut Vec<(&'static str, Tensor)>,
+) -> Result<Tensor> {
+    let ad_g = mse_to(&real.global.out, 1.0)?.f_add(&mse_to(&fake.global.out, 0.0)?)?;
+    let cam_g = mse_to(&real.global.cam_logit, 1.0)?.f_add(&mse_to(&fake.global.cam_logit, 0.0)?)?;
+    let ad_l = mse_to(&real.local.out, 1.0)?.f_add(&mse_to(&fake.local.out, 0.0)?)?;
+    let cam_l = mse_to(&real.local.cam_logit, 1.0)?.f_add(&mse_to(&fake.local.cam_logit, 0.0)?)?;
+    let total = ad_g.f_add(&cam_g)?.f_add(&ad_l)?.f_add(&cam_l)?.f_mul_scalar(adv_weight)?;
+    for (kind, branch, value) in [("ad", global, &ad_g), ("ad_cam", global, &cam_g), ("ad", local, &ad_l), ("ad_cam", local, &cam_l)] {
+        values.push((loss_name("D", kind, branch), value.f_detach()?));
+    }
+    Ok(total)
+}
+
+/// The generator loss of one target domain:
+/// `adv * (G_ad_G + G_ad_cam_G + G_ad_L + G_ad_cam_L) + cycle * recon + identity * ident + cam * cam`.
+fn g_domain_loss(
+    fake: &Judged,
+    [cycled, identity, real]: [&Tensor; 3],
+    [cam_source, cam_identity]: [&Tensor; 2],
+    cfg: &TrainConfig,
+    [global, local, domain]: [&str; 3],
+    values: &mut Vec<(&'static str, Tensor)>,
+) -> Result<Tensor> {
+    let ad_g = mse_to(&fake.global.out, 1.0)?;
+    let cam_g = mse_to(&fake.global.cam_logit, 1.0)?;
+    let ad_l = mse_to(&fake.local.out, 1.0)?;
+    let cam_l = mse_to(&fake.local.cam_logit, 1.0)?;
+    let recon = l1(cycled, real)?;
+    let ident = l1(identity, real)?;
+    // The generator's CAM classifier: "this input is from my source domain" (1) for the
+    // translation, "this is already my target domain" (0) for the identity pass.
+    let cam = bce_with_logits_to(cam_source, 1.0)?.f_add(&bce_with_logits_to(cam_identity, 0.0)?)?;
+    let adversarial = ad_g.f_add(&cam_g)?.f_add(&ad_l)?.f_add(&cam_l)?.f_mul_scalar(cfg.adv_weight)?;
+    let total = adversarial
+        .f_add(&recon.f_mul_scalar(cfg.cycle_weight)?)?
+        .f_add(&ident.f_mul_scalar(cfg.identity_weight)?)?
+        .f_add(&cam.f_mul_scalar(cfg.cam_weight)?)?;
+    for (kind, branch, value) in [("ad", global, &ad_g), ("ad_cam", global, &cam_g), ("ad", local, &ad_l), ("ad_cam", local, &cam_l)] {
+        values.push((loss_name("G", kind, branch), value.f_detach()?));
+    }
+    values.push((loss_name("G", "recon", domain), recon.f_detach()?));
+    values.push((loss_name("G", "identity", domain), ident.f_detach()?));
+    values.push((loss_name("G", "cam", domain), cam.f_detach()?));
+    Ok(total)
+}
+
+/// Official-style loss names, e.g. `D_ad_cam_loss_GA`, `G_recon_loss_A`.
+fn loss_name(net: &str, kind: &str, branch: &str) -> &'static str {
+    const NAMES: &[&str] = &[
+        "D_ad_loss_GA", "D_ad_cam_loss_GA", "D_ad_loss_LA", "D_ad_cam_loss_LA",
+        "D_ad_loss_GB", "D_ad_cam_loss_GB", "D_ad_loss_LB", "D_ad_cam_loss_LB",
+        "G_ad_loss_GA", "G_ad_cam_loss_GA", "G_ad_loss_LA", "G_ad_cam_loss_LA",
+        "G_ad_loss_GB", "G_ad_cam_loss_GB", "G_ad_loss_LB", "G_ad_cam_loss_LB",
+        "G_recon_loss_A", "G_identity_loss_A", "G_cam_loss_A",
+        "G_recon_loss_B", "G_identity_loss_B", "G_cam_loss_B",
+    ];
+    let wanted = format!("{net}_{kind}_loss_{branch}");
+    NAMES.iter().find(|n| **n == wanted).copied().unwrap_or("unknown_loss")
+}
