@@ -1,0 +1,139 @@
+"""Trainer.step against the official training loop (tests/reference/training.py).
+
+Tolerances: the losses and the D/G forward passes match to float rounding. Parameters are compared
+after the Adam update; Adam divides by sqrt(v) which, on the first steps, turns a rounding-level
+gradient difference into an update difference of up to ~lr for elements whose gradient is ~0.
+So we require every element within 2*lr and almost all of them (99.9%) within 1e-5.
+"""
+
+import pytest
+import torch
+
+import ugatit_rs as ug
+from reference.training import OfficialLoop
+
+
+def _pair(light, n_res=1, iteration=6, img_size=96, ch=4, **kw):
+    cfg = ug.TrainConfig(light=light, img_size=img_size, ch=ch, n_res=n_res, iteration=iteration,
+                         device="cpu", seed=3, **kw)
+    trainer = ug.Trainer(cfg)
+    ref = OfficialLoop(light, img_size, ch, n_res, iteration, **kw)
+    ref.load_from(trainer.networks())
+    return trainer, ref
+
+
+def _batches(n, batch, img_size, seed=11):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.rand(batch, 3, img_size, img_size, generator=gen) * 2 - 1,
+             torch.rand(batch, 3, img_size, img_size, generator=gen) * 2 - 1) for _ in range(n)]
+
+
+def _compare_params(trainer, ref, lr):
+    diffs = []
+    for name, net in trainer.networks().items():
+        ref_sd = ref.networks()[name].state_dict()
+        for key, value in net.state_dict().items():
+            diffs.append((value - ref_sd[key]).abs().flatten())
+    diffs = torch.cat(diffs)
+    assert diffs.max().item() <= 2 * lr
+    assert (diffs <= 1e-5).float().mean().item() >= 0.999
+    return diffs.max().item()
+
+
+@pytest.mark.parametrize("light", [True, False])
+@pytest.mark.parametrize("steps,batch", [(1, 1), (3, 2)])
+def test_steps_match_official_loop(light, steps, batch):
+    trainer, ref = _pair(light, n_res=2 if steps == 3 else 1)
+    for real_a, real_b in _batches(steps, batch, 96):
+        ours = trainer.step(real_a, real_b)
+        theirs = ref.step(real_a, real_b)
+        assert set(ours) == set(theirs)
+        for k, v in theirs.items():
+            assert ours[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    _compare_params(trainer, ref, lr=1e-4)
+    assert trainer.step_count == steps
+
+
+def test_lr_schedule_and_rho_clipping_follow_official_formulas():
+    """iteration=6: LR constant for steps 1-3, then lr -= lr0/3 before each update; rho in [0, 1]."""
+    trainer, ref = _pair(True, iteration=6, lr=2e-3)
+    lrs = []
+    for real_a, real_b in _batches(6, 1, 96):
+        ours = trainer.step(real_a, real_b)
+        theirs = ref.step(real_a, real_b)
+        assert ours["lr"] == theirs["lr"]  # bitwise: same f64 arithmetic
+        lrs.append(ours["lr"])
+    expected, lr = [], 2e-3
+    for step in range(1, 7):
+        if step > 3:
+            lr -= 2e-3 / 3
+        expected.append(lr)
+    assert lrs == expected
+    assert abs(lrs[-1]) < 1e-12
+    for gen in (trainer.gen_a2b, trainer.gen_b2a):
+        for name, p in gen.named_parameters():
+            if name.endswith("rho"):
+                assert 0.0 <= p.min().item() and p.max().item() <= 1.0, name
+    _compare_params(trainer, ref, lr=2e-3)
+
+
+def test_weight_decay_is_coupled_l2():
+    """With zero loss weights the only gradient is weight_decay * p: Adam's first step then moves
+    every (non-zero) parameter by exactly lr against its sign, like torch.optim.Adam."""
+    kw = dict(adv_weight=0.0, cycle_weight=0.0, identity_weight=0.0, cam_weight=0.0, weight_decay=1e-2)
+    trainer, ref = _pair(True, iteration=10, **kw)
+    before = {k: v.clone() for k, v in trainer.gen_a2b.state_dict().items()}
+    checked = 0
+    real_a, real_b = _batches(1, 1, 96)[0]
+    trainer.step(real_a, real_b)
+    ref.step(real_a, real_b)
+    for key, value in trainer.gen_a2b.state_dict().items():
+        old = before[key]
+        if key.endswith("rho"):
+            continue  # clipped to [0, 1] after the step
+        moved = old - value
+        expected = torch.sign(old) * 1e-4
+        big = old.abs() > 1e-3  # where wd * p >> eps, Adam's step is exactly lr * sign(p)
+        assert torch.allclose(moved[big], expected[big], atol=1e-7), key
+        checked += int(big.sum())
+    assert checked > 0.9 * trainer.gen_a2b.num_parameters()
+    _compare_params(trainer, ref, lr=1e-4)
+
+
+def test_trainer_networks_are_live_views():
+    trainer, _ = _pair(True)
+    p = dict(trainer.gen_a2b.named_parameters())["conv1x1.bias"]
+    before = p.clone()
+    trainer.step(*_batches(1, 1, 96)[0])
+    assert not torch.equal(p, before)  # the Python handle sees the update
+    assert trainer.gen_a2b.device == torch.device("cpu")
+
+
+def test_step_rejects_bad_batches():
+    trainer, _ = _pair(True)
+    good = torch.zeros(1, 3, 96, 96)
+    with pytest.raises(ValueError, match="real_b must be a \\(B, 3, 96, 96\\)"):
+        trainer.step(good, torch.zeros(1, 3, 128, 128))
+    with pytest.raises(TypeError, match="float32"):
+        trainer.step(good.double(), good)
+    with pytest.raises(TypeError, match="real_a must be a torch.Tensor"):
+        trainer.step(None, good)
+    assert trainer.step_count == 0
+
+
+def test_train_config_validation_and_defaults():
+    cfg = ug.TrainConfig()
+    assert (cfg.iteration, cfg.batch_size, cfg.lr, cfg.cam_weight, cfg.ch, cfg.n_res, cfg.img_size) == \
+        (1_000_000, 1, 1e-4, 1000.0, 64, 4, 256)
+    assert cfg.device == "cuda" and cfg.decay_flag and not cfg.light
+    for field, value, match in [("img_size", 64, "img_size"), ("lr", -1.0, "lr"), ("batch_size", 0, "batch_size"),
+                                ("cam_weight", float("nan"), "cam_weight"), ("num_workers", -1, "num_workers")]:
+        bad = ug.TrainConfig(device="cpu", **{field: value})
+        with pytest.raises(ValueError, match=match):
+            bad.validate()
+        with pytest.raises(ValueError, match=match):
+            ug.Trainer(bad)
+    with pytest.raises(TypeError):
+        ug.TrainConfig(iteration="many")
+    d = ug.TrainConfig(seed=5).to_dict()
+    assert d["seed"] == 5 and ug.TrainConfig(**d) == ug.TrainConfig(seed=5)
