@@ -149,7 +149,8 @@ mod tests {
 /// flags (SPEC §3.1), plus `dataset` (a folder with trainA/ trainB/ testA/ testB/), `seed` and
 /// `num_workers` for the data loader.
 #[cfg_attr(feature = "python", pyo3::pyclass(module = "ugatit_rs._native", get_all, set_all))]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
     pub dataset: String,
     pub light: bool,
@@ -210,6 +211,16 @@ impl TrainConfig {
     /// The global (`n_layers=7`) or local (`n_layers=5`) discriminator.
     pub fn discriminator(&self, global: bool) -> DiscriminatorConfig {
         DiscriminatorConfig { input_nc: 3, ndf: self.ch, n_layers: if global { 7 } else { 5 } }
+    }
+
+    /// The architecture fields, which a checkpoint must share with the trainer loading it.
+    pub fn architecture(&self) -> [(&'static str, String); 4] {
+        [
+            ("light", self.light.to_string()),
+            ("ch", self.ch.to_string()),
+            ("n_res", self.n_res.to_string()),
+            ("img_size", self.img_size.to_string()),
+        ]
     }
 
     pub fn validate(&self) -> Result<()> {

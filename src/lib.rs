@@ -10,6 +10,7 @@
 //! The Python bindings live in [`python`] behind the `python` feature.
 
 pub mod config;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod models;

@@ -128,10 +128,24 @@ impl ParamStore {
     /// Mis-shaped or non-float tensors are always an error; missing and unexpected keys are an
     /// error when `strict`, else reported back. `network` names the model in messages.
     pub fn load(&self, tensors: &[(String, Tensor)], strict: bool, network: &str) -> Result<LoadReport> {
+        let report = self.check(tensors, strict, network)?;
+        let vars = self.vars.borrow();
+        tch::no_grad(|| -> Result<()> {
+            for (name, src) in tensors {
+                if let Some(var) = vars.iter().find(|v| &v.name == name) {
+                    var.tensor.shallow_clone().f_copy_(src)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// The checks of [`ParamStore::load`] without copying anything.
+    pub fn check(&self, tensors: &[(String, Tensor)], strict: bool, network: &str) -> Result<LoadReport> {
         let vars = self.vars.borrow();
         let mut report = LoadReport::default();
         let mut problems = Vec::new();
-        let mut matched = Vec::new();
         for (name, src) in tensors {
             let Some(var) = vars.iter().find(|v| &v.name == name) else {
                 report.unexpected_keys.push(name.clone());
@@ -146,8 +160,6 @@ impl ParamStore {
                     src.size(),
                     var.tensor.size()
                 ));
-            } else {
-                matched.push((var, src));
             }
         }
         report.missing_keys = vars
@@ -169,12 +181,6 @@ impl ParamStore {
                 problems.join("\n  ")
             )));
         }
-        tch::no_grad(|| -> Result<()> {
-            for (var, src) in matched {
-                var.tensor.shallow_clone().f_copy_(src)?;
-            }
-            Ok(())
-        })?;
         Ok(report)
     }
 

@@ -1,5 +1,6 @@
 //! Training: losses, the Adam optimizer, the LR schedule and the trainer.
 
+pub mod checkpoint;
 pub mod losses;
 pub mod optim;
 pub mod schedule;

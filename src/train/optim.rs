@@ -140,8 +140,8 @@ impl Adam {
         (&self.exp_avg, &self.exp_avg_sq, self.step)
     }
 
-    /// Restores a state saved by [`Adam::state`].
-    pub fn load_state(&mut self, exp_avg: &Tensor, exp_avg_sq: &Tensor, step: i64) -> Result<()> {
+    /// Checks that a saved state fits this optimizer.
+    pub fn check_state(&self, exp_avg: &Tensor, exp_avg_sq: &Tensor) -> Result<()> {
         for (name, src) in [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)] {
             if src.size() != self.exp_avg.size() || src.f_kind()? != Kind::Float {
                 return Err(Error::StateDict(format!(
@@ -152,6 +152,20 @@ impl Adam {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Forgets the moments and the step count (a fresh optimizer over the same parameters).
+    pub fn reset_state(&mut self) -> Result<()> {
+        let _ = self.exp_avg.f_zero_()?;
+        let _ = self.exp_avg_sq.f_zero_()?;
+        self.step = 0;
+        Ok(())
+    }
+
+    /// Restores a state saved by [`Adam::state`].
+    pub fn load_state(&mut self, exp_avg: &Tensor, exp_avg_sq: &Tensor, step: i64) -> Result<()> {
+        self.check_state(exp_avg, exp_avg_sq)?;
         tch::no_grad(|| -> Result<()> {
             self.exp_avg.f_copy_(exp_avg)?;
             self.exp_avg_sq.f_copy_(exp_avg_sq)?;

@@ -75,12 +75,11 @@ impl Trainer {
         }
         let g_optim = Adam::new(g_params, adam)?;
         let d_optim = Adam::new(d_params, adam)?;
-        let shared = |g| Arc::new(Mutex::new(g));
         Ok(Self {
             config,
             device,
-            gen_a2b: shared(gen_a2b),
-            gen_b2a: shared(gen_b2a),
+            gen_a2b: Arc::new(Mutex::new(gen_a2b)),
+            gen_b2a: Arc::new(Mutex::new(gen_b2a)),
             dis_ga: Arc::new(Mutex::new(dis_ga)),
             dis_gb: Arc::new(Mutex::new(dis_gb)),
             dis_la: Arc::new(Mutex::new(dis_la)),
@@ -107,6 +106,16 @@ impl Trainer {
     /// The learning rate of the last update (both optimizers share it).
     pub fn lr(&self) -> f64 {
         self.g_optim.lr()
+    }
+
+    /// Calls `f(name, store)` for each of the six networks, in the official order.
+    pub fn for_each_network(&self, mut f: impl FnMut(&'static str, &crate::nn::ParamStore) -> Result<()>) -> Result<()> {
+        f("genA2B", lock(&self.gen_a2b).store())?;
+        f("genB2A", lock(&self.gen_b2a).store())?;
+        f("disGA", lock(&self.dis_ga).store())?;
+        f("disGB", lock(&self.dis_gb).store())?;
+        f("disLA", lock(&self.dis_la).store())?;
+        f("disLB", lock(&self.dis_lb).store())
     }
 
     fn check_batch(&self, x: &Tensor, name: &str) -> Result<()> {

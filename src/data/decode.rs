@@ -1,0 +1,32 @@
+//! Decoding any supported image file to 8-bit RGB, like PIL's `Image.open(p).convert('RGB')`:
+//! grayscale is replicated, palettes expanded, 16-bit scaled down, alpha dropped.
+//!
+//! Dimensions and allocations are capped, so a small file that claims a gigantic image (a
+//! decompression bomb) is refused instead of exhausting memory.
+
+use image::{ImageReader, Limits, RgbImage};
+use std::path::Path;
+
+/// Largest accepted width or height.
+pub const MAX_SIDE: u32 = 16_384;
+/// Largest allocation the decoder may make for one image.
+pub const MAX_ALLOC: u64 = 1 << 30;
+
+/// Decodes `path`; the error string says why the file is unusable.
+pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
+    let reader = ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut reader = reader.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    if reader.format().is_none() {
+        return Err("not a recognised image format".into());
+    }
+    let image = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err("image has zero width or height".into());
+    }
+    Ok(image.to_rgb8())
+}

@@ -1,0 +1,9 @@
+//! The image pipeline: find, decode, transform and batch domain images, in background threads.
+
+pub mod decode;
+pub mod loader;
+pub mod rng;
+pub mod scan;
+pub mod transforms;
+
+pub use loader::{load_image, DomainLoader, LoaderConfig};
