@@ -1,5 +1,6 @@
 //! Python bindings (`ugatit_rs._native`): thin wrappers only; all logic is in the core crate.
 
+pub mod data;
 pub mod error;
 pub mod models;
 pub mod train;
@@ -16,5 +17,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyDiscriminator>()?;
     m.add_class::<crate::config::TrainConfig>()?;
     m.add_class::<train::PyTrainer>()?;
+    m.add_class::<data::PyDomainLoader>()?;
+    m.add_function(wrap_pyfunction!(train::read_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(train::write_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(data::py_load_image, m)?)?;
     Ok(())
 }

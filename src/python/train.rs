@@ -3,7 +3,8 @@
 use super::models::{PyDiscriminator, PyGenerator};
 use crate::config::TrainConfig;
 use crate::device::device_name;
-use crate::train::{StepLosses, Trainer};
+use crate::train::{checkpoint, StepLosses, Trainer};
+use std::path::PathBuf;
 use crate::Result;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -98,6 +99,27 @@ fn losses_to_floats(losses: &StepLosses) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
+/// Reads a checkpoint's networks: `{"genA2B.DownBlock.1.weight": tensor, ...}` on the CPU,
+/// plus its metadata (step, lr, config JSON).
+#[pyfunction]
+pub fn read_checkpoint(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<(String, PyTensor)>, Vec<(String, String)>)> {
+    let (tensors, meta) = py.allow_threads(|| -> Result<_> {
+        let file = checkpoint::SafetensorsFile::open(&path)?;
+        Ok((file.tensors_with_prefix("", Device::Cpu)?, file.metadata()?))
+    })?;
+    let tensors = tensors.into_iter().map(|(n, t)| (n, PyTensor(t))).collect();
+    Ok((tensors, meta.into_iter().collect()))
+}
+
+/// Writes `{name: tensor}` plus string metadata as a safetensors file, atomically.
+#[pyfunction]
+pub fn write_checkpoint(py: Python<'_>, path: PathBuf, tensors: Vec<(String, PyTensor)>, metadata: Vec<(String, String)>) -> PyResult<()> {
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
+    let metadata = metadata.into_iter().collect();
+    py.allow_threads(move || checkpoint::write_safetensors_atomic(&path, &tensors, &metadata))?;
+    Ok(())
+}
+
 /// The native trainer. Use `ugatit_rs.Trainer`, which wraps it.
 #[pyclass(name = "Trainer", module = "ugatit_rs._native")]
 pub struct PyTrainer {
@@ -128,6 +150,18 @@ impl PyTrainer {
         let losses = py.allow_threads(move || lock(&self.inner).step(&a, &b))?;
         let values = losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect();
         Ok((values, losses.lr))
+    }
+
+    /// Writes the full training state to `path` (atomically).
+    fn save_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.allow_threads(|| checkpoint::save(&lock(&self.inner), &path))?;
+        Ok(())
+    }
+
+    /// Restores a checkpoint; returns its step. Validates everything before changing anything.
+    fn load_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<i64> {
+        let info = py.allow_threads(|| checkpoint::load(&mut lock(&self.inner), &path))?;
+        Ok(info.step)
     }
 
     #[getter]

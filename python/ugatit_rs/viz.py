@@ -1,0 +1,114 @@
+"""Visualisation: CAM heatmaps as the official ``cam()`` draws them, overlays, the official sample
+grid, and loss curves from a training log. Functions return numpy images (HWC uint8, RGB) or
+matplotlib figures, so they work in notebooks and scripts alike."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# OpenCV's COLORMAP_JET anchor points (value -> RGB), interpolated linearly.
+_JET = np.array(
+    [[0.0, 0.0, 0.0, 0.5], [0.11, 0.0, 0.0, 1.0], [0.125, 0.0, 0.0, 1.0], [0.34, 0.0, 0.86, 1.0],
+     [0.35, 0.0, 0.9, 1.0], [0.375, 0.0, 1.0, 1.0], [0.64, 1.0, 1.0, 0.0], [0.66, 1.0, 0.98, 0.0],
+     [0.875, 1.0, 0.0, 0.0], [0.91, 0.86, 0.0, 0.0], [1.0, 0.5, 0.0, 0.0]]
+)
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """Maps values in [0, 1] to jet colours (float RGB in [0, 1])."""
+    v = np.clip(values, 0.0, 1.0)
+    return np.stack([np.interp(v, _JET[:, 0], _JET[:, c]) for c in (1, 2, 3)], axis=-1)
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """A ``(3, H, W)`` or ``(1, 3, H, W)`` tensor in [-1, 1] as an HWC uint8 RGB array."""
+    if x.dim() == 4:
+        x = x[0]
+    x = x.detach().float().cpu().clamp(-1, 1)
+    return ((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
+
+
+def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarray:
+    """The official ``cam()``: min-max normalise, resize bilinearly, jet colormap (RGB uint8).
+
+    A constant heatmap (which made the official code divide by zero) becomes all-blue.
+    """
+    h = heatmap.detach().float().cpu()
+    while h.dim() > 2:
+        h = h[0]
+    h = h - h.min()
+    peak = h.max()
+    h = h / peak if peak > 0 else torch.zeros_like(h)
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    h = F.interpolate(h[None, None], size=hw, mode="bilinear", align_corners=False)[0, 0]
+    return (jet(h.numpy()) * 255).round().astype(np.uint8)
+
+
+def overlay(image: np.ndarray, heatmap: torch.Tensor, alpha: float = 0.5) -> np.ndarray:
+    """The heatmap's jet colours blended over an HWC uint8 image."""
+    colours = heatmap_image(heatmap, image.shape[:2]).astype(np.float32)
+    return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().clip(0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def translation_column(forward, backward, x: torch.Tensor) -> np.ndarray:
+    """The official sample column for one image ``x`` (1, 3, S, S) of the source domain:
+    real, identity heatmap, identity, translation heatmap, translation, cycle heatmap, cycle."""
+    size = x.shape[-1]
+    identity, _, identity_hm = backward(x)
+    fake, _, fake_hm = forward(x)
+    cycle, _, cycle_hm = backward(fake)
+    tiles = [to_image(x), heatmap_image(identity_hm, size), to_image(identity),
+             heatmap_image(fake_hm, size), to_image(fake), heatmap_image(cycle_hm, size), to_image(cycle)]
+    return np.concatenate(tiles, axis=0)
+
+
+def sample_grid(forward, backward, images: Iterable[torch.Tensor]) -> np.ndarray:
+    """Columns of :func:`translation_column` side by side: ``(7*S, n*S, 3)``."""
+    return np.concatenate([translation_column(forward, backward, x) for x in images], axis=1)
+
+
+def read_log(path: str | os.PathLike) -> list[dict]:
+    """The JSON-lines training log written by ``Trainer.fit`` (one dict per step)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", "g_loss"), smooth: int = 1):
+    """A matplotlib figure with one panel per loss; ``smooth`` averages over a moving window."""
+    import matplotlib
+
+    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg",) and "inline" not in matplotlib.get_backend():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_log(log) if not isinstance(log, list) else log
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
+    steps = np.array([r["step"] for r in rows])
+    for ax, key in zip(axes[0], keys):
+        values = np.array([r[key] for r in rows], dtype=float)
+        if smooth > 1 and len(values) >= smooth:
+            kernel = np.ones(smooth) / smooth
+            values = np.convolve(values, kernel, mode="valid")
+            ax.plot(steps[smooth - 1:], values)
+        else:
+            ax.plot(steps, values)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
+    """Writes an HWC uint8 RGB array as PNG (creating the folder)."""
+    from PIL import Image
+
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    Image.fromarray(image).save(path)
