@@ -1,8 +1,11 @@
 """The ``ugatit-rs`` command line.
 
-Sub-commands:
-    demo   Translate a procedurally drawn face with a freshly initialised generator and save the
-           input, the translation and the CAM attention heatmap as PNGs (no training yet).
+Sub-commands (``ugatit-rs <command> --help`` for each):
+    train      train on a dataset folder (flags mirror the official main.py)
+    test       the official test outputs (translation columns with heatmaps) for testA/testB
+    translate  translate files or folders with a checkpoint
+    convert    official .pt <-> ugatit-rs .safetensors
+    demo       translate a synthetic face with a freshly initialised generator (PNG outputs)
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from . import Generator
+from . import Generator, TrainConfig, Trainer
 
 
 def synthetic_face(size: int, seed: int = 0) -> np.ndarray:
@@ -94,9 +97,133 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def str2bool(value: str) -> bool:
+    """A strict version of the official str2bool (which took any substring of 'true' as True)."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes", "y", "t"):
+        return True
+    if lowered in ("false", "0", "no", "n", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, named as in the official main.py, defaults from TrainConfig."""
+    defaults = TrainConfig().to_dict()
+    helps = {
+        "dataset": "dataset folder with trainA/ trainB/ testA/ testB/",
+        "light": "light model (pooled features into the gamma/beta MLP)",
+        "iteration": "number of training iterations", "batch_size": "images per domain per step",
+        "print_freq": "sample-grid frequency (steps)", "save_freq": "checkpoint frequency (steps)",
+        "decay_flag": "linear LR decay over the second half", "resume": "continue from the latest checkpoint",
+        "ch": "base channel number", "n_res": "residual blocks", "img_size": "image size",
+        "result_dir": "where results/<dataset>/ goes", "device": "cpu, cuda or cuda:N",
+        "seed": "seed for initialisation and the data streams", "num_workers": "image decoding threads per domain",
+    }
+    for name, default in defaults.items():
+        kind = type(default)
+        flag_type = str2bool if kind is bool else kind
+        parser.add_argument(f"--{name}", type=flag_type, default=default, metavar=kind.__name__.upper(),
+                            help=f"{helps.get(name, name.replace('_', ' '))} (default: {default})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{k: getattr(args, k) for k in TrainConfig().to_dict()})
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    trainer = Trainer(cfg)
+    print(f"training {trainer.dataset_name}: {cfg.iteration} iterations on {trainer.device}; results in {trainer.run_dir}")
+    try:
+        log = trainer.fit(progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
+    trainer.test()
+    print(f"done: step {trainer.step_count}; log {log}; checkpoint {trainer.checkpoint_path()}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    trainer = Trainer(cfg)
+    path = args.checkpoint or trainer.resume()
+    if path is None:
+        raise FileNotFoundError(f"no checkpoint in {os.path.join(trainer.run_dir, 'model')}; pass --checkpoint")
+    if args.checkpoint:
+        if path.endswith(".pt"):
+            from .convert import load_official_into
+
+            load_official_into(trainer, path)
+        else:
+            trainer.load_checkpoint(path)
+    written = trainer.test()
+    print(f"wrote {len(written['A2B'])} A2B and {len(written['B2A'])} B2A columns to {os.path.join(trainer.run_dir, 'test')}")
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    from .translate import Translator
+
+    translator = Translator.from_checkpoint(args.checkpoint, direction=args.direction, device=args.device,
+                                            batch_size=args.batch_size)
+    written = []
+    for src in args.inputs:
+        if os.path.isdir(src):
+            written += translator.translate_folder(src, os.path.join(args.output, os.path.basename(os.path.normpath(src))),
+                                                   progress=not args.no_progress, with_heatmap=args.heatmap)
+        elif os.path.isfile(src):
+            written += translator.translate_files([src], args.output, progress=False, with_heatmap=args.heatmap)
+        else:
+            raise FileNotFoundError(f"{src}: no such file or folder")
+    print(f"translated {len(written)} image(s) into {args.output}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import official_to_ours, ours_to_official
+
+    if args.src.endswith(".pt") and args.dst.endswith(".safetensors"):
+        official_to_ours(args.src, args.dst)
+    elif args.src.endswith(".safetensors") and args.dst.endswith(".pt"):
+        ours_to_official(args.src, args.dst)
+    else:
+        raise ValueError("convert official .pt -> .safetensors or .safetensors -> official .pt "
+                         f"(got {args.src!r} -> {args.dst!r})")
+    print(f"wrote {args.dst}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ugatit-rs", description="U-GAT-IT in Rust on libtorch")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train on a dataset folder (flags mirror the official main.py)")
+    add_config_flags(train)
+    train.add_argument("--no_progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    test = sub.add_parser("test", help="official test outputs for testA/testB with the latest checkpoint")
+    add_config_flags(test)
+    test.add_argument("--checkpoint", default=None, help="a .safetensors (ours) or official .pt file")
+    test.set_defaults(func=cmd_test)
+
+    tr = sub.add_parser("translate", help="translate image files or folders with a checkpoint")
+    tr.add_argument("inputs", nargs="+", help="image files and/or folders")
+    tr.add_argument("--checkpoint", required=True, help="a .safetensors (ours) or official .pt file")
+    tr.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
+    tr.add_argument("--output", default="translated", help="output folder (default: translated)")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--batch_size", type=int, default=8)
+    tr.add_argument("--heatmap", action="store_true", help="also write <name>_cam.png attention overlays")
+    tr.add_argument("--no_progress", action="store_true")
+    tr.set_defaults(func=cmd_translate)
+
+    conv = sub.add_parser("convert", help="official .pt <-> ugatit-rs .safetensors")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    conv.set_defaults(func=cmd_convert)
+
     demo = sub.add_parser("demo", help="translate a synthetic face with a fresh generator; write PNGs")
     demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument("--img-size", type=int, default=128, help="image size, multiple of 4 (default: 128)")
@@ -112,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:
         print(f"ugatit-rs {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -165,7 +165,7 @@ class Trainer:
 
     # -- the whole run ---------------------------------------------------------------------------
     def fit(self, progress: bool = True, callback: Optional[Callable[[int, Dict[str, float]], None]] = None,
-            log_every: int = 10) -> str:
+            log_every: int = 10, until: Optional[int] = None) -> str:
         """Trains until ``config.iteration`` over ``config.dataset`` (``trainA/`` and ``trainB/``).
 
         Writes under :attr:`run_dir`: ``log.jsonl`` (every loss of every step; TensorBoard events
@@ -176,7 +176,8 @@ class Trainer:
 
         ``callback(step, losses)`` is called whenever losses are read (every ``log_every`` steps:
         losses stay on the device in between, so the GPU never waits for the host).
-        Returns the path of the log.
+        ``until`` stops after that step (saving a checkpoint) without changing the schedule,
+        which is still computed for ``config.iteration`` steps. Returns the path of the log.
         """
         cfg = self.config
         loaders = {d: DomainLoader(domain_folder(cfg.dataset, f"train{d}"), cfg.img_size, cfg.batch_size,
@@ -192,7 +193,8 @@ class Trainer:
         os.makedirs(self.run_dir, exist_ok=True)
         log_path = os.path.join(self.run_dir, "log.jsonl")
         writer = _tensorboard_writer(self.run_dir)
-        bar = _progress(cfg.iteration, start, progress)
+        last = cfg.iteration if until is None else min(int(until), cfg.iteration)
+        bar = _progress(last, start, progress)
         pending: list = []
         started = time.perf_counter()
 
@@ -218,12 +220,12 @@ class Trainer:
                 callback(last_step, last)
 
         try:
-            for step in range(start + 1, cfg.iteration + 1):
+            for step in range(start + 1, last + 1):
                 real_a = loaders["A"].next_batch().to(self.device, non_blocking=True)
                 real_b = loaders["B"].next_batch().to(self.device, non_blocking=True)
                 losses, lr = self._native.step_lazy(real_a, real_b)
                 pending.append((step, losses, lr))
-                if len(pending) >= log_every or step == cfg.iteration:
+                if len(pending) >= log_every or step == last:
                     flush()
                 if bar is not None:
                     bar.update(1)

@@ -77,7 +77,13 @@ pub fn write_safetensors_atomic(path: &Path, tensors: &[(String, Tensor)], metad
         w.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
         w.write_all(&header_bytes).map_err(io_err(&tmp))?;
         let mut buf = Vec::new();
-        for (t, bytes) in &cpu {
+        // Fault injection for the crash tests: die after writing this many tensors.
+        let abort_after: Option<usize> = std::env::var("UGATIT_RS_TEST_ABORT_SAVE_AFTER").ok().and_then(|v| v.parse().ok());
+        for (i, (t, bytes)) in cpu.iter().enumerate() {
+            if abort_after == Some(i) {
+                w.flush().map_err(io_err(&tmp))?;
+                std::process::abort();
+            }
             buf.resize(*bytes, 0);
             t.f_copy_data_u8(&mut buf, t.numel())?;
             w.write_all(&buf).map_err(io_err(&tmp))?;

@@ -1,0 +1,167 @@
+"""Translating images with a trained generator.
+
+>>> t = Translator.from_checkpoint("results/selfie2anime/model/selfie2anime_params_0100000.safetensors")
+>>> anime = t("me.jpg")                      # PIL image in, PIL image out
+>>> out, heat = t(tensor, return_attention=True)
+
+Inputs may be a ``PIL.Image``, an HWC uint8 numpy array, a ``(3, H, W)``/``(B, 3, H, W)`` float
+tensor in [-1, 1], a file path, or a list of these; the result has the same kind. Images are
+resized to the generator's ``img_size`` (aspect ratio ignored, as in training) and the result is
+resized back to the input's size, unless ``keep_size=False``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import viz
+from .convert import read_ours
+from .models import Generator
+
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def generator_config_from_state_dict(sd) -> dict:
+    """Infers ``ngf``, ``n_blocks``, ``light`` and ``img_size`` from an official generator state dict."""
+    ngf = sd["DownBlock.1.weight"].shape[0]
+    n_blocks = sum(1 for k in sd if k.startswith("UpBlock1_") and k.endswith(".conv1.weight"))
+    fc_in = sd["FC.0.weight"].shape[1]
+    light = fc_in == 4 * ngf
+    img_size = None if light else int(round((fc_in / (4 * ngf)) ** 0.5)) * 4
+    return {"ngf": ngf, "n_blocks": n_blocks, "light": light, "img_size": img_size,
+            "input_nc": sd["DownBlock.1.weight"].shape[1], "output_nc": sd["UpBlock2.11.weight"].shape[0]}
+
+
+class Translator:
+    """A generator plus the pre- and post-processing to translate ordinary images."""
+
+    def __init__(self, generator: Generator, img_size: int, batch_size: int = 8):
+        self.generator = generator.eval()
+        self.img_size = int(img_size)
+        self.batch_size = int(batch_size)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, direction: str = "A2B", device="cpu", img_size: int | None = None,
+                        batch_size: int = 8) -> "Translator":
+        """Loads ``genA2B`` (``direction="A2B"``) or ``genB2A`` from a ugatit-rs checkpoint (or an
+        official ``.pt``). The architecture is read from the weights themselves."""
+        if direction not in ("A2B", "B2A"):
+            raise ValueError(f"direction must be 'A2B' or 'B2A', got {direction!r}")
+        if os.fspath(path).endswith(".pt"):
+            from .convert import NETWORK_NAMES, read_official
+
+            flat = read_official(path)
+            nets = {n: {k[len(n) + 1:]: v for k, v in flat.items() if k.startswith(n + ".")} for n in NETWORK_NAMES}
+        else:
+            nets = read_ours(path)
+        sd = nets["gen" + direction]
+        cfg = generator_config_from_state_dict(sd)
+        size = cfg.pop("img_size") or img_size or 256
+        if img_size is not None and not cfg["light"] and img_size != size:
+            raise ValueError(f"this full-mode generator only works at img_size={size}, got img_size={img_size}")
+        g = Generator(img_size=size, device=device, **cfg)
+        g.load_state_dict(sd)
+        return cls(g, img_size or size, batch_size)
+
+    # -- conversions -------------------------------------------------------------------------------
+    def _to_tensor(self, item) -> torch.Tensor:
+        """Any supported input -> (3, H, W) float in [-1, 1] on the CPU."""
+        from PIL import Image
+
+        if isinstance(item, (str, os.PathLike)):
+            with Image.open(item) as im:
+                item = np.asarray(im.convert("RGB"))
+        if isinstance(item, Image.Image):
+            item = np.asarray(item.convert("RGB"))
+        if isinstance(item, np.ndarray):
+            if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
+                raise ValueError(f"numpy images must be HWC uint8 RGB, got {item.dtype} {item.shape}")
+            return torch.from_numpy(np.ascontiguousarray(item)).permute(2, 0, 1).float().div(127.5).sub(1)
+        if isinstance(item, torch.Tensor):
+            if item.dim() != 3 or item.shape[0] != 3 or not item.is_floating_point():
+                raise ValueError(f"tensor images must be float (3, H, W) in [-1, 1], got {item.dtype} {tuple(item.shape)}")
+            return item.detach().float().cpu()
+        raise TypeError(f"cannot translate a {type(item).__name__}: expected a path, PIL image, numpy array or tensor")
+
+    @torch.no_grad()
+    def _run(self, tensors: List[torch.Tensor], keep_size: bool):
+        outs, heats = [], []
+        dev = self.generator.device
+        for i in range(0, len(tensors), self.batch_size):
+            chunk = tensors[i:i + self.batch_size]
+            x = torch.stack([F.interpolate(t[None], size=(self.img_size, self.img_size), mode="bilinear",
+                                           align_corners=False, antialias=True)[0] for t in chunk]).to(dev)
+            out, _, heat = self.generator(x)
+            for t, o, h in zip(chunk, out.cpu(), heat.cpu()):
+                if keep_size and tuple(t.shape[1:]) != (self.img_size, self.img_size):
+                    o = F.interpolate(o[None], size=t.shape[1:], mode="bilinear", align_corners=False, antialias=True)[0]
+                outs.append(o.clamp(-1, 1))
+                heats.append(h)
+        return outs, heats
+
+    def __call__(self, images, return_attention: bool = False, keep_size: bool = True):
+        """Translates one input or a list; returns the same kind (and heatmaps if asked)."""
+        from PIL import Image
+
+        single = not isinstance(images, (list, tuple))
+        items = [images] if single else list(images)
+        if not items:
+            return ([], []) if return_attention else []
+        batch_tensor = isinstance(images, torch.Tensor) and images.dim() == 4
+        if batch_tensor:
+            items, single = list(images), False
+        outs, heats = self._run([self._to_tensor(i) for i in items], keep_size)
+        results = []
+        for item, out in zip(items, outs):
+            if isinstance(item, torch.Tensor):
+                results.append(out.to(item.device))
+            elif isinstance(item, np.ndarray):
+                results.append(viz.to_image(out))
+            else:
+                results.append(Image.fromarray(viz.to_image(out)))
+        if batch_tensor:
+            results = torch.stack(results)
+            heats = torch.stack(heats)
+        elif single:
+            results, heats = results[0], heats[0]
+        return (results, heats) if return_attention else results
+
+    def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> List[str]:
+        """Translates every image under ``src`` into ``dst`` (same relative paths, PNG)."""
+        paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs if f.lower().endswith(_IMAGE_EXTS))
+        if not paths:
+            raise FileNotFoundError(f"{src}: no images found")
+        return self.translate_files(paths, dst, root=src, progress=progress, with_heatmap=with_heatmap)
+
+    def translate_files(self, paths: Sequence[str], dst: str, root: str | None = None, progress: bool = True,
+                        with_heatmap: bool = False) -> List[str]:
+        bar = None
+        if progress:
+            try:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(paths), unit="img")
+            except ImportError:
+                pass
+        written = []
+        for i in range(0, len(paths), self.batch_size):
+            chunk = paths[i:i + self.batch_size]
+            outs, heats = self(list(chunk), return_attention=True)
+            for path, out, heat in zip(chunk, outs, heats):
+                rel = os.path.relpath(path, root) if root else os.path.basename(path)
+                target = os.path.join(dst, os.path.splitext(rel)[0] + ".png")
+                os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+                out.save(target)
+                written.append(target)
+                if with_heatmap:
+                    viz.save_png(viz.overlay(np.asarray(out), heat), os.path.splitext(target)[0] + "_cam.png")
+            if bar is not None:
+                bar.update(len(chunk))
+        if bar is not None:
+            bar.close()
+        return written
