@@ -1,0 +1,102 @@
+"""Official .pt checkpoints in and out, and the command line."""
+
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ugatit_rs as ug
+from datasets import make_dataset
+from reference.training import OfficialLoop
+from ugatit_rs.convert import official_to_ours, ours_to_official, load_official_into, read_official
+
+CLI = [sys.executable, "-m", "ugatit_rs.cli"]
+
+
+def _official_file(path, light=True, seed=0):
+    torch.manual_seed(seed)
+    loop = OfficialLoop(light, 96, 4, 1, 10)
+    for net in (loop.disGA, loop.disLA):  # give the SN vectors a non-initial state
+        net(torch.rand(1, 3, 96, 96))
+    torch.save({name: net.state_dict() for name, net in loop.networks().items()}, path)
+    return loop
+
+
+def test_official_pt_converts_and_loads(tmp_path):
+    pt = tmp_path / "toy_params_0000010.pt"
+    loop = _official_file(pt)
+    ours = official_to_ours(pt, tmp_path / "converted.safetensors")
+    cfg = ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu", seed=5)
+    trainer = ug.Trainer(cfg)
+    assert trainer.load_checkpoint(ours) == 10
+    for name, net in loop.networks().items():
+        theirs = net.state_dict()
+        mine = trainer.networks()[name].state_dict()
+        assert list(mine) == list(theirs)
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), name
+    fresh = ug.Trainer(cfg)
+    assert load_official_into(fresh, pt) == 10
+    assert torch.equal(fresh.gen_b2a.state_dict()["FC.0.weight"], loop.genB2A.state_dict()["FC.0.weight"])
+
+
+def test_ours_exports_to_official_layout(tmp_path):
+    cfg = ug.TrainConfig(light=False, img_size=96, ch=4, n_res=1, device="cpu", seed=2)
+    trainer = ug.Trainer(cfg)
+    trainer.step(torch.rand(1, 3, 96, 96) * 2 - 1, torch.rand(1, 3, 96, 96) * 2 - 1)
+    ckpt = trainer.save_checkpoint(str(tmp_path / "run_params_0000001.safetensors"))
+    pt = ours_to_official(ckpt, tmp_path / "run_params_0000001.pt")
+    loaded = torch.load(pt, map_location="cpu", weights_only=True)
+    loop = OfficialLoop(False, 96, 4, 1, 10)
+    for name, net in loop.networks().items():
+        net.load_state_dict(loaded[name], strict=True)  # the official UGATIT.load
+        mine = trainer.networks()[name].state_dict()
+        assert all(torch.equal(v, mine[k]) for k, v in net.state_dict().items())
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > PWNED",))
+
+
+def test_pickles_that_run_code_are_refused(tmp_path):
+    evil = tmp_path / "evil_params_0000001.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"genA2B": _Evil()}, f)
+    with pytest.raises(ValueError, match="refused"):
+        read_official(evil)
+    assert not (tmp_path / "PWNED").exists() and not os.path.exists("PWNED")
+    (tmp_path / "other.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="other.pt"):
+        read_official(tmp_path / "other.pt")
+    torch.save({"genA2B": {}}, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="genB2A"):
+        read_official(tmp_path / "partial.pt")
+
+
+def test_cli_train_test_translate_convert(tmp_path):
+    data = make_dataset(tmp_path / "toy", n_train=3, n_test=2)
+    results = tmp_path / "results"
+    common = ["--dataset", data, "--light", "true", "--img_size", "96", "--ch", "4", "--n_res", "1",
+              "--device", "cpu", "--result_dir", str(results), "--num_workers", "1"]
+    run = lambda *args: subprocess.run(CLI + list(args), capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
+    out = run("train", *common, "--iteration", "2", "--save_freq", "2", "--print_freq", "2", "--no_progress")
+    assert out.returncode == 0, out.stderr
+    ckpt = results / "toy" / "model" / "toy_params_0000002.safetensors"
+    assert ckpt.exists() and (results / "toy" / "test" / "A2B_2.png").exists()
+    out = run("test", *common)
+    assert out.returncode == 0 and "2 A2B" in out.stdout, out.stderr
+    out = run("translate", str(tmp_path / "toy" / "testB"), "--checkpoint", str(ckpt), "--direction", "B2A",
+              "--output", str(tmp_path / "tr"), "--heatmap", "--no_progress")
+    assert out.returncode == 0, out.stderr
+    assert sorted(os.listdir(tmp_path / "tr" / "testB")) == ["000.png", "000_cam.png", "001.png", "001_cam.png"]
+    out = run("convert", str(ckpt), str(tmp_path / "x.pt"))
+    assert out.returncode == 0 and (tmp_path / "x.pt").exists(), out.stderr
+    out = run("train", "--dataset", str(tmp_path / "missing"), "--device", "cpu")
+    assert out.returncode == 2 and "missing/trainA" in out.stderr
+    out = run("train", "--img_size", "50", "--device", "cpu")
+    assert out.returncode == 2 and "img_size" in out.stderr
+    out = run("train", "--light", "maybe")
+    assert out.returncode == 2 and "expected true or false" in out.stderr
