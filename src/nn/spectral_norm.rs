@@ -35,6 +35,15 @@ impl SpectralNorm {
 
     /// The normalised weight `weight_orig / sigma`, differentiable through sigma.
     pub fn weight(&self, training: bool) -> Result<Tensor> {
+        let sigma = self.sigma(training)?;
+        Ok(self.weight_orig.f_div(&sigma)?)
+    }
+
+    /// The spectral-norm estimate `sigma = u · (W v)` (a 0-d tensor, differentiable through W),
+    /// after one power iteration in training mode. Layers that are linear in their weight can
+    /// divide their *output* by sigma instead of the weight: the same function, and much less
+    /// work when the weight is larger than the output (the deep discriminator layers).
+    pub fn sigma(&self, training: bool) -> Result<Tensor> {
         let rows = self.weight_orig.size()[0];
         let w_mat = self.weight_orig.f_reshape([rows, -1])?;
         let (u, v) = if training {
@@ -51,8 +60,7 @@ impl SpectralNorm {
         } else {
             (self.weight_u.shallow_clone(), self.weight_v.shallow_clone())
         };
-        let sigma = u.f_dot(&w_mat.f_mv(&v)?)?;
-        Ok(self.weight_orig.f_div(&sigma)?)
+        Ok(u.f_dot(&w_mat.f_mv(&v)?)?)
     }
 }
 

@@ -17,6 +17,35 @@
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
+/// Elements per CPU update segment (1 MiB of float32: fits in L2 with its three companions).
+const CPU_SEGMENT: i64 = 1 << 18;
+
+struct Scalars {
+    weight_decay: f64,
+    one_minus_beta1: f64,
+    beta2: f64,
+    one_minus_beta2: f64,
+    neg_step_size: f64,
+    bias_correction2_sqrt: f64,
+    eps: f64,
+}
+
+/// The Adam update of one contiguous segment, in place. `addcmul_`/`addcdiv_` (whose `value`
+/// tch cannot pass) get their operand pre-scaled: `v + (s·g)·g` and `p + (s·m)/d` are exactly
+/// PyTorch's `addcmul_(g, g, value=s)` and `addcdiv_(m, d, value=s)`.
+fn update_segment(p: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, s: &Scalars) -> Result<()> {
+    let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
+    let grad = if s.weight_decay != 0.0 { grad.f_add(&p.f_mul_scalar(s.weight_decay)?)? } else { grad.shallow_clone() };
+    let _ = m.f_lerp_(&grad, s.one_minus_beta1)?;
+    let _ = v.f_mul_scalar_(s.beta2)?;
+    let _ = v.f_addcmul_(&grad.f_mul_scalar(s.one_minus_beta2)?, &grad)?;
+    let mut denom = v.f_sqrt()?;
+    let _ = denom.f_div_scalar_(s.bias_correction2_sqrt)?;
+    let _ = denom.f_add_scalar_(s.eps)?;
+    let _ = p.f_addcdiv_(&m.f_mul_scalar(s.neg_step_size)?, &denom)?;
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamConfig {
     pub lr: f64,
@@ -95,6 +124,11 @@ impl Adam {
     }
 
     /// One update from gradients given in parameter order (as returned by `run_backward`).
+    ///
+    /// On CUDA the whole group is updated at once (the gradients are concatenated first): a
+    /// dozen kernel launches in all. On the CPU the update walks the parameters in cache-sized
+    /// segments instead, so each segment's dozen passes stay in cache (one pass over a 30 MB
+    /// buffer per operation was 3-5x slower than PyTorch's per-tensor loop).
     pub fn step(&mut self, grads: &[Tensor]) -> Result<()> {
         if grads.len() != self.params.len() {
             return Err(Error::config(format!(
@@ -103,36 +137,59 @@ impl Adam {
                 self.params.len()
             )));
         }
+        for (i, g) in grads.iter().enumerate() {
+            if !g.defined() {
+                return Err(Error::config(format!("parameter {i} received no gradient (not used by the loss?)")));
+            }
+        }
         self.check_aliasing()?;
-        let flats = grads.iter().map(|g| g.f_reshape([-1])).collect::<std::result::Result<Vec<_>, _>>()?;
+        self.step += 1;
+        let scalars = self.scalars();
         tch::no_grad(|| -> Result<()> {
-            let grad = Tensor::f_cat(&flats, 0)?;
-            self.update(grad)
+            if self.flat_params.device().is_cuda() {
+                let flats = grads.iter().map(|g| g.f_reshape([-1])).collect::<std::result::Result<Vec<_>, _>>()?;
+                let grad = Tensor::f_cat(&flats, 0)?;
+                update_segment(&self.flat_params, &grad, &self.exp_avg, &self.exp_avg_sq, &scalars)
+            } else {
+                let mut offset = 0i64;
+                for g in grads {
+                    let g = g.f_reshape([-1])?;
+                    let n = g.size()[0];
+                    let mut start = 0i64;
+                    while start < n {
+                        let len = CPU_SEGMENT.min(n - start);
+                        let at = offset + start;
+                        update_segment(
+                            &self.flat_params.f_narrow(0, at, len)?,
+                            &g.f_narrow(0, start, len)?,
+                            &self.exp_avg.f_narrow(0, at, len)?,
+                            &self.exp_avg_sq.f_narrow(0, at, len)?,
+                            &scalars,
+                        )?;
+                        start += len;
+                    }
+                    offset += n;
+                }
+                Ok(())
+            }
         })
     }
 
-    fn update(&mut self, grad: Tensor) -> Result<()> {
+    /// The per-step scalars, in Python float arithmetic as torch.optim.Adam computes them.
+    fn scalars(&self) -> Scalars {
         let AdamConfig { lr, beta1, beta2, eps, weight_decay } = self.config;
-        self.step += 1;
         let step = self.step as f64;
-        let grad = if weight_decay != 0.0 {
-            grad.f_add(&self.flat_params.f_mul_scalar(weight_decay)?)?
-        } else {
-            grad
-        };
-        let _ = self.exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
-        let _ = self.exp_avg_sq.f_mul_scalar_(beta2)?;
-        let _ = self.exp_avg_sq.f_add_(&grad.f_mul_scalar(1.0 - beta2)?.f_mul(&grad)?)?;
-        // Python float arithmetic, as torch.optim.Adam does it.
         let bias_correction1 = 1.0 - beta1.powf(step);
         let bias_correction2 = 1.0 - beta2.powf(step);
-        let step_size = lr / bias_correction1;
-        let bias_correction2_sqrt = bias_correction2.powf(0.5);
-        let mut denom = self.exp_avg_sq.f_sqrt()?.f_div_scalar(bias_correction2_sqrt)?;
-        let _ = denom.f_add_scalar_(eps)?;
-        let update = self.exp_avg.f_mul_scalar(-step_size)?.f_div(&denom)?;
-        let _ = self.flat_params.f_add_(&update)?;
-        Ok(())
+        Scalars {
+            weight_decay,
+            one_minus_beta1: 1.0 - beta1,
+            beta2,
+            one_minus_beta2: 1.0 - beta2,
+            neg_step_size: -(lr / bias_correction1),
+            bias_correction2_sqrt: bias_correction2.powf(0.5),
+            eps,
+        }
     }
 
     /// The state to checkpoint: (exp_avg, exp_avg_sq) as flat tensors, and the step count.

@@ -1,0 +1,214 @@
+"""Side-by-side benchmark: ugatit-rs vs the official-style PyTorch loop (tests/reference), same
+machine, same config. Each implementation runs in its own subprocess (so peak memory and global
+flags such as cuDNN benchmark mode do not leak between them).
+
+Measures, per implementation:
+  - training step time: median over --steps steps after --warmup, synchronised
+  - peak memory: CPU max RSS, and on CUDA torch.cuda.max_memory_allocated
+  - generator inference throughput (images/s) at batch 1 and --infer-batch, eval + no_grad
+and once: the Rust data pipeline's image rate on generated JPEG files vs the rate training
+consumes (2 domains x batch / step time).
+
+Usage:
+  python bench/train_step.py --device cpu --img-size 96 --ch 16 --n-res 2 --light --markdown docs/benchmarks.md
+  python bench/train_step.py --device cuda --img-size 256 --ch 64 --n-res 4 --light
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+
+def _sync(device):
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _median_time(fn, device, steps, warmup):
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def run_one(args) -> dict:
+    """Runs inside the subprocess for one implementation."""
+    import torch
+
+    torch.manual_seed(0)
+    dev = args.device
+    s, b = args.img_size, args.batch
+    batches = [(torch.rand(b, 3, s, s, device=dev) * 2 - 1, torch.rand(b, 3, s, s, device=dev) * 2 - 1) for _ in range(4)]
+    counter = [0]
+
+    if args.impl == "ours":
+        import ugatit_rs as ug
+
+        cfg = ug.TrainConfig(light=args.light, img_size=s, ch=args.ch, n_res=args.n_res, batch_size=b,
+                             iteration=1_000_000, device=dev, **json.loads(args.opt_ins))
+        trainer = ug.Trainer(cfg)
+        gen = trainer.gen_a2b
+
+        def step():
+            a, bb = batches[counter[0] % 4]
+            counter[0] += 1
+            trainer.step(a, bb)
+    else:
+        from reference.training import OfficialLoop
+
+        loop = OfficialLoop(args.light, s, args.ch, args.n_res, 1_000_000, device=dev)
+        gen = loop.genA2B
+
+        def step():
+            a, bb = batches[counter[0] % 4]
+            counter[0] += 1
+            loop.step(a, bb)
+
+    if dev.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    step_s = _median_time(step, dev, args.steps, args.warmup)
+    result = {"impl": args.impl, "step_ms": step_s * 1e3}
+    if dev.startswith("cuda"):
+        result["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    gen.eval()
+    for batch in (1, args.infer_batch):
+        x = torch.rand(batch, 3, s, s, device=dev) * 2 - 1
+
+        def infer():
+            with torch.no_grad():
+                gen(x)
+
+        t = _median_time(infer, dev, max(3, args.steps // 2), 2)
+        result[f"infer_b{batch}_img_s"] = batch / t
+        if args.amp and dev.startswith("cuda"):
+            def infer_amp():
+                with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+                    gen(x)
+
+            t = _median_time(infer_amp, dev, max(3, args.steps // 2), 2)
+            result[f"infer_b{batch}_amp_img_s"] = batch / t
+    return result
+
+
+def data_rate(args) -> float:
+    """Images/s of the Rust loader (train transform, --workers threads) on generated JPEGs."""
+    import numpy as np
+    from PIL import Image
+
+    import ugatit_rs as ug
+
+    folder = tempfile.mkdtemp(prefix="ugatit-bench-")
+    rng = np.random.default_rng(0)
+    src = int(args.img_size * 1.25)
+    for i in range(64):
+        Image.fromarray((rng.random((src, src, 3)) * 255).astype(np.uint8)).save(os.path.join(folder, f"{i}.jpg"), quality=90)
+    loader = ug.data.DomainLoader(folder, args.img_size, batch_size=args.batch, num_workers=args.workers)
+    loader.next_batch()
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < 3.0:
+        n += loader.next_batch().shape[0]
+    return n / (time.perf_counter() - t)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--img-size", type=int, default=96)
+    ap.add_argument("--ch", type=int, default=16)
+    ap.add_argument("--n-res", type=int, default=2)
+    ap.add_argument("--light", action="store_true")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--infer-batch", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--amp", action="store_true", help="also time fp16 autocast inference (CUDA)")
+    ap.add_argument("--opt-ins", default="{}", help="JSON of extra TrainConfig fields for ugatit-rs")
+    ap.add_argument("--impl", choices=("ours", "oracle"), help=argparse.SUPPRESS)
+    ap.add_argument("--markdown", help="append a results table to this markdown file")
+    args = ap.parse_args()
+
+    if args.impl:
+        print(json.dumps(run_one(args)))
+        return
+
+    results = {}
+    for impl in ("oracle", "ours"):
+        cmd = [sys.executable, __file__, "--impl", impl] + [a for a in sys.argv[1:] if not a.startswith("--markdown")]
+        if "--markdown" in sys.argv:
+            i = cmd.index("--markdown") if "--markdown" in cmd else None
+            if i is not None:
+                del cmd[i:i + 2]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        results[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+    rate = data_rate(args)
+    ours, ref = results["ours"], results["oracle"]
+    consumed = 2 * args.batch / (ours["step_ms"] / 1e3)
+    summary = {
+        "config": {k: getattr(args, k) for k in ("device", "img_size", "ch", "n_res", "light", "batch", "opt_ins")},
+        "oracle": ref, "ours": ours,
+        "step_ratio": ours["step_ms"] / ref["step_ms"],
+        "rss_ratio": ours["peak_rss_mib"] / ref["peak_rss_mib"],
+        "data_img_s": rate, "train_consumes_img_s": consumed, "data_headroom": rate / consumed,
+    }
+    if "peak_gpu_mib" in ours:
+        summary["gpu_mem_ratio"] = ours["peak_gpu_mib"] / ref["peak_gpu_mib"]
+    for k in ours:
+        if k.startswith("infer_"):
+            summary[f"{k}_ratio"] = ours[k] / ref[k]
+    print(json.dumps(summary, indent=2))
+    if args.markdown:
+        append_markdown(args, summary)
+
+
+def append_markdown(args, s):
+    import torch
+
+    o, r = s["ours"], s["oracle"]
+    dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    lines = [
+        f"\n### {args.device} · {'light' if args.light else 'full'} · img {args.img_size} · ch {args.ch} · n_res {args.n_res} · batch {args.batch}"
+        + (f" · opt-ins {args.opt_ins}" if args.opt_ins != "{}" else ""),
+        "",
+        f"Machine: {dev}, {os.cpu_count()} CPU threads visible; torch {torch.__version__}. "
+        f"Command: `python bench/train_step.py {' '.join(a for a in sys.argv[1:])}`",
+        "",
+        "| measure | official-style loop | ugatit-rs | ratio (ours / official) |",
+        "|---|---|---|---|",
+        f"| training step, median ms | {r['step_ms']:.1f} | {o['step_ms']:.1f} | **{s['step_ratio']:.2f}×** |",
+        f"| peak RSS, MiB | {r['peak_rss_mib']:.0f} | {o['peak_rss_mib']:.0f} | {s['rss_ratio']:.2f}× |",
+    ]
+    if "peak_gpu_mib" in o:
+        lines.append(f"| peak GPU memory, MiB | {r['peak_gpu_mib']:.0f} | {o['peak_gpu_mib']:.0f} | **{s['gpu_mem_ratio']:.2f}×** |")
+    for k in o:
+        if k.startswith("infer_"):
+            lines.append(f"| generator inference {k[6:].replace('_img_s', '').replace('_', ' ')}, img/s | {r[k]:.1f} | {o[k]:.1f} | {o[k] / r[k]:.2f}× |")
+    lines.append(f"| data pipeline ({args.workers} workers), img/s | | {s['data_img_s']:.0f} | {s['data_headroom']:.1f}× what training consumes ({s['train_consumes_img_s']:.1f} img/s) |")
+    with open(args.markdown, "a") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
