@@ -154,14 +154,20 @@ def main():
         print(json.dumps(run_one(args)))
         return
 
+    child_args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif a == "--markdown":
+            skip = True
+        elif not a.startswith("--markdown="):
+            child_args.append(a)
     results = {}
     for impl in ("oracle", "ours"):
-        cmd = [sys.executable, __file__, "--impl", impl] + [a for a in sys.argv[1:] if not a.startswith("--markdown")]
-        if "--markdown" in sys.argv:
-            i = cmd.index("--markdown") if "--markdown" in cmd else None
-            if i is not None:
-                del cmd[i:i + 2]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        cmd = [sys.executable, __file__, "--impl", impl] + child_args
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"{impl} run failed:\n{out.stderr[-3000:]}")
         results[impl] = json.loads(out.stdout.strip().splitlines()[-1])
     rate = data_rate(args)
     ours, ref = results["ours"], results["oracle"]
@@ -183,6 +189,10 @@ def main():
         append_markdown(args, summary)
 
 
+def _quote(arg: str) -> str:
+    return f"'{arg}'" if any(c in arg for c in ' {}"') else arg
+
+
 def append_markdown(args, s):
     import torch
 
@@ -193,7 +203,7 @@ def append_markdown(args, s):
         + (f" · opt-ins {args.opt_ins}" if args.opt_ins != "{}" else ""),
         "",
         f"Machine: {dev}, {os.cpu_count()} CPU threads visible; torch {torch.__version__}. "
-        f"Command: `python bench/train_step.py {' '.join(a for a in sys.argv[1:])}`",
+        f"Command: `python bench/train_step.py {' '.join(_quote(a) for a in sys.argv[1:])}`",
         "",
         "| measure | official-style loop | ugatit-rs | ratio (ours / official) |",
         "|---|---|---|---|",

@@ -14,19 +14,23 @@ pub fn instance_norm(x: &Tensor) -> Result<Tensor> {
     Ok(x.f_instance_norm::<Tensor>(None, None, None, None, true, 0.1, EPS, true)?)
 }
 
-/// `(x - mean) / sqrt(var + eps)` over `dims`, with torch.var's default unbiased estimator.
-fn standardize(x: &Tensor, dims: &[i64]) -> Result<Tensor> {
-    let mean = x.f_mean_dim(dims, true, None)?;
-    let var = x.f_var_dim(dims, true, true)?;
-    Ok(x.f_sub(&mean)?.f_div(&var.f_add_scalar(EPS)?.f_sqrt()?)?)
-}
-
-/// `rho * IN(x) + (1 - rho) * LN(x)`, rho broadcast per channel.
+/// `rho * IN(x) + (1 - rho) * LN(x)` with the *unbiased* variance, rho broadcast per channel.
+///
+/// The official code spells each norm out as `(x - mean) / sqrt(var_unbiased + eps)`, six
+/// element-wise passes and as many in the backward. With n elements per statistic,
+/// `var_unbiased = var_biased · n/(n-1)`, so the same value is
+/// `sqrt((n-1)/n) · (x - mean) / sqrt(var_biased + eps·(n-1)/n)`: libtorch's fused
+/// instance-norm and layer-norm kernels (biased variance) with a rescaled eps, times a constant
+/// that we fold into rho. Equal to float rounding, and several times cheaper.
 fn instance_layer_mix(x: &Tensor, rho: &Tensor) -> Result<Tensor> {
-    let out_in = standardize(x, &[2, 3])?;
-    let out_ln = standardize(x, &[1, 2, 3])?;
-    let one_minus_rho = rho.f_rsub_scalar(1.0)?;
-    Ok(out_in.f_mul(rho)?.f_add(&out_ln.f_mul(&one_minus_rho)?)?)
+    let size = x.size();
+    let n_in = (size[2] * size[3]) as f64;
+    let n_ln = (size[1] * size[2] * size[3]) as f64;
+    let out_in = x.f_instance_norm::<Tensor>(None, None, None, None, true, 0.1, EPS * (n_in - 1.0) / n_in, true)?;
+    let out_ln = x.f_layer_norm::<Tensor>(&size[1..], None, None, EPS * (n_ln - 1.0) / n_ln, true)?;
+    let scale_in = rho.f_mul_scalar(((n_in - 1.0) / n_in).sqrt())?;
+    let scale_ln = rho.f_rsub_scalar(1.0)?.f_mul_scalar(((n_ln - 1.0) / n_ln).sqrt())?;
+    Ok(out_in.f_mul(&scale_in)?.f_add(&out_ln.f_mul(&scale_ln)?)?)
 }
 
 /// `adaILN(C)`: `rho` (1,C,1,1) starts at 0.9; γ and β (B,C) come from the generator's MLP.

@@ -19,19 +19,20 @@ impl TrainConfig {
         dataset=String::new(), light=false, iteration=1_000_000, batch_size=1, print_freq=1000,
         save_freq=100_000, decay_flag=true, lr=1e-4, weight_decay=1e-4, adv_weight=1.0,
         cycle_weight=10.0, identity_weight=10.0, cam_weight=1000.0, ch=64, n_res=4, img_size=256,
-        result_dir="results".to_string(), device="cuda".to_string(), resume=false, seed=0, num_workers=2
+        result_dir="results".to_string(), device="cuda".to_string(), resume=false, seed=0, num_workers=2,
+        fused_discriminator=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn py_new(
         dataset: String, light: bool, iteration: i64, batch_size: i64, print_freq: i64, save_freq: i64,
         decay_flag: bool, lr: f64, weight_decay: f64, adv_weight: f64, cycle_weight: f64,
         identity_weight: f64, cam_weight: f64, ch: i64, n_res: i64, img_size: i64, result_dir: String,
-        device: String, resume: bool, seed: u64, num_workers: i64,
+        device: String, resume: bool, seed: u64, num_workers: i64, fused_discriminator: bool,
     ) -> Self {
         TrainConfig {
             dataset, light, iteration, batch_size, print_freq, save_freq, decay_flag, lr, weight_decay,
             adv_weight, cycle_weight, identity_weight, cam_weight, ch, n_res, img_size, result_dir,
-            device, resume, seed, num_workers,
+            device, resume, seed, num_workers, fused_discriminator,
         }
     }
 
@@ -67,6 +68,7 @@ impl TrainConfig {
         d.set_item("resume", self.resume)?;
         d.set_item("seed", self.seed)?;
         d.set_item("num_workers", self.num_workers)?;
+        d.set_item("fused_discriminator", self.fused_discriminator)?;
         Ok(d)
     }
 

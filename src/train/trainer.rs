@@ -47,10 +47,31 @@ pub struct Trainer {
     pub(crate) step: i64,
 }
 
-/// The four discriminator outputs on one domain's images: (global, local).
+/// The global and local discriminators' outputs on one domain's images.
 struct Judged {
     global: Output,
     local: Output,
+}
+
+impl Judged {
+    /// Splits a judgement of a concatenated batch into its first `n` images and the rest.
+    fn split(self, n: i64) -> Result<(Judged, Judged)> {
+        let halves = |o: Output| -> Result<(Output, Output)> {
+            let total = o.out.size()[0];
+            let part = |t: &Tensor, start: i64, len: i64| t.f_narrow(0, start, len);
+            Ok((
+                Output { out: part(&o.out, 0, n)?, cam_logit: part(&o.cam_logit, 0, n)?, heatmap: part(&o.heatmap, 0, n)? },
+                Output {
+                    out: part(&o.out, n, total - n)?,
+                    cam_logit: part(&o.cam_logit, n, total - n)?,
+                    heatmap: part(&o.heatmap, n, total - n)?,
+                },
+            ))
+        };
+        let (global_first, global_rest) = halves(self.global)?;
+        let (local_first, local_rest) = halves(self.local)?;
+        Ok((Judged { global: global_first, local: local_first }, Judged { global: global_rest, local: local_rest }))
+    }
 }
 
 impl Trainer {
@@ -58,6 +79,10 @@ impl Trainer {
     pub fn new(config: TrainConfig) -> Result<Self> {
         config.validate()?;
         let device = parse_device(&config.device)?;
+        if device.is_cuda() {
+            // Same convolutions every step at fixed sizes: let cuDNN pick the fastest algorithms.
+            tch::Cuda::cudnn_set_benchmark(true);
+        }
         tch::manual_seed(config.seed as i64);
         let gen_a2b = Generator::new(config.generator(), device)?;
         let gen_b2a = Generator::new(config.generator(), device)?;
@@ -155,11 +180,16 @@ impl Trainer {
         let a2b = gen_a2b.forward(real_a)?;
         let b2a = gen_b2a.forward(real_b)?;
 
-        // ---- D update: real then fake through each discriminator (one power iteration each).
-        let real_judged_a = judge_a(real_a)?;
-        let real_judged_b = judge_b(real_b)?;
-        let fake_judged_a = judge_a(&b2a.out.f_detach()?)?;
-        let fake_judged_b = judge_b(&a2b.out.f_detach()?)?;
+        // ---- D update: real then fake through each discriminator (one power iteration each),
+        // or, opted in, both in one batched call.
+        let (real_judged_a, fake_judged_a, real_judged_b, fake_judged_b) = if cfg.fused_discriminator {
+            let (ra, fa) = judge_a(&Tensor::f_cat(&[real_a.shallow_clone(), b2a.out.f_detach()?], 0)?)?.split(real_a.size()[0])?;
+            let (rb, fb) = judge_b(&Tensor::f_cat(&[real_b.shallow_clone(), a2b.out.f_detach()?], 0)?)?.split(real_b.size()[0])?;
+            (ra, fa, rb, fb)
+        } else {
+            let (ra, rb) = (judge_a(real_a)?, judge_b(real_b)?);
+            (ra, judge_a(&b2a.out.f_detach()?)?, rb, judge_b(&a2b.out.f_detach()?)?)
+        };
         let d_loss_a = d_domain_loss(&real_judged_a, &fake_judged_a, cfg.adv_weight, ["GA", "LA"], &mut values)?;
         let d_loss_b = d_domain_loss(&real_judged_b, &fake_judged_b, cfg.adv_weight, ["GB", "LB"], &mut values)?;
         let d_loss = d_loss_a.f_add(&d_loss_b)?;
