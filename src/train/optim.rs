@@ -17,6 +17,9 @@
 use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
+/// Most elements updated per CUDA group (64 MiB of float32).
+const CUDA_GROUP: i64 = 1 << 24;
+
 /// Elements per CPU update segment (1 MiB of float32: fits in L2 with its three companions).
 const CPU_SEGMENT: i64 = 1 << 18;
 
@@ -167,38 +170,61 @@ impl Adam {
         self.check_aliasing()?;
         self.step += 1;
         let scalars = self.scalars();
-        tch::no_grad(|| -> Result<()> {
-            if self.flat_params.device().is_cuda() {
-                let mut pieces = Vec::with_capacity(2 * grads.len());
-                for (g, pad) in grads.iter().zip(&self.paddings) {
-                    pieces.push(g.f_reshape([-1])?);
-                    if let Some(pad) = pad {
-                        pieces.push(pad.shallow_clone());
-                    }
+        let cuda = self.flat_params.device().is_cuda();
+        tch::no_grad(|| if cuda { self.update_grouped(grads, &scalars, CUDA_GROUP) } else { self.update_segmented(grads, &scalars) })
+    }
+
+    /// CUDA: consecutive parameters are updated together, up to `CUDA_GROUP` elements at a time,
+    /// so the concatenated gradient never costs more than one group of memory (a lone parameter
+    /// without padding, like the full model's FC.0, is not copied at all).
+    fn update_grouped(&self, grads: &[Tensor], scalars: &Scalars, group: i64) -> Result<()> {
+        let total = self.flat_params.size()[0];
+        let mut i = 0;
+        while i < grads.len() {
+            let start = self.offsets[i];
+            let mut pieces = Vec::new();
+            let mut end = start;
+            while i < grads.len() && (pieces.is_empty() || end - start + grads[i].numel() as i64 <= group) {
+                pieces.push(grads[i].f_reshape([-1])?);
+                if let Some(pad) = &self.paddings[i] {
+                    pieces.push(pad.shallow_clone());
                 }
-                let grad = Tensor::f_cat(&pieces, 0)?;
-                update_segment(&self.flat_params, &grad, &self.exp_avg, &self.exp_avg_sq, &scalars)
-            } else {
-                for (g, &offset) in grads.iter().zip(&self.offsets) {
-                    let g = g.f_reshape([-1])?;
-                    let n = g.size()[0];
-                    let mut start = 0i64;
-                    while start < n {
-                        let len = CPU_SEGMENT.min(n - start);
-                        let at = offset + start;
-                        update_segment(
-                            &self.flat_params.f_narrow(0, at, len)?,
-                            &g.f_narrow(0, start, len)?,
-                            &self.exp_avg.f_narrow(0, at, len)?,
-                            &self.exp_avg_sq.f_narrow(0, at, len)?,
-                            &scalars,
-                        )?;
-                        start += len;
-                    }
-                }
-                Ok(())
+                end = self.offsets.get(i + 1).copied().unwrap_or(total);
+                i += 1;
             }
-        })
+            let grad = if pieces.len() == 1 { pieces.pop().expect("one piece") } else { Tensor::f_cat(&pieces, 0)? };
+            let len = end - start;
+            update_segment(
+                &self.flat_params.f_narrow(0, start, len)?,
+                &grad,
+                &self.exp_avg.f_narrow(0, start, len)?,
+                &self.exp_avg_sq.f_narrow(0, start, len)?,
+                scalars,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// CPU: cache-sized segments of each parameter.
+    fn update_segmented(&self, grads: &[Tensor], scalars: &Scalars) -> Result<()> {
+        for (g, &offset) in grads.iter().zip(&self.offsets) {
+            let g = g.f_reshape([-1])?;
+            let n = g.size()[0];
+            let mut start = 0i64;
+            while start < n {
+                let len = CPU_SEGMENT.min(n - start);
+                let at = offset + start;
+                update_segment(
+                    &self.flat_params.f_narrow(0, at, len)?,
+                    &g.f_narrow(0, start, len)?,
+                    &self.exp_avg.f_narrow(0, at, len)?,
+                    &self.exp_avg_sq.f_narrow(0, at, len)?,
+                    scalars,
+                )?;
+                start += len;
+            }
+        }
+        Ok(())
     }
 
     /// The per-step scalars, in Python float arithmetic as torch.optim.Adam computes them.
@@ -277,5 +303,30 @@ mod tests {
         assert!((a.mean(Kind::Float).double_value(&[]) - 0.9).abs() < 1e-6);
         assert!((b.mean(Kind::Float).double_value(&[]) - 1.1).abs() < 1e-6);
         assert_eq!(adam.step_count(), 1);
+    }
+
+    #[test]
+    fn grouped_and_segmented_updates_agree() {
+        let make = || {
+            tch::manual_seed(0);
+            let shapes: [&[i64]; 4] = [&[3, 5], &[1000], &[7, 1, 2], &[70]];
+            shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true)).collect::<Vec<_>>()
+        };
+        let (pa, pb) = (make(), make());
+        let mut a = Adam::new(pa.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
+        let mut b = Adam::new(pb.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
+        for group in [CUDA_GROUP, 100, 1] {
+            let grads: Vec<Tensor> = pa.iter().map(|p| p.randn_like()).collect();
+            a.step += 1;
+            b.step += 1;
+            let s = a.scalars();
+            tch::no_grad(|| a.update_grouped(&grads, &s, group)).unwrap();
+            tch::no_grad(|| b.update_segmented(&grads, &s)).unwrap();
+        }
+        assert!(a.flat_params.equal(&b.flat_params));
+        assert!(a.exp_avg_sq.equal(&b.exp_avg_sq));
+        for (x, y) in pa.iter().zip(&pb) {
+            assert!(x.equal(y));
+        }
     }
 }
