@@ -1,6 +1,7 @@
 //! The image pipeline: find, decode, transform and batch domain images, in background threads.
 
 pub mod decode;
+pub mod demo;
 pub mod loader;
 pub mod rng;
 pub mod scan;

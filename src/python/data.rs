@@ -86,3 +86,54 @@ pub fn py_load_image(py: Python<'_>, path: PathBuf, img_size: u32) -> PyResult<P
     let t = py.allow_threads(|| load_image(&path, img_size))?;
     Ok(PyTensor(t))
 }
+
+fn style_of(name: &str) -> PyResult<crate::data::demo::Style> {
+    match name {
+        "A" | "photo" => Ok(crate::data::demo::Style::Photo),
+        "B" | "cartoon" => Ok(crate::data::demo::Style::Cartoon),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!("demo domain must be 'A' (photo) or 'B' (cartoon), got {other:?}"))),
+    }
+}
+
+fn to_rgb_image(t: &tch::Tensor, what: &str) -> PyResult<image::RgbImage> {
+    let size = t.size();
+    let ok = size.len() == 3 && size[2] == 3 && matches!(t.f_kind(), Ok(tch::Kind::Uint8));
+    if !ok {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("{what} must be an HWC uint8 RGB tensor, got {:?} {size:?}", t.f_kind().ok())));
+    }
+    let t = t.f_contiguous().map_err(crate::Error::Torch)?.f_to_device(tch::Device::Cpu).map_err(crate::Error::Torch)?;
+    let mut raw = vec![0u8; t.numel()];
+    t.f_copy_data_u8(&mut raw, t.numel()).map_err(crate::Error::Torch)?;
+    image::RgbImage::from_raw(size[1] as u32, size[0] as u32, raw)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("{what}: inconsistent size")))
+}
+
+/// One demo image (HWC uint8 tensor) of domain "A" (photo) or "B" (cartoon).
+#[pyfunction]
+#[pyo3(signature = (domain, size=96, seed=0, index=0))]
+pub fn demo_image(domain: &str, size: u32, seed: u64, index: u64) -> PyResult<PyTensor> {
+    let img = crate::data::demo::draw(style_of(domain)?, size, seed, index);
+    let t = tch::Tensor::f_from_slice(img.as_raw()).and_then(|t| t.f_view_([size as i64, size as i64, 3])).map_err(crate::Error::Torch)?;
+    Ok(PyTensor(t))
+}
+
+/// Writes the demo dataset (trainA/trainB/testA/testB PNGs) under `root`, in parallel.
+#[pyfunction]
+#[pyo3(signature = (root, n_train=200, n_test=20, size=96, seed=0))]
+pub fn write_demo_dataset(py: Python<'_>, root: PathBuf, n_train: u64, n_test: u64, size: u32, seed: u64) -> PyResult<()> {
+    py.allow_threads(|| crate::data::demo::write_dataset(&root, n_train, n_test, size, seed))?;
+    Ok(())
+}
+
+/// (face-mask IoU between `source` and `translated`, flatness and border brightness of
+/// `translated`) for HWC uint8 images.
+#[pyfunction]
+pub fn demo_scores(source: PyTensor, translated: PyTensor) -> PyResult<(f64, f64, f64)> {
+    let a = to_rgb_image(&source, "source")?;
+    let b = to_rgb_image(&translated, "translated")?;
+    if a.dimensions() != b.dimensions() {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("source is {:?}, translated {:?}: sizes differ", a.dimensions(), b.dimensions())));
+    }
+    use crate::data::demo::{border_brightness, face_mask, flatness, iou};
+    Ok((iou(&face_mask(&a), &face_mask(&b)), flatness(&b), border_brightness(&b)))
+}

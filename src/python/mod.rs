@@ -21,5 +21,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train::read_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(train::write_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(data::py_load_image, m)?)?;
+    m.add_function(wrap_pyfunction!(data::demo_image, m)?)?;
+    m.add_function(wrap_pyfunction!(data::write_demo_dataset, m)?)?;
+    m.add_function(wrap_pyfunction!(data::demo_scores, m)?)?;
     Ok(())
 }
