@@ -5,6 +5,7 @@ Sub-commands (``ugatit-rs <command> --help`` for each):
     test       the official test outputs (translation columns with heatmaps) for testA/testB
     translate  translate files or folders with a checkpoint
     convert    official .pt <-> ugatit-rs .safetensors
+    prepare    build trainA/trainB/testA/testB from raw image folders
     demo       train on built-in photo/cartoon faces; translations, heatmaps, quality numbers
 """
 
@@ -132,6 +133,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from .data import prepare
+
+    summary = prepare(args.domain_a, args.output, args.domain_b, size=args.size, fit=args.fit,
+                      test_fraction=args.test_fraction, seed=args.seed, min_size=args.min_size,
+                      progress=not args.no_progress)
+    counts = ", ".join(f"{k}: {v}" for k, v in summary.items() if k not in ("skipped", "duplicates"))
+    print(f"wrote {args.output}: {counts}; {len(summary['duplicates'])} duplicate(s), {len(summary['skipped'])} skipped")
+    for path, reason in summary["skipped"][:20]:
+        print(f"  skipped {path}: {reason}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ugatit-rs", description="U-GAT-IT in Rust on libtorch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--heatmap", action="store_true", help="also write <name>_cam.png attention overlays")
     tr.add_argument("--no_progress", action="store_true")
     tr.set_defaults(func=cmd_translate)
+
+    prep = sub.add_parser("prepare", help="build trainA/trainB/testA/testB from raw image folders")
+    prep.add_argument("domain_a", help="folder of raw domain-A images (searched recursively)")
+    prep.add_argument("domain_b", nargs="?", default=None, help="folder of raw domain-B images")
+    prep.add_argument("--output", required=True, help="dataset folder to create")
+    prep.add_argument("--size", type=int, default=256)
+    prep.add_argument("--fit", choices=("crop", "pad"), default="crop")
+    prep.add_argument("--test_fraction", type=float, default=0.1)
+    prep.add_argument("--seed", type=int, default=0)
+    prep.add_argument("--min_size", type=int, default=None, help="skip images whose shorter side is smaller (default: size/2)")
+    prep.add_argument("--no_progress", action="store_true")
+    prep.set_defaults(func=cmd_prepare)
 
     conv = sub.add_parser("convert", help="official .pt <-> ugatit-rs .safetensors")
     conv.add_argument("src")

@@ -16,7 +16,7 @@ import torch
 from ._native import DomainLoader
 from ._native import load_image as _load_image
 
-__all__ = ["DomainLoader", "load_image", "domain_folder"]
+__all__ = ["DomainLoader", "load_image", "domain_folder", "prepare"]
 
 SPLITS = ("trainA", "trainB", "testA", "testB")
 
@@ -34,3 +34,47 @@ def domain_folder(dataset: str | os.PathLike, split: str) -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: folder not found (a dataset needs {', '.join(SPLITS)})")
     return path
+
+
+def prepare(domain_a: str | os.PathLike, output: str | os.PathLike, domain_b: str | os.PathLike | None = None,
+            size: int = 256, fit: str = "crop", test_fraction: float = 0.1, seed: int = 0,
+            min_size: int | None = None, workers: int | None = None, progress: bool = True) -> dict:
+    """Builds ``output/{trainA,testA[,trainB,testB]}`` from folders of raw images, in Rust on all cores.
+
+    Every image file under ``domain_a`` (and ``domain_b``), recursively, is decoded (any common
+    format, EXIF orientation applied, grayscale/palette/16-bit/alpha/CMYK converted to RGB),
+    resized to ``size`` square by centre ``fit="crop"`` or ``fit="pad"`` (black borders), and
+    written as PNG. Exact duplicates (same bytes) are kept once; files that cannot be decoded or
+    whose shorter side is below ``min_size`` (default ``size // 2``) are skipped. The train/test
+    split is a seeded shuffle with ``test_fraction`` of each domain's images in ``test``.
+
+    Returns ``{"trainA": n, "testA": n, ..., "skipped": [(path, reason)], "duplicates": [(path, original)]}``.
+    """
+    from . import _native
+
+    domains = [("A", os.fspath(domain_a))] + ([("B", os.fspath(domain_b))] if domain_b is not None else [])
+    for _, folder in domains:
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{folder}: folder not found")
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(unit="img", desc="prepare")
+        except ImportError:
+            pass
+
+    def report(done, total):
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        return dict(_native.prepare_dataset(domains, os.fspath(output), int(size), fit, float(test_fraction), int(seed),
+                                            int(size // 2 if min_size is None else min_size),
+                                            int(workers or os.cpu_count() or 1), report if bar is not None else None))
+    finally:
+        if bar is not None:
+            bar.close()

@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod demo;
 pub mod loader;
+pub mod prepare;
 pub mod rng;
 pub mod scan;
 pub mod transforms;

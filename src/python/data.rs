@@ -137,3 +137,56 @@ pub fn demo_scores(source: PyTensor, translated: PyTensor) -> PyResult<(f64, f64
     use crate::data::demo::{border_brightness, face_mask, flatness, iou};
     Ok((iou(&face_mask(&a), &face_mask(&b)), flatness(&b), border_brightness(&b)))
 }
+
+/// Prepares a dataset folder from raw domain folders; see `ugatit_rs.data.prepare`.
+#[pyfunction]
+#[pyo3(signature = (domains, output, size, fit, test_fraction, seed, min_size, workers, callback=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn prepare_dataset<'py>(
+    py: Python<'py>,
+    domains: Vec<(String, PathBuf)>,
+    output: PathBuf,
+    size: u32,
+    fit: &str,
+    test_fraction: f64,
+    seed: u64,
+    min_size: u32,
+    workers: usize,
+    callback: Option<PyObject>,
+) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+    use crate::data::prepare::{count_inputs, prepare, Fit, PrepareConfig};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fit = match fit {
+        "crop" => Fit::Crop,
+        "pad" => Fit::Pad,
+        other => return Err(pyo3::exceptions::PyValueError::new_err(format!("fit must be 'crop' or 'pad', got {other:?}"))),
+    };
+    let config = PrepareConfig { size, fit, test_fraction, seed, min_size, workers };
+    let named: Vec<(&str, &std::path::Path)> = domains.iter().map(|(d, p)| (d.as_str(), p.as_path())).collect();
+    let total = count_inputs(&named)?;
+    let progress = AtomicUsize::new(0);
+    let summary = py.allow_threads(|| {
+        std::thread::scope(|scope| {
+            let job = scope.spawn(|| prepare(&named, &output, &config, &progress));
+            while !job.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                if let Some(cb) = &callback {
+                    let _ = Python::with_gil(|py| cb.call1(py, (progress.load(Ordering::Relaxed), total)));
+                }
+            }
+            job.join().unwrap_or_else(|_| Err(crate::Error::config("dataset preparation panicked")))
+        })
+    })?;
+    if let Some(cb) = &callback {
+        cb.call1(py, (total, total))?;
+    }
+    let d = pyo3::types::PyDict::new(py);
+    for (split, n) in &summary.counts {
+        d.set_item(split, n)?;
+    }
+    let skipped: Vec<(String, String)> = summary.skipped.iter().map(|(p, r)| (p.display().to_string(), r.clone())).collect();
+    let duplicates: Vec<(String, String)> = summary.duplicates.iter().map(|(a, b)| (a.display().to_string(), b.display().to_string())).collect();
+    d.set_item("skipped", skipped)?;
+    d.set_item("duplicates", duplicates)?;
+    Ok(d)
+}

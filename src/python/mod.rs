@@ -24,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(data::demo_image, m)?)?;
     m.add_function(wrap_pyfunction!(data::write_demo_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(data::demo_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(data::prepare_dataset, m)?)?;
     Ok(())
 }
