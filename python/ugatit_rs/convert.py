@@ -63,6 +63,12 @@ def official_to_ours(src: str | os.PathLike, dst: str | os.PathLike, step: Optio
     return os.fspath(dst)
 
 
+def read_metadata(path: str | os.PathLike) -> Dict[str, str]:
+    """The metadata of a ugatit-rs checkpoint (``step``, ``lr``, ``config`` as JSON, ...)."""
+    _, meta = _native.read_checkpoint(os.fspath(path))
+    return dict(meta)
+
+
 def read_ours(path: str | os.PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
     """The six state dicts of a ugatit-rs checkpoint: ``{"genA2B": OrderedDict(...), ...}``."""
     tensors, _ = _native.read_checkpoint(os.fspath(path))

@@ -49,7 +49,9 @@ class Translator:
     def from_checkpoint(cls, path: str, direction: str = "A2B", device="cpu", img_size: int | None = None,
                         batch_size: int = 8) -> "Translator":
         """Loads ``genA2B`` (``direction="A2B"``) or ``genB2A`` from a ugatit-rs checkpoint (or an
-        official ``.pt``). The architecture is read from the weights themselves."""
+        official ``.pt``). The architecture is read from the weights themselves; the working image
+        size is the full model's own, else ``img_size``, else the size it was trained at (from the
+        checkpoint's config), else 256."""
         if direction not in ("A2B", "B2A"):
             raise ValueError(f"direction must be 'A2B' or 'B2A', got {direction!r}")
         if os.fspath(path).endswith(".pt"):
@@ -57,11 +59,18 @@ class Translator:
 
             flat = read_official(path)
             nets = {n: {k[len(n) + 1:]: v for k, v in flat.items() if k.startswith(n + ".")} for n in NETWORK_NAMES}
+            trained_size = None
         else:
+            import json
+
+            from .convert import read_metadata
+
             nets = read_ours(path)
+            config = read_metadata(path).get("config")
+            trained_size = json.loads(config).get("img_size") if config else None
         sd = nets["gen" + direction]
         cfg = generator_config_from_state_dict(sd)
-        size = cfg.pop("img_size") or img_size or 256
+        size = cfg.pop("img_size") or img_size or trained_size or 256
         if img_size is not None and not cfg["light"] and img_size != size:
             raise ValueError(f"this full-mode generator only works at img_size={size}, got img_size={img_size}")
         g = Generator(img_size=size, device=device, **cfg)

@@ -1,0 +1,101 @@
+"""The user-facing pieces: the demo's quality check, the Translator, visualisation."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ugatit_rs as ug
+from ugatit_rs import demo, viz
+from ugatit_rs.translate import Translator
+
+
+@pytest.fixture(scope="module")
+def demo_images():
+    return {d: [demo.demo_image(d, 96, seed=5, index=i) for i in range(12)] for d in "AB"}
+
+
+def test_style_score_separates_real_domains(demo_images):
+    scale = demo.StyleScale(demo_images["A"][:6], demo_images["B"][:6])
+    # Held-out real images (not used to calibrate) land on their own side.
+    assert all(demo.style_score(scale, img) < 0.5 for img in demo_images["A"][6:])
+    assert all(demo.style_score(scale, img) > 0.5 for img in demo_images["B"][6:])
+    # Content: an image against itself is IoU 1; against another face, much lower.
+    assert demo.scores(demo_images["A"][0], demo_images["A"][0])["iou"] == 1.0
+    assert demo.scores(demo_images["A"][0], demo_images["A"][1])["iou"] < 0.9
+
+
+def test_trained_demo_model_beats_untrained(tmp_path):
+    summary = demo.run(str(tmp_path / "demo"), iteration=120, ch=8, n_res=1, n_train=40, n_test=8, progress=False)
+    before, after = summary["quality_before"], summary["quality_after"]
+    for direction in ("A2B", "B2A"):
+        assert after[direction]["iou"] > before[direction]["iou"] + 0.2, (direction, before, after)
+    assert after["A2B"]["style_score"] > before["A2B"]["style_score"] + 0.1
+    for key in ("translations_A2B", "translations_B2A", "loss_curves", "checkpoint", "log"):
+        assert os.path.exists(summary["files"][key]), key
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory):
+    trainer = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu", seed=1))
+    path = trainer.save_checkpoint(str(tmp_path_factory.mktemp("ck") / "t_params_0000000.safetensors"))
+    return Translator.from_checkpoint(path, direction="B2A", batch_size=2)
+
+
+def test_translator_input_kinds(translator, tmp_path):
+    rgb = (np.random.default_rng(0).random((77, 101, 3)) * 255).astype(np.uint8)  # odd, non-square
+    pil = Image.fromarray(rgb)
+    out = translator(pil)
+    assert isinstance(out, Image.Image) and out.size == (101, 77)
+    arr = translator(rgb)
+    assert isinstance(arr, np.ndarray) and arr.shape == rgb.shape and arr.dtype == np.uint8
+    t = torch.rand(3, 96, 96) * 2 - 1
+    tt = translator(t)
+    assert isinstance(tt, torch.Tensor) and tt.shape == t.shape and -1 <= tt.min() and tt.max() <= 1
+    pil.save(tmp_path / "x.png")
+    assert isinstance(translator(str(tmp_path / "x.png")), Image.Image)
+    outs, heats = translator([pil, rgb, t], return_attention=True)
+    assert [type(o) for o in outs] == [Image.Image, np.ndarray, torch.Tensor]
+    assert heats[0].shape == (1, 24, 24)
+    assert translator(pil, keep_size=False).size == (96, 96)
+    with pytest.raises(TypeError, match="cannot translate"):
+        translator(42)
+    with pytest.raises(ValueError, match="HWC uint8"):
+        translator(np.zeros((4, 4), np.float32))
+
+
+def test_translator_batch_equals_one_by_one(translator):
+    images = [torch.rand(3, 96, 96) * 2 - 1 for _ in range(5)]
+    batched = translator(torch.stack(images))
+    for img, out in zip(images, batched):
+        assert torch.allclose(translator(img), out, atol=1e-5)
+
+
+def test_translate_folder(translator, tmp_path):
+    src = tmp_path / "src" / "sub"
+    src.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(demo.demo_image("B", 96, index=i)).save(src / f"{i}.jpg")
+    written = translator.translate_folder(str(tmp_path / "src"), str(tmp_path / "dst"), progress=False, with_heatmap=True)
+    assert sorted(os.path.relpath(p, tmp_path / "dst") for p in written) == ["sub/0.png", "sub/1.png", "sub/2.png"]
+    assert (tmp_path / "dst" / "sub" / "0_cam.png").exists()
+    with pytest.raises(FileNotFoundError):
+        translator.translate_folder(str(tmp_path / "nothing"), str(tmp_path / "dst"))
+
+
+def test_viz_helpers(tmp_path):
+    heat = torch.rand(1, 1, 8, 8)
+    img = viz.heatmap_image(heat, 32)
+    assert img.shape == (32, 32, 3) and img.dtype == np.uint8
+    flat = viz.heatmap_image(torch.zeros(1, 1, 8, 8), 32)  # the official code divided by zero here
+    assert np.isfinite(flat.astype(float)).all()
+    over = viz.overlay(np.zeros((32, 32, 3), np.uint8), heat)
+    assert over.shape == (32, 32, 3)
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    grid = viz.sample_grid(g, g, [torch.rand(1, 3, 96, 96) * 2 - 1 for _ in range(2)])
+    assert grid.shape == (7 * 96, 2 * 96, 3)
+    log = [{"step": i, "d_loss": 1.0 / (i + 1), "g_loss": 2.0} for i in range(30)]
+    fig = viz.loss_curves(log, smooth=5)
+    assert len(fig.axes) == 2
