@@ -27,6 +27,9 @@ pub enum Error {
     /// Any other I/O failure (Python: `OSError`).
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    /// A NaN or Inf where finite numbers are required (Python: `FloatingPointError`).
+    #[error("{0}")]
+    NonFinite(String),
     /// libtorch reported an error we did not anticipate (Python: `RuntimeError`).
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -19,6 +19,6 @@ if not torch.__version__.startswith(_REQUIRED_TORCH):
 from ._native import StateDictError, TrainConfig, __version__  # noqa: E402
 from .models import Discriminator, Generator  # noqa: E402
 from . import data  # noqa: E402
-from .trainer import Trainer  # noqa: E402
+from .trainer import NonFiniteLossError, Trainer  # noqa: E402
 
-__all__ = ["Generator", "Discriminator", "TrainConfig", "Trainer", "StateDictError", "__version__"]
+__all__ = ["Generator", "Discriminator", "TrainConfig", "Trainer", "StateDictError", "NonFiniteLossError", "__version__"]

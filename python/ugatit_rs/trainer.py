@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -20,6 +23,22 @@ from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
 
 NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced NaN or Inf; ``step`` and ``losses`` say where. No checkpoint is written
+    after the failing step, so the last one on disk is the last good state."""
+
+    def __init__(self, step: int, losses: Dict[str, float]):
+        self.step = step
+        self.losses = losses
+        bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not math.isfinite(v))
+        super().__init__(f"non-finite loss at step {step}: {bad}")
+
+
+def _check_finite(step: int, losses: Dict[str, float]) -> None:
+    if not all(math.isfinite(v) for v in losses.values()):
+        raise NonFiniteLossError(step, losses)
 _CHECKPOINT_RE = re.compile(r"_params_(\d+)\.safetensors$")
 
 
@@ -108,12 +127,15 @@ class Trainer:
         in [-1, 1], on the trainer's device): LR decay, D update, G update, rho clipping.
 
         Returns every loss component (``d_loss``, ``g_loss``, ``D_ad_loss_GA``, ...,
-        ``G_cam_loss_B``) and ``lr`` as floats.
+        ``G_cam_loss_B``) and ``lr`` as floats. Raises :class:`NonFiniteLossError` naming the
+        loss and the step if any loss is NaN or Inf.
         """
         for name, x in (("real_a", real_a), ("real_b", real_b)):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        return dict(self._native.step(real_a, real_b))
+        losses = dict(self._native.step(real_a, real_b))
+        _check_finite(self.step_count, losses)
+        return losses
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, path: Optional[str] = None) -> str:
@@ -172,10 +194,13 @@ class Trainer:
         too when ``tensorboard`` is installed), sample grids every ``print_freq`` steps in
         ``img/``, checkpoints every ``save_freq`` steps and at the end in ``model/``. With
         ``config.resume`` it continues from the latest checkpoint, exactly where it stopped.
-        Ctrl-C saves a checkpoint, then re-raises ``KeyboardInterrupt``.
+        Ctrl-C finishes the current step, saves a checkpoint, then raises ``KeyboardInterrupt``
+        (a second Ctrl-C interrupts at once).
 
         ``callback(step, losses)`` is called whenever losses are read (every ``log_every`` steps:
-        losses stay on the device in between, so the GPU never waits for the host).
+        losses stay on the device in between, so the GPU never waits for the host). A NaN or Inf
+        loss raises :class:`NonFiniteLossError` at that read, naming the loss and the step; losses
+        are always read before a checkpoint is written, so no checkpoint holds a diverged state.
         ``until`` stops after that step (saving a checkpoint) without changing the schedule,
         which is still computed for ``config.iteration`` steps. Returns the path of the log.
         """
@@ -208,6 +233,9 @@ class Trainer:
                     record = {"step": step, **dict(zip(names, row)), "lr": lr,
                               "time": round(time.perf_counter() - started, 3)}
                     log.write(json.dumps(record) + "\n")
+                    if not all(math.isfinite(v) for v in row):
+                        pending.clear()
+                        raise NonFiniteLossError(step, dict(zip(names, row)))
                     if writer is not None:
                         for key, value in record.items():
                             if key not in ("step", "time"):
@@ -219,8 +247,22 @@ class Trainer:
             if callback is not None:
                 callback(last_step, last)
 
+        # Ctrl-C (SIGINT) stops at the next step boundary, so the log, the checkpoint and the
+        # trainer agree on the last completed step; a second Ctrl-C interrupts at once.
+        interrupted: list = []
+
+        def on_sigint(signum, frame):
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(signum)
+
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, on_sigint)
         try:
             for step in range(start + 1, last + 1):
+                if interrupted:
+                    raise KeyboardInterrupt
                 real_a = loaders["A"].next_batch().to(self.device, non_blocking=True)
                 real_b = loaders["B"].next_batch().to(self.device, non_blocking=True)
                 losses, lr = self._native.step_lazy(real_a, real_b)
@@ -232,16 +274,21 @@ class Trainer:
                 if step % cfg.print_freq == 0:
                     self.save_samples(step)
                 if step % cfg.save_freq == 0:
+                    flush()  # never write a checkpoint after a non-finite step
                     self.save_checkpoint()
             flush()
+            if interrupted:
+                raise KeyboardInterrupt
             if self.step_count % cfg.save_freq != 0:
                 self.save_checkpoint()
         except KeyboardInterrupt:
-            flush()
+            flush()  # raises NonFiniteLossError rather than saving a diverged state
             path = self.save_checkpoint()
             print(f"\ninterrupted: saved {path} (step {self.step_count}); resume with resume=True", file=sys.stderr)
             raise
         finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
             if bar is not None:
                 bar.close()
             if writer is not None:

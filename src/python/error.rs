@@ -2,7 +2,7 @@
 
 use crate::Error;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyFloatingPointError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::PyErr;
 
 create_exception!(
@@ -21,6 +21,7 @@ impl From<Error> for PyErr {
             Error::StateDict(_) => StateDictError::new_err(message),
             Error::NotFound { .. } => PyFileNotFoundError::new_err(message),
             Error::Io { .. } => PyOSError::new_err(message),
+            Error::NonFinite(_) => PyFloatingPointError::new_err(message),
             Error::Torch(_) => PyRuntimeError::new_err(message),
         }
     }

@@ -149,7 +149,8 @@ impl SafetensorsFile {
     }
 }
 
-/// Saves the trainer's full state to `path` (atomically).
+/// Saves the trainer's full state to `path` (atomically). Refuses, naming the tensor, to write a
+/// state holding NaN or Inf, so the last checkpoint on disk is always a usable one.
 pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
     let mut tensors = Vec::new();
     trainer.for_each_network(|net, store| {
@@ -158,6 +159,14 @@ pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
         }
         Ok(())
     })?;
+    for (name, t) in &tensors {
+        if !bool::try_from(&t.f_isfinite()?.f_all()?).map_err(Error::Torch)? {
+            return Err(Error::NonFinite(format!(
+                "not saving {}: {name} holds NaN or Inf (training diverged); the previous checkpoint is kept",
+                path.display()
+            )));
+        }
+    }
     let mut metadata = HashMap::new();
     for (group, optim) in [("G", &trainer.g_optim), ("D", &trainer.d_optim)] {
         let (exp_avg, exp_avg_sq, step) = optim.state();
