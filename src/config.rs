@@ -39,12 +39,11 @@ impl GeneratorConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        positive("input_nc", self.input_nc)?;
-        positive("output_nc", self.output_nc)?;
-        positive("ngf", self.ngf)?;
-        if self.n_blocks < 0 {
-            return Err(Error::config(format!("n_blocks must be >= 0, got {}", self.n_blocks)));
-        }
+        bounded("input_nc", self.input_nc, 1, 64)?;
+        bounded("output_nc", self.output_nc, 1, 64)?;
+        bounded("ngf", self.ngf, 1, 4096)?;
+        bounded("n_blocks", self.n_blocks, 0, 256)?;
+        bounded("img_size", self.img_size, 8, 8192)?;
         if self.img_size % 4 != 0 || self.img_size < 8 {
             return Err(Error::config(format!(
                 "img_size must be a multiple of 4 and at least 8 (two stride-2 convs then 3x3 \
@@ -77,8 +76,8 @@ impl DiscriminatorConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        positive("input_nc", self.input_nc)?;
-        positive("ndf", self.ndf)?;
+        bounded("input_nc", self.input_nc, 1, 64)?;
+        bounded("ndf", self.ndf, 1, 4096)?;
         if !(3..=12).contains(&self.n_layers) {
             return Err(Error::config(format!(
                 "n_layers must be between 3 and 12 (7 = global, 5 = local), got {}",
@@ -111,6 +110,14 @@ impl DiscriminatorConfig {
         }
         size >= 1
     }
+}
+
+/// `lo <= value <= hi`; the upper bounds keep every shape computation far from i64 overflow.
+fn bounded(field: &str, value: i64, lo: i64, hi: i64) -> Result<()> {
+    if value < lo || value > hi {
+        return Err(Error::config(format!("{field} must be between {lo} and {hi}, got {value}")));
+    }
+    Ok(())
 }
 
 fn positive(field: &str, value: i64) -> Result<()> {
@@ -228,18 +235,13 @@ impl TrainConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (field, value) in [
-            ("iteration", self.iteration),
-            ("batch_size", self.batch_size),
-            ("print_freq", self.print_freq),
-            ("save_freq", self.save_freq),
-            ("ch", self.ch),
-        ] {
+        for (field, value) in [("iteration", self.iteration), ("print_freq", self.print_freq), ("save_freq", self.save_freq)] {
             positive(field, value)?;
         }
-        if self.n_res < 0 {
-            return Err(Error::config(format!("n_res must be >= 0, got {}", self.n_res)));
-        }
+        bounded("batch_size", self.batch_size, 1, 65_536)?;
+        bounded("ch", self.ch, 1, 4096)?;
+        bounded("n_res", self.n_res, 0, 256)?;
+        bounded("img_size", self.img_size, 8, 8192)?;
         if !(0..=64).contains(&self.num_workers) {
             return Err(Error::config(format!("num_workers must be between 0 and 64, got {}", self.num_workers)));
         }

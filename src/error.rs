@@ -30,12 +30,31 @@ pub enum Error {
     /// A NaN or Inf where finite numbers are required (Python: `FloatingPointError`).
     #[error("{0}")]
     NonFinite(String),
-    /// libtorch reported an error we did not anticipate (Python: `RuntimeError`).
+    /// A bug caught at the boundary: a Rust panic turned into an error (Python: `RuntimeError`).
+    #[error("internal error (please report): {0}")]
+    Internal(String),
+    /// libtorch reported an error we did not anticipate (Python: `RuntimeError`, or
+    /// `MemoryError` when an allocation failed).
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Runs `f`, turning a panic into [`Error::Internal`] so that no panic unwinds into Python.
+pub fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a Rust panic".into());
+            Err(Error::Internal(message))
+        }
+    }
+}
 
 impl Error {
     pub fn config(msg: impl Into<String>) -> Self {

@@ -39,6 +39,8 @@ def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarra
 
     A constant heatmap (which made the official code divide by zero) becomes all-blue.
     """
+    if not isinstance(heatmap, torch.Tensor) or heatmap.dim() < 2 or heatmap.numel() == 0:
+        raise ValueError(f"heatmap must be a non-empty (..., h, w) tensor, got {getattr(heatmap, 'shape', type(heatmap).__name__)}")
     h = heatmap.detach().float().cpu()
     while h.dim() > 2:
         h = h[0]

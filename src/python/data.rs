@@ -1,6 +1,7 @@
 //! Bindings for the image pipeline ([`crate::data`]).
 
 use crate::data::{load_image, DomainLoader, LoaderConfig};
+use super::error::unlocked;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use std::path::PathBuf;
@@ -27,9 +28,9 @@ impl PyDomainLoader {
         strict: bool,
         num_workers: i64,
     ) -> PyResult<Self> {
-        if img_size <= 0 || batch_size <= 0 || num_workers < 0 {
+        if !(1..=8192).contains(&img_size) || !(1..=65_536).contains(&batch_size) || !(0..=64).contains(&num_workers) {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "DomainLoader needs img_size > 0, batch_size > 0, num_workers >= 0; got {img_size}, {batch_size}, {num_workers}"
+                "DomainLoader needs 1 <= img_size <= 8192, 1 <= batch_size <= 65536, 0 <= num_workers <= 64; got {img_size}, {batch_size}, {num_workers}"
             )));
         }
         let config = LoaderConfig {
@@ -41,13 +42,13 @@ impl PyDomainLoader {
             strict,
             num_workers: num_workers as usize,
         };
-        let inner = py.allow_threads(|| DomainLoader::new(&folder, config))?;
+        let inner = unlocked(py, || DomainLoader::new(&folder, config))?;
         Ok(Self { inner })
     }
 
     /// The next batch, a float32 (B, 3, S, S) CPU tensor in [-1, 1].
     fn next_batch(&self, py: Python<'_>) -> PyResult<PyTensor> {
-        let t = py.allow_threads(|| self.inner.next_batch())?;
+        let t = unlocked(py, || self.inner.next_batch())?;
         Ok(PyTensor(t))
     }
 
@@ -83,7 +84,10 @@ impl PyDomainLoader {
 /// Loads one image file resized to `img_size` as a (1, 3, S, S) float32 tensor in [-1, 1].
 #[pyfunction(name = "load_image")]
 pub fn py_load_image(py: Python<'_>, path: PathBuf, img_size: u32) -> PyResult<PyTensor> {
-    let t = py.allow_threads(|| load_image(&path, img_size))?;
+    if !(1..=8192).contains(&img_size) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("img_size must be between 1 and 8192, got {img_size}")));
+    }
+    let t = unlocked(py, || load_image(&path, img_size))?;
     Ok(PyTensor(t))
 }
 
@@ -121,7 +125,7 @@ pub fn demo_image(domain: &str, size: u32, seed: u64, index: u64) -> PyResult<Py
 #[pyfunction]
 #[pyo3(signature = (root, n_train=200, n_test=20, size=96, seed=0))]
 pub fn write_demo_dataset(py: Python<'_>, root: PathBuf, n_train: u64, n_test: u64, size: u32, seed: u64) -> PyResult<()> {
-    py.allow_threads(|| crate::data::demo::write_dataset(&root, n_train, n_test, size, seed))?;
+    unlocked(py, || crate::data::demo::write_dataset(&root, n_train, n_test, size, seed))?;
     Ok(())
 }
 
@@ -161,11 +165,14 @@ pub fn prepare_dataset<'py>(
         "pad" => Fit::Pad,
         other => return Err(pyo3::exceptions::PyValueError::new_err(format!("fit must be 'crop' or 'pad', got {other:?}"))),
     };
+    if !(8..=8192).contains(&size) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("size must be between 8 and 8192, got {size}")));
+    }
     let config = PrepareConfig { size, fit, test_fraction, seed, min_size, workers };
     let named: Vec<(&str, &std::path::Path)> = domains.iter().map(|(d, p)| (d.as_str(), p.as_path())).collect();
     let total = count_inputs(&named)?;
     let progress = AtomicUsize::new(0);
-    let summary = py.allow_threads(|| {
+    let summary = unlocked(py, || {
         std::thread::scope(|scope| {
             let job = scope.spawn(|| prepare(&named, &output, &config, &progress));
             while !job.is_finished() {

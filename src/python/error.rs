@@ -2,7 +2,9 @@
 
 use crate::Error;
 use pyo3::create_exception;
-use pyo3::exceptions::{PyFileNotFoundError, PyFloatingPointError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyFloatingPointError, PyMemoryError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::PyErr;
 
 create_exception!(
@@ -22,7 +24,20 @@ impl From<Error> for PyErr {
             Error::NotFound { .. } => PyFileNotFoundError::new_err(message),
             Error::Io { .. } => PyOSError::new_err(message),
             Error::NonFinite(_) => PyFloatingPointError::new_err(message),
+            Error::Internal(_) => PyRuntimeError::new_err(message),
+            Error::Torch(_) if is_out_of_memory(&message) => PyMemoryError::new_err(message),
             Error::Torch(_) => PyRuntimeError::new_err(message),
         }
     }
+}
+
+fn is_out_of_memory(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    ["out of memory", "not enough memory", "failed to allocate", "can't allocate", "cannot allocate"].iter().any(|m| lower.contains(m))
+}
+
+/// Releases the GIL and runs `f` with panics turned into errors: every long binding goes
+/// through here, so neither the GIL nor a panic is held across Rust work.
+pub fn unlocked<T: Send>(py: pyo3::Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> pyo3::PyResult<T> {
+    Ok(py.allow_threads(|| crate::error::guarded(f))?)
 }

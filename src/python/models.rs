@@ -6,6 +6,7 @@ use crate::device::{device_name, parse_device};
 use crate::models::{Discriminator, Generator, Output};
 use crate::nn::{ParamStore, VarKind};
 use pyo3::exceptions::PyTypeError;
+use super::error::unlocked;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
@@ -77,14 +78,14 @@ impl PyGenerator {
     ) -> PyResult<Self> {
         let config = GeneratorConfig { input_nc, output_nc, ngf, n_blocks, img_size, light };
         let device = parse_device(device)?;
-        let generator = py.allow_threads(|| Generator::new(config, device))?;
+        let generator = unlocked(py, || Generator::new(config, device))?;
         Ok(Self::from_shared(Arc::new(Mutex::new(generator))))
     }
 
     /// Runs the generator: returns `(out, cam_logit, heatmap)`.
     fn forward(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
         let x = x.0;
-        let output = py.allow_threads(move || lock(&self.inner).forward(&x))?;
+        let output = unlocked(py, move || lock(&self.inner).forward(&x))?;
         Ok(into_triple(output))
     }
 
@@ -95,7 +96,7 @@ impl PyGenerator {
     /// Loads tensors by official name; returns `(missing_keys, unexpected_keys)`.
     fn load_tensors(&self, py: Python<'_>, tensors: &Bound<'_, PyDict>, strict: bool) -> PyResult<(Vec<String>, Vec<String>)> {
         let tensors = extract_tensors(tensors)?;
-        let report = py.allow_threads(move || lock(&self.inner).store().load(&tensors, strict, "Generator"))?;
+        let report = unlocked(py, move || lock(&self.inner).store().load(&tensors, strict, "Generator"))?;
         Ok((report.missing_keys, report.unexpected_keys))
     }
 
@@ -110,7 +111,7 @@ impl PyGenerator {
 
     fn to_device(&self, py: Python<'_>, device: &str) -> PyResult<()> {
         let device = parse_device(device)?;
-        py.allow_threads(|| lock(&self.inner).store_mut().set_device(device))?;
+        unlocked(py, || lock(&self.inner).store_mut().set_device(device))?;
         Ok(())
     }
 
@@ -157,7 +158,7 @@ impl PyDiscriminator {
     fn new(py: Python<'_>, ndf: i64, n_layers: i64, input_nc: i64, device: &str) -> PyResult<Self> {
         let config = DiscriminatorConfig { input_nc, ndf, n_layers };
         let device = parse_device(device)?;
-        let discriminator = py.allow_threads(|| Discriminator::new(config, device))?;
+        let discriminator = unlocked(py, || Discriminator::new(config, device))?;
         Ok(Self::from_shared(Arc::new(Mutex::new(discriminator))))
     }
 
@@ -165,7 +166,7 @@ impl PyDiscriminator {
     /// advances every spectral-norm power iteration by one step.
     fn forward(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
         let x = x.0;
-        let output = py.allow_threads(move || lock(&self.inner).forward(&x))?;
+        let output = unlocked(py, move || lock(&self.inner).forward(&x))?;
         Ok(into_triple(output))
     }
 
@@ -175,7 +176,7 @@ impl PyDiscriminator {
 
     fn load_tensors(&self, py: Python<'_>, tensors: &Bound<'_, PyDict>, strict: bool) -> PyResult<(Vec<String>, Vec<String>)> {
         let tensors = extract_tensors(tensors)?;
-        let report = py.allow_threads(move || lock(&self.inner).store().load(&tensors, strict, "Discriminator"))?;
+        let report = unlocked(py, move || lock(&self.inner).store().load(&tensors, strict, "Discriminator"))?;
         Ok((report.missing_keys, report.unexpected_keys))
     }
 
@@ -190,7 +191,7 @@ impl PyDiscriminator {
 
     fn to_device(&self, py: Python<'_>, device: &str) -> PyResult<()> {
         let device = parse_device(device)?;
-        py.allow_threads(|| lock(&self.inner).store_mut().set_device(device))?;
+        unlocked(py, || lock(&self.inner).store_mut().set_device(device))?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use crate::device::device_name;
 use crate::train::{checkpoint, StepLosses, Trainer};
 use std::path::PathBuf;
 use crate::Result;
+use super::error::unlocked;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
@@ -105,7 +106,7 @@ fn losses_to_floats(losses: &StepLosses) -> Result<Vec<(String, f64)>> {
 /// plus its metadata (step, lr, config JSON).
 #[pyfunction]
 pub fn read_checkpoint(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<(String, PyTensor)>, Vec<(String, String)>)> {
-    let (tensors, meta) = py.allow_threads(|| -> Result<_> {
+    let (tensors, meta) = unlocked(py, || -> Result<_> {
         let file = checkpoint::SafetensorsFile::open(&path)?;
         Ok((file.tensors_with_prefix("", Device::Cpu)?, file.metadata()?))
     })?;
@@ -118,7 +119,7 @@ pub fn read_checkpoint(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<(String, 
 pub fn write_checkpoint(py: Python<'_>, path: PathBuf, tensors: Vec<(String, PyTensor)>, metadata: Vec<(String, String)>) -> PyResult<()> {
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
     let metadata = metadata.into_iter().collect();
-    py.allow_threads(move || checkpoint::write_safetensors_atomic(&path, &tensors, &metadata))?;
+    unlocked(py, move || checkpoint::write_safetensors_atomic(&path, &tensors, &metadata))?;
     Ok(())
 }
 
@@ -132,14 +133,14 @@ pub struct PyTrainer {
 impl PyTrainer {
     #[new]
     fn new(py: Python<'_>, config: TrainConfig) -> PyResult<Self> {
-        let trainer = py.allow_threads(move || Trainer::new(config))?;
+        let trainer = unlocked(py, move || Trainer::new(config))?;
         Ok(Self { inner: Mutex::new(trainer) })
     }
 
     /// One iteration; returns `[(loss_name, value), ...]` (one host sync for all of them).
     fn step(&self, py: Python<'_>, real_a: PyTensor, real_b: PyTensor) -> PyResult<Vec<(String, f64)>> {
         let (a, b) = (real_a.0, real_b.0);
-        let values = py.allow_threads(move || -> Result<_> {
+        let values = unlocked(py, move || -> Result<_> {
             let losses = lock(&self.inner).step(&a, &b)?;
             losses_to_floats(&losses)
         })?;
@@ -149,20 +150,20 @@ impl PyTrainer {
     /// One iteration; returns the losses as 0-d tensors on the device (no host sync), plus lr.
     fn step_lazy(&self, py: Python<'_>, real_a: PyTensor, real_b: PyTensor) -> PyResult<(Vec<(String, PyTensor)>, f64)> {
         let (a, b) = (real_a.0, real_b.0);
-        let losses = py.allow_threads(move || lock(&self.inner).step(&a, &b))?;
+        let losses = unlocked(py, move || lock(&self.inner).step(&a, &b))?;
         let values = losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect();
         Ok((values, losses.lr))
     }
 
     /// Writes the full training state to `path` (atomically).
     fn save_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.allow_threads(|| checkpoint::save(&lock(&self.inner), &path))?;
+        unlocked(py, || checkpoint::save(&lock(&self.inner), &path))?;
         Ok(())
     }
 
     /// Restores a checkpoint; returns its step. Validates everything before changing anything.
     fn load_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<i64> {
-        let info = py.allow_threads(|| checkpoint::load(&mut lock(&self.inner), &path))?;
+        let info = unlocked(py, || checkpoint::load(&mut lock(&self.inner), &path))?;
         Ok(info.step)
     }
 
