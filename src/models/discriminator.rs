@@ -2,12 +2,12 @@
 //! module. `n_layers=7` is the global discriminator, 5 the local one.
 
 use super::input::check_image_batch;
-use super::Output;
+use super::{Network, Output};
 use crate::config::DiscriminatorConfig;
 use crate::nn::layers::{leaky_relu, reflection_pad, Conv2d};
 use crate::nn::spectral_norm::SpectralNorm;
 use crate::nn::store::{Init, Path};
-use crate::nn::{ParamStore, Var};
+use crate::nn::ParamStore;
 use crate::{Error, Result};
 use tch::{Device, Tensor};
 
@@ -123,32 +123,6 @@ impl Discriminator {
         &self.config
     }
 
-    pub fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    pub fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    pub fn named_tensors(&self) -> Vec<Var> {
-        self.store.vars()
-    }
-
-    pub fn device(&self) -> Device {
-        self.store.device()
-    }
-
-    pub fn is_training(&self) -> bool {
-        self.training
-    }
-
-    /// Train mode runs one spectral-norm power iteration per forward (updating `weight_u` and
-    /// `weight_v`); eval mode uses them as stored.
-    pub fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-
     fn check_input(&self, x: &Tensor) -> Result<()> {
         let (h, w) = check_image_batch(x, "Discriminator", self.config.input_nc, self.device())?;
         if !self.config.accepts(h) || !self.config.accepts(w) {
@@ -162,7 +136,7 @@ impl Discriminator {
         Ok(())
     }
 
-    pub fn forward(&self, input: &Tensor) -> Result<Output> {
+    fn forward_impl(&self, input: &Tensor) -> Result<Output> {
         self.check_input(input)?;
         let train = self.training;
         let batch = input.size()[0];
@@ -186,9 +160,35 @@ impl Discriminator {
     }
 }
 
+impl Network for Discriminator {
+    const NAME: &'static str = "Discriminator";
+
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// Train mode runs one spectral-norm power iteration per forward (updating `weight_u` and `weight_v`); eval mode uses them as stored.
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+
+    fn forward(&self, input: &Tensor) -> Result<Output> {
+        self.forward_impl(input)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Network;
     use tch::Kind;
 
     #[test]

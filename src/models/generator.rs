@@ -1,12 +1,12 @@
 //! `ResnetGenerator` (SPEC §1): encoder, CAM attention, γ/β MLP, AdaILN residual decoder.
 
 use super::input::check_image_batch;
-use super::Output;
+use super::{Network, Output};
 use crate::config::GeneratorConfig;
 use crate::nn::blocks::{ResnetAdaILNBlock, ResnetBlock};
 use crate::nn::layers::{reflection_pad, Conv2d, Linear};
 use crate::nn::norm::{instance_norm, ILN};
-use crate::nn::{ParamStore, Var};
+use crate::nn::ParamStore;
 use crate::{Error, Result};
 use tch::{Device, Tensor};
 
@@ -125,33 +125,6 @@ impl Generator {
         &self.config
     }
 
-    pub fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    pub fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    /// Every tensor under its official state-dict name, in official order.
-    pub fn named_tensors(&self) -> Vec<Var> {
-        self.store.vars()
-    }
-
-    pub fn device(&self) -> Device {
-        self.store.device()
-    }
-
-    pub fn is_training(&self) -> bool {
-        self.training
-    }
-
-    /// Train/eval mode. The generator has no mode-dependent layer; the flag is kept so that it
-    /// behaves like a PyTorch module.
-    pub fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-
     /// Every `rho` (AdaILN and ILN), which the trainer clamps to [0, 1] after each update.
     pub fn rhos(&self) -> Vec<&Tensor> {
         let mut rhos: Vec<&Tensor> = self.up_blocks1.iter().flat_map(|b| b.rhos()).collect();
@@ -176,7 +149,7 @@ impl Generator {
         Ok(())
     }
 
-    pub fn forward(&self, input: &Tensor) -> Result<Output> {
+    fn forward_impl(&self, input: &Tensor) -> Result<Output> {
         self.check_input(input)?;
         let batch = input.size()[0];
 
@@ -218,9 +191,35 @@ impl Generator {
     }
 }
 
+impl Network for Generator {
+    const NAME: &'static str = "Generator";
+
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// Train/eval mode. The generator has no mode-dependent layer; the flag is kept so that it behaves like a PyTorch module.
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+
+    fn forward(&self, input: &Tensor) -> Result<Output> {
+        self.forward_impl(input)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Network;
     use tch::Kind;
 
     fn tiny(light: bool) -> GeneratorConfig {

@@ -7,7 +7,9 @@ pub mod input;
 pub use discriminator::Discriminator;
 pub use generator::Generator;
 
-use tch::Tensor;
+use crate::nn::{ParamStore, Var};
+use crate::Result;
+use tch::{Device, Tensor};
 
 /// What both networks return: the image (or patch logits), the CAM logits (B, 2) and the
 /// attention heatmap (B, 1, h, w).
@@ -15,4 +17,25 @@ pub struct Output {
     pub out: Tensor,
     pub cam_logit: Tensor,
     pub heatmap: Tensor,
+}
+
+/// What the generator and the discriminator share as modules: a parameter store, a train/eval
+/// flag and a forward pass returning [`Output`].
+pub trait Network: Send {
+    /// The class name used in messages ("Generator", "Discriminator").
+    const NAME: &'static str;
+    fn store(&self) -> &ParamStore;
+    fn store_mut(&mut self) -> &mut ParamStore;
+    fn is_training(&self) -> bool;
+    fn set_training(&mut self, training: bool);
+    fn forward(&self, input: &Tensor) -> Result<Output>;
+
+    fn device(&self) -> Device {
+        self.store().device()
+    }
+
+    /// Every tensor under its official state-dict name, in official order.
+    fn named_tensors(&self) -> Vec<Var> {
+        self.store().vars()
+    }
 }

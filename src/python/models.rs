@@ -3,8 +3,8 @@
 
 use crate::config::{DiscriminatorConfig, GeneratorConfig};
 use crate::device::{device_name, parse_device};
-use crate::models::{Discriminator, Generator, Output};
-use crate::nn::{ParamStore, VarKind};
+use crate::models::{Discriminator, Generator, Network, Output};
+use crate::nn::VarKind;
 use pyo3::exceptions::PyTypeError;
 use super::error::unlocked;
 use pyo3::prelude::*;
@@ -25,14 +25,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `(name, tensor, is_parameter)` for every tensor of a store, in state-dict order.
-fn named_tensors(store: &ParamStore) -> Vec<(String, PyTensor, bool)> {
-    store
-        .vars()
-        .into_iter()
-        .map(|v| (v.name, PyTensor(v.tensor), v.kind == VarKind::Parameter))
-        .collect()
-}
 
 /// Reads a `{name: torch.Tensor}` mapping, naming the first key whose value is no tensor.
 fn extract_tensors(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Tensor)>> {
@@ -49,16 +41,52 @@ fn extract_tensors(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Tensor)>> 
     Ok(tensors)
 }
 
+/// The module surface both Python classes share, over a network that may also be owned by a
+/// Trainer (hence the `Arc<Mutex<..>>`).
+struct Handle<N: Network>(Arc<Mutex<N>>);
+
+impl<N: Network> Handle<N> {
+    fn forward(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
+        let x = x.0;
+        let output = unlocked(py, move || lock(&self.0).forward(&x))?;
+        Ok(into_triple(output))
+    }
+
+    /// `(name, tensor, is_parameter)` for every tensor, in state-dict order.
+    fn named_tensors(&self) -> Vec<(String, PyTensor, bool)> {
+        let vars = lock(&self.0).named_tensors();
+        vars.into_iter().map(|v| (v.name, PyTensor(v.tensor), v.kind == VarKind::Parameter)).collect()
+    }
+
+    fn load_tensors(&self, py: Python<'_>, tensors: &Bound<'_, PyDict>, strict: bool) -> PyResult<(Vec<String>, Vec<String>)> {
+        let tensors = extract_tensors(tensors)?;
+        let report = unlocked(py, move || lock(&self.0).store().load(&tensors, strict, N::NAME))?;
+        Ok((report.missing_keys, report.unexpected_keys))
+    }
+
+    fn to_device(&self, py: Python<'_>, device: &str) -> PyResult<()> {
+        let device = parse_device(device)?;
+        unlocked(py, || lock(&self.0).store_mut().set_device(device))
+    }
+
+    fn device(&self) -> String {
+        device_name(lock(&self.0).device())
+    }
+
+    fn num_parameters(&self) -> i64 {
+        lock(&self.0).store().num_parameters()
+    }
+}
+
 /// The native generator. Use `ugatit_rs.Generator`, which wraps it.
 #[pyclass(name = "Generator", module = "ugatit_rs._native")]
 pub struct PyGenerator {
-    /// Shared with a Trainer when the generator is one of its networks.
-    inner: Arc<Mutex<Generator>>,
+    inner: Handle<Generator>,
 }
 
 impl PyGenerator {
     pub fn from_shared(inner: Arc<Mutex<Generator>>) -> Self {
-        Self { inner }
+        Self { inner: Handle(inner) }
     }
 }
 
@@ -84,45 +112,39 @@ impl PyGenerator {
 
     /// Runs the generator: returns `(out, cam_logit, heatmap)`.
     fn forward(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
-        let x = x.0;
-        let output = unlocked(py, move || lock(&self.inner).forward(&x))?;
-        Ok(into_triple(output))
+        self.inner.forward(py, x)
     }
 
     fn named_tensors(&self) -> Vec<(String, PyTensor, bool)> {
-        named_tensors(lock(&self.inner).store())
+        self.inner.named_tensors()
     }
 
     /// Loads tensors by official name; returns `(missing_keys, unexpected_keys)`.
     fn load_tensors(&self, py: Python<'_>, tensors: &Bound<'_, PyDict>, strict: bool) -> PyResult<(Vec<String>, Vec<String>)> {
-        let tensors = extract_tensors(tensors)?;
-        let report = unlocked(py, move || lock(&self.inner).store().load(&tensors, strict, "Generator"))?;
-        Ok((report.missing_keys, report.unexpected_keys))
+        self.inner.load_tensors(py, tensors, strict)
     }
 
     fn set_training(&self, training: bool) {
-        lock(&self.inner).set_training(training)
+        lock(&self.inner.0).set_training(training)
     }
 
     #[getter]
     fn training(&self) -> bool {
-        lock(&self.inner).is_training()
+        lock(&self.inner.0).is_training()
     }
 
     fn to_device(&self, py: Python<'_>, device: &str) -> PyResult<()> {
-        let device = parse_device(device)?;
-        unlocked(py, || lock(&self.inner).store_mut().set_device(device))?;
-        Ok(())
+        self.inner.to_device(py, device)
     }
 
     #[getter]
     fn device(&self) -> String {
-        device_name(lock(&self.inner).device())
+        self.inner.device()
     }
 
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let guard = lock(&self.inner);
+        let guard = lock(&self.inner.0);
         let c = guard.config();
         let dict = PyDict::new(py);
         dict.set_item("ngf", c.ngf)?;
@@ -135,19 +157,19 @@ impl PyGenerator {
     }
 
     fn num_parameters(&self) -> i64 {
-        lock(&self.inner).store().num_parameters()
+        self.inner.num_parameters()
     }
 }
 
 /// The native discriminator. Use `ugatit_rs.Discriminator`, which wraps it.
 #[pyclass(name = "Discriminator", module = "ugatit_rs._native")]
 pub struct PyDiscriminator {
-    inner: Arc<Mutex<Discriminator>>,
+    inner: Handle<Discriminator>,
 }
 
 impl PyDiscriminator {
     pub fn from_shared(inner: Arc<Mutex<Discriminator>>) -> Self {
-        Self { inner }
+        Self { inner: Handle(inner) }
     }
 }
 
@@ -165,44 +187,38 @@ impl PyDiscriminator {
     /// Runs the discriminator: returns `(out, cam_logit, heatmap)`. In training mode this also
     /// advances every spectral-norm power iteration by one step.
     fn forward(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
-        let x = x.0;
-        let output = unlocked(py, move || lock(&self.inner).forward(&x))?;
-        Ok(into_triple(output))
+        self.inner.forward(py, x)
     }
 
     fn named_tensors(&self) -> Vec<(String, PyTensor, bool)> {
-        named_tensors(lock(&self.inner).store())
+        self.inner.named_tensors()
     }
 
     fn load_tensors(&self, py: Python<'_>, tensors: &Bound<'_, PyDict>, strict: bool) -> PyResult<(Vec<String>, Vec<String>)> {
-        let tensors = extract_tensors(tensors)?;
-        let report = unlocked(py, move || lock(&self.inner).store().load(&tensors, strict, "Discriminator"))?;
-        Ok((report.missing_keys, report.unexpected_keys))
+        self.inner.load_tensors(py, tensors, strict)
     }
 
     fn set_training(&self, training: bool) {
-        lock(&self.inner).set_training(training)
+        lock(&self.inner.0).set_training(training)
     }
 
     #[getter]
     fn training(&self) -> bool {
-        lock(&self.inner).is_training()
+        lock(&self.inner.0).is_training()
     }
 
     fn to_device(&self, py: Python<'_>, device: &str) -> PyResult<()> {
-        let device = parse_device(device)?;
-        unlocked(py, || lock(&self.inner).store_mut().set_device(device))?;
-        Ok(())
+        self.inner.to_device(py, device)
     }
 
     #[getter]
     fn device(&self) -> String {
-        device_name(lock(&self.inner).device())
+        self.inner.device()
     }
 
     #[getter]
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let guard = lock(&self.inner);
+        let guard = lock(&self.inner.0);
         let c = guard.config();
         let dict = PyDict::new(py);
         dict.set_item("ndf", c.ndf)?;
@@ -212,11 +228,11 @@ impl PyDiscriminator {
     }
 
     fn num_parameters(&self) -> i64 {
-        lock(&self.inner).store().num_parameters()
+        self.inner.num_parameters()
     }
 
     /// The smallest square image size this discriminator accepts.
     fn min_input_size(&self) -> i64 {
-        lock(&self.inner).config().min_input_size()
+        lock(&self.inner.0).config().min_input_size()
     }
 }

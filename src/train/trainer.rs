@@ -11,7 +11,7 @@ use super::schedule::decayed_lr;
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::input::check_image_batch;
-use crate::models::{Discriminator, Generator, Output};
+use crate::models::{Discriminator, Generator, Network, Output};
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Tensor};
