@@ -80,7 +80,7 @@ def quality(generator, images: List[np.ndarray], target: str, scale: StyleScale)
     try:
         rows = []
         for img in images:
-            x = torch.from_numpy(img).permute(2, 0, 1).float().div(127.5).sub(1)[None].to(generator.device)
+            x = viz.from_image(img)[None].to(generator.device)
             out, _, _ = generator(x)
             rows.append(scores(img, viz.to_image(out)))
     finally:
@@ -142,11 +142,13 @@ def run(output: str = "demo_output", iteration: int = 600, img_size: int = 96, c
 @torch.no_grad()
 def translation_sheet(generator, images: List[np.ndarray]) -> np.ndarray:
     """Rows of input | translation | attention overlay (HWC uint8)."""
+    was_training = generator.training
     generator.eval()
-    rows = []
-    for img in images:
-        x = torch.from_numpy(img).permute(2, 0, 1).float().div(127.5).sub(1)[None].to(generator.device)
-        out, _, heat = generator(x)
-        rows.append(np.concatenate([img, viz.to_image(out), viz.overlay(img, heat)], axis=1))
-    generator.train()
+    try:
+        rows = []
+        for img in images:
+            out, _, heat = generator(viz.from_image(img)[None].to(generator.device))
+            rows.append(np.concatenate([img, viz.to_image(out), viz.overlay(img, heat)], axis=1))
+    finally:
+        generator.train(was_training)
     return np.concatenate(rows, axis=0)

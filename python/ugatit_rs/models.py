@@ -32,6 +32,13 @@ class _NativeModule:
 
     _native: object
 
+    @classmethod
+    def _wrap(cls, native):
+        """Wraps a native network owned elsewhere (e.g. by a Trainer), sharing its tensors."""
+        obj = cls.__new__(cls)
+        obj._native = native
+        return obj
+
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.forward(x)
@@ -187,12 +194,6 @@ class Generator(_NativeModule):
             device=_device_name(device),
         )
 
-    @classmethod
-    def _wrap(cls, native: "_native.Generator") -> "Generator":
-        """Wraps a native generator owned elsewhere (e.g. by a Trainer)."""
-        obj = cls.__new__(cls)
-        obj._native = native
-        return obj
 
 
 class Discriminator(_NativeModule):
@@ -213,12 +214,6 @@ class Discriminator(_NativeModule):
         self._native = _native.Discriminator(
             ndf=ndf, n_layers=n_layers, input_nc=input_nc, device=_device_name(device)
         )
-
-    @classmethod
-    def _wrap(cls, native: "_native.Discriminator") -> "Discriminator":
-        obj = cls.__new__(cls)
-        obj._native = native
-        return obj
 
     def min_input_size(self) -> int:
         """The smallest square image this discriminator accepts."""

@@ -90,7 +90,7 @@ class Translator:
         if isinstance(item, np.ndarray):
             if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
                 raise ValueError(f"numpy images must be HWC uint8 RGB, got {item.dtype} {item.shape}")
-            return torch.from_numpy(np.ascontiguousarray(item)).permute(2, 0, 1).float().div(127.5).sub(1)
+            return viz.from_image(item)
         if isinstance(item, torch.Tensor):
             if item.dim() != 3 or item.shape[0] != 3 or not item.is_floating_point():
                 raise ValueError(f"tensor images must be float (3, H, W) in [-1, 1], got {item.dtype} {tuple(item.shape)}")

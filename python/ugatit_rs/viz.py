@@ -34,6 +34,11 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return ((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
 
 
+def from_image(image: np.ndarray) -> torch.Tensor:
+    """An HWC uint8 RGB array as a ``(3, H, W)`` float32 tensor in [-1, 1] (inverse of :func:`to_image`)."""
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1)
+
+
 def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarray:
     """The official ``cam()``: min-max normalise, resize bilinearly, jet colormap (RGB uint8).
 

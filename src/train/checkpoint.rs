@@ -240,6 +240,7 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
         per_network.push((net, tensors));
     }
     let optim_state = if info.has_optimizer_state {
+        let meta = file.metadata()?;
         let mut states = Vec::new();
         for group in ["G", "D"] {
             let t = file.tensors_with_prefix(&format!("optim.{group}."), device)?;
@@ -248,7 +249,7 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
                     Error::StateDict(format!("{}: checkpoint lacks optim.{group}.{name}", path.display()))
                 })
             };
-            let step: i64 = parse_meta(&file.metadata()?, &format!("optim.{group}.step"), path)?;
+            let step: i64 = parse_meta(&meta, &format!("optim.{group}.step"), path)?;
             states.push((find("exp_avg")?, find("exp_avg_sq")?, step));
         }
         Some(states)
