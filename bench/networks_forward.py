@@ -14,10 +14,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+import ugatit_rs as ug  # noqa: E402
 from reference.networks import Discriminator as RefD  # noqa: E402
 from reference.networks import ResnetGenerator as RefG  # noqa: E402
-
-import ugatit_rs as ug  # noqa: E402
 
 
 def timed(fn, device, reps):
@@ -49,8 +48,11 @@ def main():
     torch.manual_seed(0)
     x = torch.rand(args.batch, 3, args.img_size, args.img_size, device=device) * 2 - 1
     cases = [
-        ("generator", RefG(3, 3, args.ch, args.n_res, args.img_size, args.light),
-         lambda: ug.Generator(args.ch, args.n_res, args.img_size, args.light, device=device)),
+        (
+            "generator",
+            RefG(3, 3, args.ch, args.n_res, args.img_size, args.light),
+            lambda: ug.Generator(args.ch, args.n_res, args.img_size, args.light, device=device),
+        ),
         ("global_D", RefD(3, args.ch, 7), lambda: ug.Discriminator(args.ch, 7, device=device)),
         ("local_D", RefD(3, args.ch, 5), lambda: ug.Discriminator(args.ch, 5, device=device)),
     ]
@@ -59,6 +61,7 @@ def main():
         ours = make_ours()
         ours.load_state_dict(ref.state_dict())
         for mode in ("forward_no_grad", "forward_backward"):
+
             def run(model):
                 if mode == "forward_no_grad":
                     with torch.no_grad():
@@ -66,12 +69,26 @@ def main():
                 else:
                     out, cam, hm = model(x)
                     (out.mean() + cam.mean() + hm.mean()).backward()
+
             t_ref = timed(lambda: run(ref), device, args.reps)
             t_ours = timed(lambda: run(ours), device, args.reps)
-            print(json.dumps({"net": name, "mode": mode, "device": str(device), "img": args.img_size,
-                              "ch": args.ch, "light": args.light, "batch": args.batch,
-                              "oracle_ms": round(t_ref, 3), "ours_ms": round(t_ours, 3),
-                              "ratio": round(t_ours / t_ref, 3)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "net": name,
+                        "mode": mode,
+                        "device": str(device),
+                        "img": args.img_size,
+                        "ch": args.ch,
+                        "light": args.light,
+                        "batch": args.batch,
+                        "oracle_ms": round(t_ref, 3),
+                        "ours_ms": round(t_ours, 3),
+                        "ratio": round(t_ours / t_ref, 3),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

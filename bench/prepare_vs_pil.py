@@ -15,13 +15,12 @@ from multiprocessing import Pool
 
 import numpy as np
 from PIL import Image, ImageOps
-
 from ugatit_rs.data import prepare
 
 
 def make_inputs(folder, n, size):
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:int(size * 0.75)] / size
+    yy, xx = np.mgrid[0:size, 0 : int(size * 0.75)] / size
     for i in range(n):
         base = np.stack([np.sin(xx * rng.uniform(2, 9) + i), np.cos(yy * rng.uniform(2, 9)), np.sin((xx + yy) * 4)], -1)
         img = ((base * 0.4 + 0.5 + rng.normal(0, 0.04, base.shape)).clip(0, 1) * 255).astype(np.uint8)
@@ -68,11 +67,21 @@ def main():
         pool.map(pil_one, jobs)
     pil_pool = time.perf_counter() - t
     shutil.rmtree(root)
-    print(json.dumps({
-        "images": args.n, "src": f"{args.src_size}x{int(args.src_size * 0.75)} JPEG", "size": args.size,
-        "cpus": os.cpu_count(), "ours_s": round(ours, 2), "pil_serial_s": round(pil_serial, 2),
-        "pil_pool_s": round(pil_pool, 2), "speedup_vs_pil_serial": round(pil_serial / ours, 2),
-        "speedup_vs_pil_pool": round(pil_pool / ours, 2)}))
+    print(
+        json.dumps(
+            {
+                "images": args.n,
+                "src": f"{args.src_size}x{int(args.src_size * 0.75)} JPEG",
+                "size": args.size,
+                "cpus": os.cpu_count(),
+                "ours_s": round(ours, 2),
+                "pil_serial_s": round(pil_serial, 2),
+                "pil_pool_s": round(pil_pool, 2),
+                "speedup_vs_pil_serial": round(pil_serial / ours, 2),
+                "speedup_vs_pil_pool": round(pil_pool / ours, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from datasets import make_dataset  # noqa: E402
-
 import ugatit_rs as ug  # noqa: E402
+from datasets import make_dataset  # noqa: E402
 
 
 def rss_mib():
@@ -36,9 +35,19 @@ def main():
     root = tempfile.mkdtemp(prefix="ugatit-soak-")
     data = make_dataset(os.path.join(root, "toy"), n_train=16, n_test=2)
     every = max(1, args.steps // 20)
-    cfg = ug.TrainConfig(dataset=data, light=True, img_size=96, ch=4, n_res=1, iteration=args.steps,
-                         print_freq=every, save_freq=every, device=args.device, result_dir=os.path.join(root, "r"),
-                         num_workers=2)
+    cfg = ug.TrainConfig(
+        dataset=data,
+        light=True,
+        img_size=96,
+        ch=4,
+        n_res=1,
+        iteration=args.steps,
+        print_freq=every,
+        save_freq=every,
+        device=args.device,
+        result_dir=os.path.join(root, "r"),
+        num_workers=2,
+    )
     trainer = ug.Trainer(cfg)
     samples = []
     start = time.perf_counter()
@@ -53,10 +62,15 @@ def main():
 
     trainer.fit(progress=False, callback=record, log_every=every)
     first, last = samples[1], samples[-1]  # skip the very first point (allocator warm-up)
-    summary = {"steps": args.steps, "checkpoints": len(os.listdir(os.path.join(trainer.run_dir, "model"))),
-               "sample_grids": len(os.listdir(os.path.join(trainer.run_dir, "img"))),
-               "rss_first_mib": first["rss_mib"], "rss_last_mib": last["rss_mib"],
-               "rss_growth_mib": round(last["rss_mib"] - first["rss_mib"], 1), "samples": samples}
+    summary = {
+        "steps": args.steps,
+        "checkpoints": len(os.listdir(os.path.join(trainer.run_dir, "model"))),
+        "sample_grids": len(os.listdir(os.path.join(trainer.run_dir, "img"))),
+        "rss_first_mib": first["rss_mib"],
+        "rss_last_mib": last["rss_mib"],
+        "rss_growth_mib": round(last["rss_mib"] - first["rss_mib"], 1),
+        "samples": samples,
+    }
     print(json.dumps({k: v for k, v in summary.items() if k != "samples"}))
     if args.out:
         with open(args.out, "w") as f:

@@ -58,14 +58,24 @@ def run_one(args) -> dict:
     torch.manual_seed(0)
     dev = args.device
     s, b = args.img_size, args.batch
-    batches = [(torch.rand(b, 3, s, s, device=dev) * 2 - 1, torch.rand(b, 3, s, s, device=dev) * 2 - 1) for _ in range(4)]
+    batches = [
+        (torch.rand(b, 3, s, s, device=dev) * 2 - 1, torch.rand(b, 3, s, s, device=dev) * 2 - 1) for _ in range(4)
+    ]
     counter = [0]
 
     if args.impl == "ours":
         import ugatit_rs as ug
 
-        cfg = ug.TrainConfig(light=args.light, img_size=s, ch=args.ch, n_res=args.n_res, batch_size=b,
-                             iteration=1_000_000, device=dev, **json.loads(args.opt_ins))
+        cfg = ug.TrainConfig(
+            light=args.light,
+            img_size=s,
+            ch=args.ch,
+            n_res=args.n_res,
+            batch_size=b,
+            iteration=1_000_000,
+            device=dev,
+            **json.loads(args.opt_ins),
+        )
         trainer = ug.Trainer(cfg)
         gen = trainer.gen_a2b
 
@@ -107,6 +117,7 @@ def run_one(args) -> dict:
         t = _median_time(infer, dev, max(3, args.steps // 2), 2)
         result[f"infer_b{batch}_img_s"] = batch / t
         if args.amp and dev.startswith("cuda"):
+
             def infer_amp():
                 with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
                     gen(x)
@@ -119,15 +130,16 @@ def run_one(args) -> dict:
 def data_rate(args) -> float:
     """Images/s of the Rust loader (train transform, --workers threads) on generated JPEGs."""
     import numpy as np
-    from PIL import Image
-
     import ugatit_rs as ug
+    from PIL import Image
 
     folder = tempfile.mkdtemp(prefix="ugatit-bench-")
     rng = np.random.default_rng(0)
     src = int(args.img_size * 1.25)
     for i in range(64):
-        Image.fromarray((rng.random((src, src, 3)) * 255).astype(np.uint8)).save(os.path.join(folder, f"{i}.jpg"), quality=90)
+        Image.fromarray((rng.random((src, src, 3)) * 255).astype(np.uint8)).save(
+            os.path.join(folder, f"{i}.jpg"), quality=90
+        )
     loader = ug.data.DomainLoader(folder, args.img_size, batch_size=args.batch, num_workers=args.workers)
     loader.next_batch()
     n, t = 0, time.perf_counter()
@@ -178,10 +190,13 @@ def main():
     consumed = 2 * args.batch / (ours["step_ms"] / 1e3)
     summary = {
         "config": {k: getattr(args, k) for k in ("device", "img_size", "ch", "n_res", "light", "batch", "opt_ins")},
-        "oracle": ref, "ours": ours,
+        "oracle": ref,
+        "ours": ours,
         "step_ratio": ours["step_ms"] / ref["step_ms"],
         "rss_ratio": ours["peak_rss_mib"] / ref["peak_rss_mib"],
-        "data_img_s": rate, "train_consumes_img_s": consumed, "data_headroom": rate / consumed,
+        "data_img_s": rate,
+        "train_consumes_img_s": consumed,
+        "data_headroom": rate / consumed,
     }
     if "peak_gpu_mib" in ours:
         summary["gpu_mem_ratio"] = ours["peak_gpu_mib"] / ref["peak_gpu_mib"]
@@ -201,7 +216,9 @@ def append_markdown(args, s):
     import torch
 
     o, r = s["ours"], s["oracle"]
-    dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    dev = (
+        torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.processor() or platform.machine()
+    )
     lines = [
         f"\n### {args.device} · {'light' if args.light else 'full'} · img {args.img_size} · ch {args.ch} · n_res {args.n_res} · batch {args.batch}"
         + (f" · opt-ins {args.opt_ins}" if args.opt_ins != "{}" else ""),
@@ -215,11 +232,17 @@ def append_markdown(args, s):
         f"| peak RSS, MiB | {r['peak_rss_mib']:.0f} | {o['peak_rss_mib']:.0f} | {s['rss_ratio']:.2f}× |",
     ]
     if "peak_gpu_mib" in o:
-        lines.append(f"| peak GPU memory, MiB | {r['peak_gpu_mib']:.0f} | {o['peak_gpu_mib']:.0f} | **{s['gpu_mem_ratio']:.2f}×** |")
+        lines.append(
+            f"| peak GPU memory, MiB | {r['peak_gpu_mib']:.0f} | {o['peak_gpu_mib']:.0f} | **{s['gpu_mem_ratio']:.2f}×** |"
+        )
     for k in o:
         if k.startswith("infer_"):
-            lines.append(f"| generator inference {k[6:].replace('_img_s', '').replace('_', ' ')}, img/s | {r[k]:.1f} | {o[k]:.1f} | {o[k] / r[k]:.2f}× |")
-    lines.append(f"| data pipeline ({args.workers} workers), img/s | | {s['data_img_s']:.0f} | {s['data_headroom']:.1f}× what training consumes ({s['train_consumes_img_s']:.1f} img/s) |")
+            lines.append(
+                f"| generator inference {k[6:].replace('_img_s', '').replace('_', ' ')}, img/s | {r[k]:.1f} | {o[k]:.1f} | {o[k] / r[k]:.2f}× |"
+            )
+    lines.append(
+        f"| data pipeline ({args.workers} workers), img/s | | {s['data_img_s']:.0f} | {s['data_headroom']:.1f}× what training consumes ({s['train_consumes_img_s']:.1f} img/s) |"
+    )
     with open(args.markdown, "a") as f:
         f.write("\n".join(lines) + "\n")
 

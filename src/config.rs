@@ -157,7 +157,7 @@ mod tests {
 /// `num_workers` for the data loader.
 #[cfg_attr(feature = "python", pyo3::pyclass(module = "ugatit_rs._native", get_all, set_all))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     pub dataset: String,
     pub light: bool,
@@ -215,8 +215,23 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The fields by name, in declaration order (the Python surface is built from this).
+    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => unreachable!("a struct of scalars serialises to a map"),
+        }
+    }
+
     pub fn generator(&self) -> GeneratorConfig {
-        GeneratorConfig { input_nc: 3, output_nc: 3, ngf: self.ch, n_blocks: self.n_res, img_size: self.img_size, light: self.light }
+        GeneratorConfig {
+            input_nc: 3,
+            output_nc: 3,
+            ngf: self.ch,
+            n_blocks: self.n_res,
+            img_size: self.img_size,
+            light: self.light,
+        }
     }
 
     /// The global (`n_layers=7`) or local (`n_layers=5`) discriminator.
@@ -235,7 +250,9 @@ impl TrainConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        for (field, value) in [("iteration", self.iteration), ("print_freq", self.print_freq), ("save_freq", self.save_freq)] {
+        for (field, value) in
+            [("iteration", self.iteration), ("print_freq", self.print_freq), ("save_freq", self.save_freq)]
+        {
             positive(field, value)?;
         }
         bounded("batch_size", self.batch_size, 1, 65_536)?;

@@ -12,23 +12,17 @@ pub fn parse_device(name: &str) -> Result<Device> {
         _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(index)) => Device::Cuda(index),
             _ => {
-                return Err(Error::Device(format!(
-                    "unknown device {name:?}: expected \"cpu\", \"cuda\" or \"cuda:N\""
-                )))
+                return Err(Error::Device(format!("unknown device {name:?}: expected \"cpu\", \"cuda\" or \"cuda:N\"")))
             }
         },
     };
     if let Device::Cuda(index) = device {
         let available = tch::Cuda::device_count() as usize;
         if available == 0 {
-            return Err(Error::Device(format!(
-                "device {name:?} requested but CUDA is not available on this machine"
-            )));
+            return Err(Error::Device(format!("device {name:?} requested but CUDA is not available on this machine")));
         }
         if index >= available {
-            return Err(Error::Device(format!(
-                "device {name:?} requested but only {available} CUDA device(s) exist"
-            )));
+            return Err(Error::Device(format!("device {name:?} requested but only {available} CUDA device(s) exist")));
         }
     }
     Ok(device)

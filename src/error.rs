@@ -17,8 +17,8 @@ pub enum Error {
     /// A tensor or module is on the wrong device, or the device is unavailable (Python: `ValueError`).
     #[error("{0}")]
     Device(String),
-    /// A state dict does not match the network: missing, unexpected or mis-shaped keys
-    /// (Python: `ugatit_rs.StateDictError`, a `KeyError`).
+    /// A state dict or checkpoint does not match the network: missing, unexpected or mis-shaped
+    /// keys, or invalid metadata (Python: `ugatit_rs.StateDictError`, a `ValueError`).
     #[error("{0}")]
     StateDict(String),
     /// A file or folder does not exist (Python: `FileNotFoundError`).
@@ -30,6 +30,9 @@ pub enum Error {
     /// A NaN or Inf where finite numbers are required (Python: `FloatingPointError`).
     #[error("{0}")]
     NonFinite(String),
+    /// A buffer sized by user input cannot be allocated (Python: `MemoryError`).
+    #[error("{0}")]
+    OutOfMemory(String),
     /// A bug caught at the boundary: a Rust panic turned into an error (Python: `RuntimeError`).
     #[error("internal error (please report): {0}")]
     Internal(String),
@@ -63,4 +66,32 @@ impl Error {
     pub fn shape(msg: impl Into<String>) -> Self {
         Error::Shape(msg.into())
     }
+    /// A broken invariant of the crate itself (never the user's input).
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Error::Internal(msg.into())
+    }
+}
+
+/// Physical memory of this machine in bytes (`None` if unknown): allocations sized by user input
+/// are refused above it, since with memory overcommit they would otherwise "succeed" and the
+/// process be killed later when the pages are touched.
+pub fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    (pages > 0 && page > 0).then(|| pages as u64 * page as u64)
+}
+
+/// Reserves `n` elements in a fresh vector, or [`Error::OutOfMemory`] describing `what`.
+pub fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
+    let bytes = (n as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+    let too_big = physical_memory().is_some_and(|ram| bytes > ram);
+    let mut v = Vec::new();
+    if too_big || v.try_reserve_exact(n).is_err() {
+        return Err(Error::OutOfMemory(format!(
+            "cannot allocate {} MiB for {what} (this machine has {} MiB of memory)",
+            bytes >> 20,
+            physical_memory().unwrap_or(0) >> 20
+        )));
+    }
+    Ok(v)
 }

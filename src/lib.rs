@@ -13,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod files;
 pub mod models;
 pub mod nn;
 pub mod train;

@@ -7,10 +7,9 @@ import torch
 # tests/reference is imported as the package `reference`.
 sys.path.insert(0, os.path.dirname(__file__))
 
+import ugatit_rs as ug  # noqa: E402
 from reference.networks import Discriminator as RefDiscriminator  # noqa: E402
 from reference.networks import ResnetGenerator as RefGenerator  # noqa: E402
-
-import ugatit_rs as ug  # noqa: E402
 
 
 def randomize_norm_params(module: torch.nn.Module, seed: int) -> None:

@@ -12,7 +12,7 @@ def draw(domain: str, size: int, rng: np.random.Generator) -> np.ndarray:
     cx, cy, r = rng.uniform(0.35, 0.65), rng.uniform(0.35, 0.65), rng.uniform(0.15, 0.3)
     if domain == "A":
         img = np.full((size, size, 3), 0.85) + rng.normal(0, 0.03, (size, size, 3))
-        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
+        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= r**2
         img[mask] = [0.9, rng.uniform(0.3, 0.6), 0.2]
     else:
         img = np.full((size, size, 3), 0.15) + rng.normal(0, 0.03, (size, size, 3))

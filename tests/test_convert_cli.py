@@ -7,11 +7,10 @@ import sys
 
 import pytest
 import torch
-
 import ugatit_rs as ug
 from datasets import make_dataset
 from reference.training import OfficialLoop
-from ugatit_rs.convert import official_to_ours, ours_to_official, load_official_into, read_official
+from ugatit_rs.convert import load_official_into, official_to_ours, ours_to_official, read_official
 
 CLI = [sys.executable, "-m", "ugatit_rs.cli"]
 
@@ -79,8 +78,24 @@ def test_pickles_that_run_code_are_refused(tmp_path):
 def test_cli_train_test_translate_convert(tmp_path):
     data = make_dataset(tmp_path / "toy", n_train=3, n_test=2)
     results = tmp_path / "results"
-    common = ["--dataset", data, "--light", "true", "--img_size", "96", "--ch", "4", "--n_res", "1",
-              "--device", "cpu", "--result_dir", str(results), "--num_workers", "1"]
+    common = [
+        "--dataset",
+        data,
+        "--light",
+        "true",
+        "--img_size",
+        "96",
+        "--ch",
+        "4",
+        "--n_res",
+        "1",
+        "--device",
+        "cpu",
+        "--result_dir",
+        str(results),
+        "--num_workers",
+        "1",
+    ]
     run = lambda *args: subprocess.run(CLI + list(args), capture_output=True, text=True, cwd=tmp_path)  # noqa: E731
     out = run("train", *common, "--iteration", "2", "--save_freq", "2", "--print_freq", "2", "--no_progress")
     assert out.returncode == 0, out.stderr
@@ -88,8 +103,18 @@ def test_cli_train_test_translate_convert(tmp_path):
     assert ckpt.exists() and (results / "toy" / "test" / "A2B_2.png").exists()
     out = run("test", *common)
     assert out.returncode == 0 and "2 A2B" in out.stdout, out.stderr
-    out = run("translate", str(tmp_path / "toy" / "testB"), "--checkpoint", str(ckpt), "--direction", "B2A",
-              "--output", str(tmp_path / "tr"), "--heatmap", "--no_progress")
+    out = run(
+        "translate",
+        str(tmp_path / "toy" / "testB"),
+        "--checkpoint",
+        str(ckpt),
+        "--direction",
+        "B2A",
+        "--output",
+        str(tmp_path / "tr"),
+        "--heatmap",
+        "--no_progress",
+    )
     assert out.returncode == 0, out.stderr
     assert sorted(os.listdir(tmp_path / "tr" / "testB")) == ["000.png", "000_cam.png", "001.png", "001_cam.png"]
     out = run("convert", str(ckpt), str(tmp_path / "x.pt"))

@@ -6,11 +6,20 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
 from ugatit_rs.data import DomainLoader, load_image
 
-FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "bmp": "BMP", "ppm": "PPM", "pgm": "PPM",
-           "tif": "TIFF", "webp": "WEBP", "PNG": "PNG", "JPG": "JPEG"}
+FORMATS = {
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "png": "PNG",
+    "bmp": "BMP",
+    "ppm": "PPM",
+    "pgm": "PPM",
+    "tif": "TIFF",
+    "webp": "WEBP",
+    "PNG": "PNG",
+    "JPG": "JPEG",
+}
 
 
 def _picture(size=(50, 40), seed=0):
@@ -28,7 +37,7 @@ def every_format(tmp_path):
     # Variants PIL's convert('RGB') also handles: grayscale, palette, 16-bit, alpha.
     Image.fromarray(_picture(seed=20)[:, :, 0]).save(tmp_path / "gray.png")
     Image.fromarray(_picture(seed=21)).convert("P").save(tmp_path / "palette.png")
-    Image.fromarray((_picture(seed=22)[:, :, 0].astype(np.uint16) * 257)).save(tmp_path / "deep16.png")
+    Image.fromarray(_picture(seed=22)[:, :, 0].astype(np.uint16) * 257).save(tmp_path / "deep16.png")
     Image.fromarray(np.dstack([_picture(seed=23), np.full((40, 50), 128, np.uint8)])).save(tmp_path / "alpha.png")
     (tmp_path / "readme.txt").write_text("not an image, not scanned")
     return tmp_path

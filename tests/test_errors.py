@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 import ugatit_rs as ug
 from conftest import generator_pair
 
@@ -115,7 +114,7 @@ def test_load_state_dict_non_strict_and_bad_values():
     sd["extra"] = torch.zeros(1)
     result = ours.load_state_dict(sd, strict=False)
     assert result.missing_keys == ["gap_fc.weight"] and result.unexpected_keys == ["extra"]
-    with pytest.raises(TypeError, match='"conv1x1.bias" is not a torch.Tensor'):
+    with pytest.raises(TypeError, match="'conv1x1.bias' is not a torch.Tensor"):
         ours.load_state_dict({"conv1x1.bias": [1.0, 2.0]}, strict=False)
     with pytest.raises(ug.StateDictError, match="conv1x1.bias: expected a floating-point"):
         ours.load_state_dict({"conv1x1.bias": torch.zeros(32, dtype=torch.int64)}, strict=False)

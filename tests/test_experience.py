@@ -5,9 +5,8 @@ import os
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 import ugatit_rs as ug
+from PIL import Image
 from ugatit_rs import demo, viz
 from ugatit_rs.translate import Translator
 
@@ -78,7 +77,9 @@ def test_translate_folder(translator, tmp_path):
     src.mkdir(parents=True)
     for i in range(3):
         Image.fromarray(demo.demo_image("B", 96, index=i)).save(src / f"{i}.jpg")
-    written = translator.translate_folder(str(tmp_path / "src"), str(tmp_path / "dst"), progress=False, with_heatmap=True)
+    written = translator.translate_folder(
+        str(tmp_path / "src"), str(tmp_path / "dst"), progress=False, with_heatmap=True
+    )
     assert sorted(os.path.relpath(p, tmp_path / "dst") for p in written) == ["sub/0.png", "sub/1.png", "sub/2.png"]
     assert (tmp_path / "dst" / "sub" / "0_cam.png").exists()
     with pytest.raises(FileNotFoundError):

@@ -4,7 +4,6 @@ empty inputs and huge sizes: each raises a specific exception, none crashes the 
 import numpy as np
 import pytest
 import torch
-
 import ugatit_rs as ug
 from ugatit_rs import demo, viz
 from ugatit_rs.data import DomainLoader, load_image, prepare
@@ -34,6 +33,8 @@ def _diverged_trainer():
     with torch.no_grad():
         next(tr.dis_la.parameters()).fill_(float("inf"))
     return tr
+
+
 x96 = torch.zeros(1, 3, 96, 96)
 
 CASES = [
@@ -65,27 +66,44 @@ CASES = [
     ("load_state_dict({})", lambda f: f["g"].load_state_dict({}), ug.StateDictError),
     ("load_state_dict({k: 1})", lambda f: f["g"].load_state_dict({"conv1x1.bias": 1}), TypeError),
     ("load_state_dict({1: t})", lambda f: f["g"].load_state_dict({1: torch.zeros(1)}, strict=False), TypeError),
-    ("load_state_dict(NaN)", lambda f: f["g"].load_state_dict({"conv1x1.bias": torch.zeros(3)}, strict=False), ug.StateDictError),
+    (
+        "load_state_dict(NaN)",
+        lambda f: f["g"].load_state_dict({"conv1x1.bias": torch.zeros(3)}, strict=False),
+        ug.StateDictError,
+    ),
     ("to(None)", lambda f: f["g"].to(None), ValueError),
     ("to('tpu')", lambda f: f["g"].to("tpu"), ValueError),
     # config and trainer
     ("TrainConfig(iteration=None)", lambda f: ug.TrainConfig(iteration=None), TypeError),
     ("TrainConfig(lr='1')", lambda f: ug.TrainConfig(lr="1"), TypeError),
-    ("TrainConfig(seed=-1)", lambda f: ug.TrainConfig(seed=-1), OverflowError),
+    ("TrainConfig(seed=-1)", lambda f: ug.TrainConfig(seed=-1), ValueError),
     ("Trainer(None)", lambda f: ug.Trainer(None), TypeError),
     ("Trainer(ch=huge)", lambda f: ug.Trainer(ug.TrainConfig(device="cpu", ch=HUGE)), ValueError),
     ("Trainer(inf lr)", lambda f: ug.Trainer(ug.TrainConfig(device="cpu", lr=float("inf"))), ValueError),
     ("step(None, x)", lambda f: f["trainer"].step(None, x96), TypeError),
     ("step(x, [])", lambda f: f["trainer"].step(x96, []), TypeError),
-    ("step(NaN batch)", lambda f: f["trainer"].step(torch.full((1, 3, 96, 96), float("nan")), x96), ug.NonFiniteLossError),
+    (
+        "step(NaN batch)",
+        lambda f: f["trainer"].step(torch.full((1, 3, 96, 96), float("nan")), x96),
+        ug.NonFiniteLossError,
+    ),
     ("step(Inf batch)", lambda f: f["trainer"].step(x96, torch.full((1, 3, 96, 96), float("inf"))), FloatingPointError),
     ("step(wrong size)", lambda f: f["trainer"].step(torch.zeros(1, 3, 100, 100), x96), ValueError),
     ("load_checkpoint(None)", lambda f: f["trainer"].load_checkpoint(None), TypeError),
     ("load_checkpoint('')", lambda f: f["trainer"].load_checkpoint(""), FileNotFoundError),
     ("load_checkpoint(folder)", lambda f: f["trainer"].load_checkpoint(f["tmp"]), OSError),
-    ("save_checkpoint(diverged)", lambda f: _diverged_trainer().save_checkpoint(f["tmp"] + "/x.safetensors"), FloatingPointError),
-    ("save_checkpoint(into a file)", lambda f: ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=0, device="cpu"))
-     .save_checkpoint(f["file"] + "/x.safetensors"), OSError),
+    (
+        "save_checkpoint(diverged)",
+        lambda f: _diverged_trainer().save_checkpoint(f["tmp"] + "/x.safetensors"),
+        FloatingPointError,
+    ),
+    (
+        "save_checkpoint(into a file)",
+        lambda f: ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=0, device="cpu")).save_checkpoint(
+            f["file"] + "/x.safetensors"
+        ),
+        OSError,
+    ),
     # data
     ("DomainLoader(None)", lambda f: DomainLoader(None, 96), TypeError),
     ("DomainLoader('')", lambda f: DomainLoader("", 96), FileNotFoundError),
@@ -100,7 +118,11 @@ CASES = [
     # translate, demo, viz
     ("Translator(None)", lambda f: Translator.from_checkpoint(None), TypeError),
     ("Translator(direction)", lambda f: Translator.from_checkpoint("x.safetensors", direction="A2C"), ValueError),
-    ("Translator(missing file)", lambda f: Translator.from_checkpoint(f["tmp"] + "/none.safetensors"), FileNotFoundError),
+    (
+        "Translator(missing file)",
+        lambda f: Translator.from_checkpoint(f["tmp"] + "/none.safetensors"),
+        FileNotFoundError,
+    ),
     ("demo.scores(2-D)", lambda f: demo.scores(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8)), ValueError),
     ("demo.demo_image('C')", lambda f: demo.demo_image("C"), ValueError),
     ("viz.heatmap_image(empty)", lambda f: viz.heatmap_image(torch.zeros(0), 32), ValueError),

@@ -1,7 +1,6 @@
 """The networks behave like PyTorch modules: live shared tensors, autograd, torch.optim."""
 
 import torch
-
 import ugatit_rs as ug
 from conftest import generator_pair, max_abs
 

@@ -3,7 +3,6 @@
 
 import pytest
 import torch
-
 from conftest import discriminator_pair, generator_pair, max_abs, rel_err
 
 # (light, img_size, n_blocks, batch)

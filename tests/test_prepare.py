@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-
 from ugatit_rs.data import DomainLoader, prepare
 
 
@@ -20,12 +19,12 @@ def raw(tmp_path):
     (a / "zz_nested").mkdir(parents=True)
     for i in range(8):
         Image.fromarray(_rgb(seed=i)).save(a / f"photo{i}.jpg", quality=92)
-    shutil.copy(a / "photo0.jpg", a / "zz_nested" / "copy_of_0.jpg")       # exact duplicate (later in path order)
-    Image.fromarray(_rgb(seed=20)[:, :, 0]).save(a / "gray.png")                # grayscale
-    Image.fromarray(_rgb(seed=21)).convert("P").save(a / "palette.png")         # palette
-    Image.fromarray((_rgb(seed=22)[:, :, 0].astype(np.uint16) * 257)).save(a / "deep16.png")  # 16-bit
+    shutil.copy(a / "photo0.jpg", a / "zz_nested" / "copy_of_0.jpg")  # exact duplicate (later in path order)
+    Image.fromarray(_rgb(seed=20)[:, :, 0]).save(a / "gray.png")  # grayscale
+    Image.fromarray(_rgb(seed=21)).convert("P").save(a / "palette.png")  # palette
+    Image.fromarray(_rgb(seed=22)[:, :, 0].astype(np.uint16) * 257).save(a / "deep16.png")  # 16-bit
     Image.fromarray(np.dstack([_rgb(seed=23), np.full((48, 64), 100, np.uint8)])).save(a / "alpha.png")
-    Image.fromarray(_rgb(seed=24)).convert("CMYK").save(a / "cmyk.jpg")         # CMYK JPEG
+    Image.fromarray(_rgb(seed=24)).convert("CMYK").save(a / "cmyk.jpg")  # CMYK JPEG
     # EXIF orientation 6: stored landscape (left red, right blue), displayed rotated 90° clockwise.
     stored = np.zeros((30, 60, 3), np.uint8)
     stored[:, :30] = [255, 0, 0]
@@ -33,11 +32,11 @@ def raw(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     Image.fromarray(stored).save(a / "rotated.jpg", exif=exif, quality=95)
-    Image.fromarray(_rgb(10, 10)).save(a / "tiny.png")                            # too small
-    (a / "zero.jpg").write_bytes(b"")                                             # zero bytes
-    (a / "text.png").write_text("not an image")                                   # not an image
+    Image.fromarray(_rgb(10, 10)).save(a / "tiny.png")  # too small
+    (a / "zero.jpg").write_bytes(b"")  # zero bytes
+    (a / "text.png").write_text("not an image")  # not an image
     data = (a / "photo1.jpg").read_bytes()
-    (a / "truncated.jpg").write_bytes(data[:200])                                 # truncated
+    (a / "truncated.jpg").write_bytes(data[:200])  # truncated
     (a / "notes.txt").write_text("ignored: not an image extension")
     b = tmp_path / "raw_b"
     b.mkdir()

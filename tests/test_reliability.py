@@ -11,10 +11,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 import ugatit_rs as ug
 from datasets import make_dataset
+from PIL import Image
 from ugatit_rs.data import DomainLoader, load_image
 from ugatit_rs.trainer import latest_checkpoint
 
@@ -27,10 +26,39 @@ def dataset(tmp_path_factory):
 
 
 def _cli_train(dataset, results, iteration, save_freq, resume=False):
-    return [sys.executable, "-m", "ugatit_rs.cli", "train", "--dataset", dataset, "--light", "true", "--img_size", "96",
-            "--ch", "4", "--n_res", "1", "--device", "cpu", "--result_dir", results, "--iteration", str(iteration),
-            "--save_freq", str(save_freq), "--print_freq", "1000", "--seed", "3", "--num_workers", "1",
-            "--resume", "true" if resume else "false", "--no_progress"]
+    return [
+        sys.executable,
+        "-m",
+        "ugatit_rs.cli",
+        "train",
+        "--dataset",
+        dataset,
+        "--light",
+        "true",
+        "--img_size",
+        "96",
+        "--ch",
+        "4",
+        "--n_res",
+        "1",
+        "--device",
+        "cpu",
+        "--result_dir",
+        results,
+        "--iteration",
+        str(iteration),
+        "--save_freq",
+        str(save_freq),
+        "--print_freq",
+        "1000",
+        "--seed",
+        "3",
+        "--num_workers",
+        "1",
+        "--resume",
+        "true" if resume else "false",
+        "--no_progress",
+    ]
 
 
 def _weights(path):
@@ -57,8 +85,9 @@ def test_sigkill_at_a_random_moment_then_resume_matches_uninterrupted(dataset, t
     _, expected = _weights(latest_checkpoint(os.path.join(straight, "toy", "model")))
 
     killed = str(tmp_path / "killed")
-    proc = subprocess.Popen(_cli_train(dataset, killed, total, save_freq=2), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=TESTS)
+    proc = subprocess.Popen(
+        _cli_train(dataset, killed, total, save_freq=2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=TESTS
+    )
     _wait_for_log_lines(os.path.join(killed, "toy", "log.jsonl"), 3, proc)
     time.sleep(random.uniform(0.0, 0.3))  # somewhere in a step, a save, or a log write
     proc.send_signal(signal.SIGKILL)
@@ -69,7 +98,9 @@ def test_sigkill_at_a_random_moment_then_resume_matches_uninterrupted(dataset, t
     step, _ = _weights(last)  # the latest complete checkpoint loads
     assert 2 <= step < total
 
-    subprocess.run(_cli_train(dataset, killed, total, save_freq=2, resume=True), check=True, capture_output=True, cwd=TESTS)
+    subprocess.run(
+        _cli_train(dataset, killed, total, save_freq=2, resume=True), check=True, capture_output=True, cwd=TESTS
+    )
     final_step, got = _weights(latest_checkpoint(os.path.join(killed, "toy", "model")))
     assert final_step == total
     assert all(torch.equal(got[k], expected[k]) for k in expected), "resumed run diverged from the uninterrupted one"
@@ -77,8 +108,12 @@ def test_sigkill_at_a_random_moment_then_resume_matches_uninterrupted(dataset, t
 
 def test_sigint_saves_and_exits(dataset, tmp_path):
     results = str(tmp_path / "r")
-    proc = subprocess.Popen(_cli_train(dataset, results, 100_000, save_freq=100_000), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=TESTS)
+    proc = subprocess.Popen(
+        _cli_train(dataset, results, 100_000, save_freq=100_000),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=TESTS,
+    )
     log = os.path.join(results, "toy", "log.jsonl")
     _wait_for_log_lines(log, 1, proc)
     proc.send_signal(signal.SIGINT)
@@ -93,8 +128,20 @@ def test_sigint_saves_and_exits(dataset, tmp_path):
 
 
 def test_diverging_loss_stops_the_run_before_any_bad_checkpoint(dataset, tmp_path):
-    cfg = ug.TrainConfig(dataset=dataset, light=True, img_size=96, ch=4, n_res=1, iteration=20, save_freq=1,
-                         print_freq=1000, lr=1e12, device="cpu", result_dir=str(tmp_path), num_workers=1)
+    cfg = ug.TrainConfig(
+        dataset=dataset,
+        light=True,
+        img_size=96,
+        ch=4,
+        n_res=1,
+        iteration=20,
+        save_freq=1,
+        print_freq=1000,
+        lr=1e12,
+        device="cpu",
+        result_dir=str(tmp_path),
+        num_workers=1,
+    )
     with pytest.raises(ug.NonFiniteLossError, match="non-finite loss at step 1: .*loss") as info:
         ug.Trainer(cfg).fit(progress=False, log_every=1)
     assert info.value.step == 1
@@ -106,8 +153,19 @@ def test_diverging_loss_stops_the_run_before_any_bad_checkpoint(dataset, tmp_pat
 
 
 def test_nan_parameter_is_never_checkpointed(dataset, tmp_path):
-    cfg = ug.TrainConfig(dataset=dataset, light=True, img_size=96, ch=4, n_res=1, iteration=20, save_freq=1,
-                         print_freq=1000, device="cpu", result_dir=str(tmp_path), num_workers=1)
+    cfg = ug.TrainConfig(
+        dataset=dataset,
+        light=True,
+        img_size=96,
+        ch=4,
+        n_res=1,
+        iteration=20,
+        save_freq=1,
+        print_freq=1000,
+        device="cpu",
+        result_dir=str(tmp_path),
+        num_workers=1,
+    )
     trainer = ug.Trainer(cfg)
 
     def poison(step, losses):
@@ -131,7 +189,12 @@ def test_decompression_bomb_is_refused(tmp_path):
 
     # A valid PNG signature and header claiming 100000 x 100000 RGB pixels, with a tiny body.
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 100))
+        + chunk(b"IEND", b"")
+    )
     (tmp_path / "bomb.png").write_bytes(png)
     assert os.path.getsize(tmp_path / "bomb.png") < 200
     with pytest.raises(OSError, match="bomb.png.*(limit|large|dimension)"):
@@ -165,7 +228,7 @@ def test_mutated_files_never_crash(tmp_path):
             data = data[: rng.randrange(len(data))]
         else:
             i = rng.randrange(len(data))
-            data[i:i + 4] = rng.randbytes(4)
+            data[i : i + 4] = rng.randbytes(4)
         return bytes(data)
 
     outcomes = {"ok": 0, "refused": 0}

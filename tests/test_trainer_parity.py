@@ -16,14 +16,14 @@ the later steps of the full model.
 
 import pytest
 import torch
-
 import ugatit_rs as ug
 from reference.training import OfficialLoop
 
 
 def _pair(light, n_res=1, iteration=6, img_size=96, ch=4, **kw):
-    cfg = ug.TrainConfig(light=light, img_size=img_size, ch=ch, n_res=n_res, iteration=iteration,
-                         device="cpu", seed=3, **kw)
+    cfg = ug.TrainConfig(
+        light=light, img_size=img_size, ch=ch, n_res=n_res, iteration=iteration, device="cpu", seed=3, **kw
+    )
     trainer = ug.Trainer(cfg)
     ref = OfficialLoop(light, img_size, ch, n_res, iteration, **kw)
     ref.load_from(trainer.networks())
@@ -32,8 +32,13 @@ def _pair(light, n_res=1, iteration=6, img_size=96, ch=4, **kw):
 
 def _batches(n, batch, img_size, seed=11):
     gen = torch.Generator().manual_seed(seed)
-    return [(torch.rand(batch, 3, img_size, img_size, generator=gen) * 2 - 1,
-             torch.rand(batch, 3, img_size, img_size, generator=gen) * 2 - 1) for _ in range(n)]
+    return [
+        (
+            torch.rand(batch, 3, img_size, img_size, generator=gen) * 2 - 1,
+            torch.rand(batch, 3, img_size, img_size, generator=gen) * 2 - 1,
+        )
+        for _ in range(n)
+    ]
 
 
 def _compare_params(trainer, ref, lr, steps=1, majority=0.999):
@@ -133,11 +138,23 @@ def test_step_rejects_bad_batches():
 
 def test_train_config_validation_and_defaults():
     cfg = ug.TrainConfig()
-    assert (cfg.iteration, cfg.batch_size, cfg.lr, cfg.cam_weight, cfg.ch, cfg.n_res, cfg.img_size) == \
-        (1_000_000, 1, 1e-4, 1000.0, 64, 4, 256)
+    assert (cfg.iteration, cfg.batch_size, cfg.lr, cfg.cam_weight, cfg.ch, cfg.n_res, cfg.img_size) == (
+        1_000_000,
+        1,
+        1e-4,
+        1000.0,
+        64,
+        4,
+        256,
+    )
     assert cfg.device == "cuda" and cfg.decay_flag and not cfg.light
-    for field, value, match in [("img_size", 64, "img_size"), ("lr", -1.0, "lr"), ("batch_size", 0, "batch_size"),
-                                ("cam_weight", float("nan"), "cam_weight"), ("num_workers", -1, "num_workers")]:
+    for field, value, match in [
+        ("img_size", 64, "img_size"),
+        ("lr", -1.0, "lr"),
+        ("batch_size", 0, "batch_size"),
+        ("cam_weight", float("nan"), "cam_weight"),
+        ("num_workers", -1, "num_workers"),
+    ]:
         bad = ug.TrainConfig(device="cpu", **{field: value})
         with pytest.raises(ValueError, match=match):
             bad.validate()
@@ -154,9 +171,12 @@ def test_fused_discriminator_opt_in_changes_only_the_power_iterations():
     (one power iteration fewer per D step), so close to but not exactly the default."""
     batches = _batches(2, 1, 96)
     default, _ = _pair(True)
-    fused = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, iteration=6, device="cpu", seed=3,
-                                      fused_discriminator=True))
-    for (a, b) in batches:
+    fused = ug.Trainer(
+        ug.TrainConfig(
+            light=True, img_size=96, ch=4, n_res=1, iteration=6, device="cpu", seed=3, fused_discriminator=True
+        )
+    )
+    for a, b in batches:
         d, f = default.step(a, b), fused.step(a, b)
         assert d.keys() == f.keys()
         assert all(abs(d[k] - f[k]) <= 0.05 * max(1.0, abs(d[k])) for k in d)

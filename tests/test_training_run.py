@@ -10,7 +10,6 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 import ugatit_rs as ug
 from datasets import make_dataset
 from ugatit_rs.trainer import latest_checkpoint
@@ -19,8 +18,20 @@ TESTS = os.path.dirname(__file__)
 
 
 def _config(dataset, results, **kw):
-    base = dict(dataset=dataset, light=True, img_size=96, ch=4, n_res=1, iteration=4, print_freq=2,
-                save_freq=2, device="cpu", result_dir=results, num_workers=1, seed=7)
+    base = dict(
+        dataset=dataset,
+        light=True,
+        img_size=96,
+        ch=4,
+        n_res=1,
+        iteration=4,
+        print_freq=2,
+        save_freq=2,
+        device="cpu",
+        result_dir=results,
+        num_workers=1,
+        seed=7,
+    )
     base.update(kw)
     return ug.TrainConfig(**base)
 
@@ -42,7 +53,10 @@ def test_fit_writes_log_samples_and_checkpoints(dataset, tmp_path):
     assert {"d_loss", "g_loss", "G_cam_loss_B", "D_ad_cam_loss_LA", "lr"} <= set(rows[0])
     assert all(np.isfinite(r["g_loss"]) for r in rows)
     run = os.path.join(str(tmp_path), "toy")
-    assert sorted(os.listdir(os.path.join(run, "model"))) == ["toy_params_0000002.safetensors", "toy_params_0000004.safetensors"]
+    assert sorted(os.listdir(os.path.join(run, "model"))) == [
+        "toy_params_0000002.safetensors",
+        "toy_params_0000004.safetensors",
+    ]
     from PIL import Image
 
     grid = Image.open(os.path.join(run, "img", "A2B_0000004.png"))

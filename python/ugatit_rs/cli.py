@@ -21,16 +21,28 @@ from . import TrainConfig, Trainer
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    print(f"ugatit-rs demo: {args.iteration} iterations of a light U-GAT-IT ({args.img_size} px, ch {args.ch}) "
-          f"on built-in photo/cartoon faces, on {args.device}")
-    summary = demo.run(args.output, iteration=args.iteration, img_size=args.img_size, ch=args.ch, n_res=args.n_res,
-                       device=args.device, seed=args.seed, progress=not args.no_progress)
+    print(
+        f"ugatit-rs demo: {args.iteration} iterations of a light U-GAT-IT ({args.img_size} px, ch {args.ch}) "
+        f"on built-in photo/cartoon faces, on {args.device}"
+    )
+    summary = demo.run(
+        args.output,
+        iteration=args.iteration,
+        img_size=args.img_size,
+        ch=args.ch,
+        n_res=args.n_res,
+        device=args.device,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     print("\ntranslation quality on the held-out test faces (before -> after training):")
     print(f"  {'direction':<10}{'content IoU':>22}{'style accuracy':>22}{'style score':>22}")
     for direction in ("A2B", "B2A"):
         b, a = summary["quality_before"][direction], summary["quality_after"][direction]
-        print(f"  {direction:<10}{b['iou']:>10.3f} -> {a['iou']:<7.3f}{b['style_accuracy']:>12.2f} -> {a['style_accuracy']:<7.2f}"
-              f"{b['style_score']:>12.2f} -> {a['style_score']:<7.2f}")
+        print(
+            f"  {direction:<10}{b['iou']:>10.3f} -> {a['iou']:<7.3f}{b['style_accuracy']:>12.2f} -> {a['style_accuracy']:<7.2f}"
+            f"{b['style_score']:>12.2f} -> {a['style_score']:<7.2f}"
+        )
     print(f"\n(style score: 0 = photo, 1 = cartoon; A2B should go to 1, B2A to 0)  took {summary['seconds']:.0f}s")
     print(f"output folder: {os.path.abspath(args.output)}")
     return 0
@@ -46,24 +58,59 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
+def bounded_int(lo: int, hi: int):
+    """An argparse type for integers in [lo, hi], so out-of-range values get a usage error
+    instead of an overflow deep inside."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if not lo <= number <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {number}")
+        return number
+
+    parse.__name__ = "int"
+    return parse
+
+
+U64_MAX = 2**64 - 1
+I64_MAX = 2**63 - 1
+# Bounds of the integer config flags (TrainConfig.validate checks the finer limits).
+_INT_FLAG_BOUNDS = {"seed": (0, U64_MAX), "n_res": (0, 256), "num_workers": (0, 64), "batch_size": (1, 65_536)}
+
+
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, named as in the official main.py, defaults from TrainConfig."""
     defaults = TrainConfig().to_dict()
     helps = {
         "dataset": "dataset folder with trainA/ trainB/ testA/ testB/",
         "light": "light model (pooled features into the gamma/beta MLP)",
-        "iteration": "number of training iterations", "batch_size": "images per domain per step",
-        "print_freq": "sample-grid frequency (steps)", "save_freq": "checkpoint frequency (steps)",
-        "decay_flag": "linear LR decay over the second half", "resume": "continue from the latest checkpoint",
-        "ch": "base channel number", "n_res": "residual blocks", "img_size": "image size",
-        "result_dir": "where results/<dataset>/ goes", "device": "cpu, cuda or cuda:N",
-        "seed": "seed for initialisation and the data streams", "num_workers": "image decoding threads per domain",
+        "iteration": "number of training iterations",
+        "batch_size": "images per domain per step",
+        "print_freq": "sample-grid frequency (steps)",
+        "save_freq": "checkpoint frequency (steps)",
+        "decay_flag": "linear LR decay over the second half",
+        "resume": "continue from the latest checkpoint",
+        "ch": "base channel number",
+        "n_res": "residual blocks",
+        "img_size": "image size",
+        "result_dir": "where results/<dataset>/ goes",
+        "device": "cpu, cuda or cuda:N",
+        "seed": "seed for initialisation and the data streams",
+        "num_workers": "image decoding threads per domain",
     }
     for name, default in defaults.items():
         kind = type(default)
-        flag_type = str2bool if kind is bool else kind
-        parser.add_argument(f"--{name}", type=flag_type, default=default, metavar=kind.__name__.upper(),
-                            help=f"{helps.get(name, name.replace('_', ' '))} (default: {default})")
+        flag_type = {bool: str2bool, int: bounded_int(*_INT_FLAG_BOUNDS.get(name, (1, I64_MAX)))}.get(kind, kind)
+        parser.add_argument(
+            f"--{name}",
+            type=flag_type,
+            default=default,
+            metavar=kind.__name__.upper(),
+            help=f"{helps.get(name, name.replace('_', ' '))} (default: {default})",
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -73,7 +120,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     trainer = Trainer(cfg)
-    print(f"training {trainer.dataset_name}: {cfg.iteration} iterations on {trainer.device}; results in {trainer.run_dir}")
+    print(
+        f"training {trainer.dataset_name}: {cfg.iteration} iterations on {trainer.device}; results in {trainer.run_dir}"
+    )
     try:
         log = trainer.fit(progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -90,27 +139,34 @@ def cmd_test(args: argparse.Namespace) -> int:
     if path is None:
         raise FileNotFoundError(f"no checkpoint in {os.path.join(trainer.run_dir, 'model')}; pass --checkpoint")
     if args.checkpoint:
-        if path.endswith(".pt"):
+        if path.lower().endswith((".pt", ".pth")):
             from .convert import load_official_into
 
             load_official_into(trainer, path)
         else:
             trainer.load_checkpoint(path)
     written = trainer.test()
-    print(f"wrote {len(written['A2B'])} A2B and {len(written['B2A'])} B2A columns to {os.path.join(trainer.run_dir, 'test')}")
+    print(
+        f"wrote {len(written['A2B'])} A2B and {len(written['B2A'])} B2A columns to {os.path.join(trainer.run_dir, 'test')}"
+    )
     return 0
 
 
 def cmd_translate(args: argparse.Namespace) -> int:
     from .translate import Translator
 
-    translator = Translator.from_checkpoint(args.checkpoint, direction=args.direction, device=args.device,
-                                            batch_size=args.batch_size)
+    translator = Translator.from_checkpoint(
+        args.checkpoint, direction=args.direction, device=args.device, batch_size=args.batch_size
+    )
     written = []
     for src in args.inputs:
         if os.path.isdir(src):
-            written += translator.translate_folder(src, os.path.join(args.output, os.path.basename(os.path.normpath(src))),
-                                                   progress=not args.no_progress, with_heatmap=args.heatmap)
+            written += translator.translate_folder(
+                src,
+                os.path.join(args.output, os.path.basename(os.path.normpath(src))),
+                progress=not args.no_progress,
+                with_heatmap=args.heatmap,
+            )
         elif os.path.isfile(src):
             written += translator.translate_files([src], args.output, progress=False, with_heatmap=args.heatmap)
         else:
@@ -122,13 +178,15 @@ def cmd_translate(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import official_to_ours, ours_to_official
 
-    if args.src.endswith(".pt") and args.dst.endswith(".safetensors"):
+    src, dst = args.src.lower(), args.dst.lower()
+    if src.endswith((".pt", ".pth")) and dst.endswith(".safetensors"):
         official_to_ours(args.src, args.dst)
-    elif args.src.endswith(".safetensors") and args.dst.endswith(".pt"):
+    elif src.endswith(".safetensors") and dst.endswith((".pt", ".pth")):
         ours_to_official(args.src, args.dst)
     else:
-        raise ValueError("convert official .pt -> .safetensors or .safetensors -> official .pt "
-                         f"(got {args.src!r} -> {args.dst!r})")
+        raise ValueError(
+            f"convert official .pt -> .safetensors or .safetensors -> official .pt (got {args.src!r} -> {args.dst!r})"
+        )
     print(f"wrote {args.dst}")
     return 0
 
@@ -136,11 +194,22 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from .data import prepare
 
-    summary = prepare(args.domain_a, args.output, args.domain_b, size=args.size, fit=args.fit,
-                      test_fraction=args.test_fraction, seed=args.seed, min_size=args.min_size,
-                      progress=not args.no_progress)
+    summary = prepare(
+        args.domain_a,
+        args.output,
+        args.domain_b,
+        size=args.size,
+        fit=args.fit,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        min_size=args.min_size,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     counts = ", ".join(f"{k}: {v}" for k, v in summary.items() if k not in ("skipped", "duplicates"))
-    print(f"wrote {args.output}: {counts}; {len(summary['duplicates'])} duplicate(s), {len(summary['skipped'])} skipped")
+    print(
+        f"wrote {args.output}: {counts}; {len(summary['duplicates'])} duplicate(s), {len(summary['skipped'])} skipped"
+    )
     for path, reason in summary["skipped"][:20]:
         print(f"  skipped {path}: {reason}")
     return 0
@@ -166,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
     tr.add_argument("--output", default="translated", help="output folder (default: translated)")
     tr.add_argument("--device", default="cpu")
-    tr.add_argument("--batch_size", type=int, default=8)
+    tr.add_argument("--batch_size", type=bounded_int(1, 4096), default=8)
     tr.add_argument("--heatmap", action="store_true", help="also write <name>_cam.png attention overlays")
     tr.add_argument("--no_progress", action="store_true")
     tr.set_defaults(func=cmd_translate)
@@ -175,11 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("domain_a", help="folder of raw domain-A images (searched recursively)")
     prep.add_argument("domain_b", nargs="?", default=None, help="folder of raw domain-B images")
     prep.add_argument("--output", required=True, help="dataset folder to create")
-    prep.add_argument("--size", type=int, default=256)
+    prep.add_argument("--size", type=bounded_int(8, 8192), default=256)
     prep.add_argument("--fit", choices=("crop", "pad"), default="crop")
     prep.add_argument("--test_fraction", type=float, default=0.1)
-    prep.add_argument("--seed", type=int, default=0)
-    prep.add_argument("--min_size", type=int, default=None, help="skip images whose shorter side is smaller (default: size/2)")
+    prep.add_argument("--seed", type=bounded_int(0, U64_MAX), default=0)
+    prep.add_argument(
+        "--min_size",
+        type=bounded_int(0, 16384),
+        default=None,
+        help="skip images whose shorter side is smaller (default: size/2)",
+    )
+    prep.add_argument("--overwrite", action="store_true", help="replace the images of an earlier run in --output")
     prep.add_argument("--no_progress", action="store_true")
     prep.set_defaults(func=cmd_prepare)
 
@@ -190,12 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train on built-in photo/cartoon faces and measure the translation")
     demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")
-    demo.add_argument("--iteration", type=int, default=600, help="training iterations (default: 600)")
-    demo.add_argument("--img-size", type=int, default=96, help="image size, multiple of 4, >= 96 (default: 96)")
-    demo.add_argument("--ch", type=int, default=16, help="base channels (default: 16)")
-    demo.add_argument("--n-res", type=int, default=2, help="residual blocks (default: 2)")
+    demo.add_argument(
+        "--iteration", type=bounded_int(1, I64_MAX), default=600, help="training iterations (default: 600)"
+    )
+    demo.add_argument(
+        "--img-size", type=bounded_int(8, 8192), default=96, help="image size, multiple of 4, >= 96 (default: 96)"
+    )
+    demo.add_argument("--ch", type=bounded_int(1, 4096), default=16, help="base channels (default: 16)")
+    demo.add_argument("--n-res", type=bounded_int(0, 256), default=2, help="residual blocks (default: 2)")
     demo.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=bounded_int(0, U64_MAX), default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -205,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError, FloatingPointError) as exc:
         print(f"ugatit-rs {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -15,16 +15,15 @@ import os
 import pickle
 import re
 from collections import OrderedDict
-from typing import Dict, Optional
 
 import torch
 
 from . import _native
 
-NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")
+NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
 
 
-def read_official(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
+def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Flattens an official ``.pt`` into ``{"genA2B.DownBlock.1.weight": tensor, ...}``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -32,8 +31,10 @@ def read_official(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
     try:
         nested = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path}: refused to load: the file is not a plain tensor checkpoint "
-                         f"(weights_only=True rejected it: {str(exc).splitlines()[0]})") from None
+        raise ValueError(
+            f"{path}: refused to load: the file is not a plain tensor checkpoint "
+            f"(weights_only=True rejected it: {str(exc).splitlines()[0]})"
+        ) from None
     except Exception as exc:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(nested, dict) or not all(n in nested for n in NETWORK_NAMES):
@@ -48,44 +49,75 @@ def read_official(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
     return flat
 
 
+def split_networks(flat: dict[str, torch.Tensor]) -> dict[str, OrderedDict]:
+    """``{"genA2B.X": t, ...}`` -> ``{"genA2B": {"X": t}, ...}`` (every network, possibly empty)."""
+    nested: dict[str, OrderedDict] = {n: OrderedDict() for n in NETWORK_NAMES}
+    for name, tensor in flat.items():
+        net, _, key = name.partition(".")
+        if net in nested:
+            nested[net][key] = tensor
+    return nested
+
+
+def is_official(path: str | os.PathLike) -> bool:
+    """True for an official ``.pt`` (a torch zip archive or legacy pickle), whatever its extension."""
+    with open(path, "rb") as f:
+        start = f.read(8)
+    if len(start) < 8 or int.from_bytes(start, "little") <= 100 << 20:
+        return False  # a safetensors file starts with its (bounded) header length
+    return start.startswith(b"PK\x03\x04") or (start[0] == 0x80 and 2 <= start[1] <= 5)
+
+
+def read_network(path: str | os.PathLike, network: str) -> OrderedDict:
+    """One network's state dict from our checkpoint (reading only its tensors) or an official ``.pt``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    if is_official(path):
+        sd = split_networks(read_official(path))[network]
+    else:
+        prefix = network + "."
+        sd = OrderedDict((n[len(prefix) :], t) for n, t in _native.read_checkpoint(path, prefix))
+    if not sd:
+        raise _native.StateDictError(f"{path}: checkpoint has no tensors for {network}")
+    return sd
+
+
 def _step_from_name(path: str) -> int:
     match = re.search(r"_params_(\d+)\.", os.path.basename(path))
     return int(match.group(1)) if match else 0
 
 
-def official_to_ours(src: str | os.PathLike, dst: str | os.PathLike, step: Optional[int] = None) -> str:
+def official_to_ours(src: str | os.PathLike, dst: str | os.PathLike, step: int | None = None) -> str:
     """Converts an official ``.pt`` into a networks-only ugatit-rs checkpoint (the optimizers
     restart, as they do in the official resume). The step comes from the file name unless given."""
     flat = read_official(src)
     step = _step_from_name(os.fspath(src)) if step is None else step
-    meta = [("format", "ugatit-rs/1"), ("step", str(step)), ("source", os.path.basename(os.fspath(src)))]
+    meta = [("format", _native.CHECKPOINT_FORMAT), ("step", str(step)), ("source", os.path.basename(os.fspath(src)))]
     _native.write_checkpoint(os.fspath(dst), list(flat.items()), meta)
     return os.fspath(dst)
 
 
-def read_metadata(path: str | os.PathLike) -> Dict[str, str]:
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of a ugatit-rs checkpoint (``step``, ``lr``, ``config`` as JSON, ...)."""
-    _, meta = _native.read_checkpoint(os.fspath(path))
-    return dict(meta)
+    return dict(_native.read_checkpoint_metadata(os.fspath(path)))
 
 
-def read_ours(path: str | os.PathLike) -> Dict[str, Dict[str, torch.Tensor]]:
+def read_ours(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
     """The six state dicts of a ugatit-rs checkpoint: ``{"genA2B": OrderedDict(...), ...}``."""
-    tensors, _ = _native.read_checkpoint(os.fspath(path))
-    nested: Dict[str, Dict[str, torch.Tensor]] = {n: OrderedDict() for n in NETWORK_NAMES}
-    for name, tensor in tensors:
-        net, _, key = name.partition(".")
-        if net in nested:
-            nested[net][key] = tensor
+    nested = split_networks(dict(_native.read_checkpoint(os.fspath(path))))
     missing = [n for n, sd in nested.items() if not sd]
     if missing:
-        raise ValueError(f"{path}: checkpoint has no tensors for {', '.join(missing)}")
+        raise _native.StateDictError(f"{path}: checkpoint has no tensors for {', '.join(missing)}")
     return nested
 
 
 def ours_to_official(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     """Writes a ugatit-rs checkpoint in the official ``.pt`` layout, loadable by the official
     ``UGATIT.load`` / ``test()`` (``load_state_dict`` with ``strict=True``)."""
+    parent = os.path.dirname(os.path.abspath(os.fspath(dst)))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{parent}: output folder not found")
     torch.save(read_ours(src), os.fspath(dst))
     return os.fspath(dst)
 
@@ -93,8 +125,7 @@ def ours_to_official(src: str | os.PathLike, dst: str | os.PathLike) -> str:
 def load_official_into(trainer, path: str | os.PathLike) -> int:
     """Loads an official ``.pt`` straight into a :class:`ugatit_rs.Trainer` (weights only).
     Every network is checked before any is changed. Returns the step from the file name."""
-    flat = read_official(path)
-    nested = {n: {k[len(n) + 1:]: v for k, v in flat.items() if k.startswith(n + ".")} for n in NETWORK_NAMES}
+    nested = split_networks(read_official(path))
     networks = trainer.networks()
     # Dry run first: a strict load into nothing would not catch shape errors, so compare here.
     for net, sd in nested.items():

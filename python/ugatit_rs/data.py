@@ -21,9 +21,19 @@ __all__ = ["DomainLoader", "load_image", "domain_folder", "prepare"]
 SPLITS = ("trainA", "trainB", "testA", "testB")
 
 
+def _in_range(name: str, value, lo: int, hi: int) -> int:
+    """``int(value)`` if ``lo <= value <= hi``, else ValueError naming the argument (rather than an
+    OverflowError from the native call)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
+    return int(value)
+
+
 def load_image(path: str | os.PathLike, img_size: int) -> torch.Tensor:
     """One image file, resized to ``img_size`` square, as a ``(1, 3, S, S)`` float32 tensor in [-1, 1]."""
-    return _load_image(os.fspath(path), int(img_size))
+    return _load_image(os.fspath(path), _in_range("img_size", img_size, 1, 8192))
 
 
 def domain_folder(dataset: str | os.PathLike, split: str) -> str:
@@ -36,9 +46,19 @@ def domain_folder(dataset: str | os.PathLike, split: str) -> str:
     return path
 
 
-def prepare(domain_a: str | os.PathLike, output: str | os.PathLike, domain_b: str | os.PathLike | None = None,
-            size: int = 256, fit: str = "crop", test_fraction: float = 0.1, seed: int = 0,
-            min_size: int | None = None, workers: int | None = None, progress: bool = True) -> dict:
+def prepare(
+    domain_a: str | os.PathLike,
+    output: str | os.PathLike,
+    domain_b: str | os.PathLike | None = None,
+    size: int = 256,
+    fit: str = "crop",
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    min_size: int | None = None,
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict:
     """Builds ``output/{trainA,testA[,trainB,testB]}`` from folders of raw images, in Rust on all cores.
 
     Every image file under ``domain_a`` (and ``domain_b``), recursively, is decoded (any common
@@ -48,10 +68,18 @@ def prepare(domain_a: str | os.PathLike, output: str | os.PathLike, domain_b: st
     whose shorter side is below ``min_size`` (default ``size // 2``) are skipped. The train/test
     split is a seeded shuffle with ``test_fraction`` of each domain's images in ``test``.
 
+    ``output`` may not overlap an input folder, and an output that already holds prepared images
+    is refused unless ``overwrite=True`` (which replaces them), so a re-run never doubles a
+    dataset. Ctrl-C stops the workers and raises ``KeyboardInterrupt``.
+
     Returns ``{"trainA": n, "testA": n, ..., "skipped": [(path, reason)], "duplicates": [(path, original)]}``.
     """
     from . import _native
 
+    size = _in_range("size", size, 8, 8192)
+    min_size = _in_range("min_size", size // 2 if min_size is None else min_size, 0, 16384)
+    seed = _in_range("seed", seed, 0, 2**64 - 1)
+    workers = _in_range("workers", workers or os.cpu_count() or 1, 1, 1024)
     domains = [("A", os.fspath(domain_a))] + ([("B", os.fspath(domain_b))] if domain_b is not None else [])
     for _, folder in domains:
         if not os.path.isdir(folder):
@@ -72,9 +100,20 @@ def prepare(domain_a: str | os.PathLike, output: str | os.PathLike, domain_b: st
             bar.refresh()
 
     try:
-        return dict(_native.prepare_dataset(domains, os.fspath(output), int(size), fit, float(test_fraction), int(seed),
-                                            int(size // 2 if min_size is None else min_size),
-                                            int(workers or os.cpu_count() or 1), report if bar is not None else None))
+        return dict(
+            _native.prepare_dataset(
+                domains,
+                os.fspath(output),
+                size,
+                fit,
+                float(test_fraction),
+                seed,
+                min_size,
+                workers,
+                bool(overwrite),
+                report if bar is not None else None,
+            )
+        )
     finally:
         if bar is not None:
             bar.close()

@@ -21,7 +21,6 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List
 
 import numpy as np
 import torch
@@ -30,8 +29,6 @@ from . import _native, viz
 from ._native import TrainConfig
 from .data import load_image
 from .trainer import Trainer
-
-FLATNESS_THRESHOLD = 0.5
 
 
 def write_dataset(root: str, n_train: int = 200, n_test: int = 16, size: int = 96, seed: int = 0) -> str:
@@ -45,19 +42,22 @@ def demo_image(domain: str, size: int = 96, seed: int = 0, index: int = 0) -> np
     return _native.demo_image(domain, size, seed, index).numpy()
 
 
-def scores(source: np.ndarray, translated: np.ndarray) -> Dict[str, float]:
+def scores(source: np.ndarray, translated: np.ndarray) -> dict[str, float]:
     """Face-mask IoU(source, translated), and flatness and border brightness of ``translated``."""
-    iou, flat, bright = _native.demo_scores(torch.from_numpy(np.ascontiguousarray(source)),
-                                            torch.from_numpy(np.ascontiguousarray(translated)))
+    iou, flat, bright = _native.demo_scores(
+        torch.from_numpy(np.ascontiguousarray(source)), torch.from_numpy(np.ascontiguousarray(translated))
+    )
     return {"iou": iou, "flatness": flat, "brightness": bright}
 
 
 class StyleScale:
     """Maps (flatness, brightness) to a style score: 0 = typical real photo, 1 = typical cartoon."""
 
-    def __init__(self, photos: List[np.ndarray], cartoons: List[np.ndarray]):
-        feats = {name: np.array([[scores(i, i)[k] for k in ("flatness", "brightness")] for i in imgs])
-                 for name, imgs in (("A", photos), ("B", cartoons))}
+    def __init__(self, photos: list[np.ndarray], cartoons: list[np.ndarray]):
+        feats = {
+            name: np.array([[scores(i, i)[k] for k in ("flatness", "brightness")] for i in imgs])
+            for name, imgs in (("A", photos), ("B", cartoons))
+        }
         self.low, self.high = feats["A"].mean(0), feats["B"].mean(0)
 
     def __call__(self, flatness: float, brightness: float) -> float:
@@ -70,7 +70,7 @@ def style_score(scale: StyleScale, img: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def quality(generator, images: List[np.ndarray], target: str, scale: StyleScale) -> Dict[str, float]:
+def quality(generator, images: list[np.ndarray], target: str, scale: StyleScale) -> dict[str, float]:
     """Mean content IoU, flatness, style score and style accuracy of ``generator`` translating
     ``images`` into domain ``target`` (``"B"``: cartoons; ``"A"``: photos)."""
     if target not in ("A", "B"):
@@ -87,19 +87,32 @@ def quality(generator, images: List[np.ndarray], target: str, scale: StyleScale)
         generator.train(was_training)
     style = np.array([scale(r["flatness"], r["brightness"]) for r in rows])
     on_target = style > 0.5 if target == "B" else style < 0.5
-    return {"iou": float(np.mean([r["iou"] for r in rows])),
-            "flatness": float(np.mean([r["flatness"] for r in rows])),
-            "style_score": float(style.mean()), "style_accuracy": float(on_target.mean())}
+    return {
+        "iou": float(np.mean([r["iou"] for r in rows])),
+        "flatness": float(np.mean([r["flatness"] for r in rows])),
+        "style_score": float(style.mean()),
+        "style_accuracy": float(on_target.mean()),
+    }
 
 
-def _test_images(dataset: str, split: str, size: int) -> List[np.ndarray]:
+def _test_images(dataset: str, split: str, size: int) -> list[np.ndarray]:
     folder = os.path.join(dataset, split)
     return [viz.to_image(load_image(os.path.join(folder, f), size)) for f in sorted(os.listdir(folder))]
 
 
-def run(output: str = "demo_output", iteration: int = 600, img_size: int = 96, ch: int = 16, n_res: int = 2,
-        device: str = "cpu", seed: int = 0, n_train: int = 200, n_test: int = 16, lr: float = 2e-4,
-        progress: bool = True) -> Dict:
+def run(
+    output: str = "demo_output",
+    iteration: int = 600,
+    img_size: int = 96,
+    ch: int = 16,
+    n_res: int = 2,
+    device: str = "cpu",
+    seed: int = 0,
+    n_train: int = 200,
+    n_test: int = 16,
+    lr: float = 2e-4,
+    progress: bool = True,
+) -> dict:
     """Writes the demo data, trains a light U-GAT-IT on it, and writes into ``output``:
     ``translations_A2B.png`` / ``translations_B2A.png`` (input, translation, attention overlay per
     row), ``loss_curves.png``, ``quality.json`` (before vs after training), the checkpoint, the
@@ -107,16 +120,30 @@ def run(output: str = "demo_output", iteration: int = 600, img_size: int = 96, c
     started = time.perf_counter()
     os.makedirs(output, exist_ok=True)
     dataset = write_dataset(os.path.join(output, "data", "demo"), n_train, n_test, img_size, seed)
-    cfg = TrainConfig(dataset=dataset, light=True, img_size=img_size, ch=ch, n_res=n_res, iteration=iteration,
-                      print_freq=max(1, iteration // 4), save_freq=iteration, lr=lr, result_dir=os.path.join(output, "results"),
-                      device=device, seed=seed, num_workers=2)
+    cfg = TrainConfig(
+        dataset=dataset,
+        light=True,
+        img_size=img_size,
+        ch=ch,
+        n_res=n_res,
+        iteration=iteration,
+        print_freq=max(1, iteration // 4),
+        save_freq=iteration,
+        lr=lr,
+        result_dir=os.path.join(output, "results"),
+        device=device,
+        seed=seed,
+        num_workers=2,
+    )
     trainer = Trainer(cfg)
     tests = {d: _test_images(dataset, f"test{d}", img_size) for d in "AB"}
     scale = StyleScale(tests["A"], tests["B"])
 
     def measure():
-        return {"A2B": quality(trainer.gen_a2b, tests["A"], "B", scale),
-                "B2A": quality(trainer.gen_b2a, tests["B"], "A", scale)}
+        return {
+            "A2B": quality(trainer.gen_a2b, tests["A"], "B", scale),
+            "B2A": quality(trainer.gen_b2a, tests["B"], "A", scale),
+        }
 
     before = measure()
     log = trainer.fit(progress=progress)
@@ -132,15 +159,20 @@ def run(output: str = "demo_output", iteration: int = 600, img_size: int = 96, c
         fig.savefig(files["loss_curves"], dpi=90)
     except ImportError:
         print("matplotlib is not installed: no loss_curves.png", file=sys.stderr)
-    summary = {"config": cfg.to_dict(), "quality_before": before, "quality_after": after,
-               "seconds": round(time.perf_counter() - started, 1), "files": files}
+    summary = {
+        "config": cfg.to_dict(),
+        "quality_before": before,
+        "quality_after": after,
+        "seconds": round(time.perf_counter() - started, 1),
+        "files": files,
+    }
     with open(os.path.join(output, "quality.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
 
 
 @torch.no_grad()
-def translation_sheet(generator, images: List[np.ndarray]) -> np.ndarray:
+def translation_sheet(generator, images: list[np.ndarray]) -> np.ndarray:
     """Rows of input | translation | attention overlay (HWC uint8)."""
     was_training = generator.training
     generator.eval()

@@ -1,22 +1,25 @@
-"""PyTorch-module-like wrappers around the native U-GAT-IT networks.
+"""``ugatit_rs.Generator`` and ``ugatit_rs.Discriminator``: real ``torch.nn.Module``s whose
+parameters and buffers are the very tensors the Rust network computes with.
 
-The native objects own the tensors; these classes add the familiar ``torch.nn.Module`` surface:
-``__call__``, ``parameters()``, ``state_dict()``, ``train()``/``eval()``, ``to(device)``.
-Every tensor handed out is the live one (same storage, same autograd leaf), so
-``torch.optim.Adam(g.parameters())`` trains the Rust network in place.
+The Rust network owns its tensors; each is registered here under its official name, nested like
+the official module tree (``DownBlock.1.weight`` lives in ``self.DownBlock[1]``-like containers),
+so ``state_dict()`` has the official keys and order. A learned tensor is registered as an
+``nn.Parameter`` by re-classing its own Python object (same object, same ``TensorImpl``): the
+gradients of a forward run in Rust land in ``p.grad``, and ``torch.optim``, hooks, a parent
+module's ``parameters()``/``to()``/``train()`` and ``DistributedDataParallel`` all see them.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Iterator, Mapping, Tuple, Union
+from collections.abc import Mapping
 
 import torch
+from torch import nn
 from torch.nn.modules.module import _IncompatibleKeys
 
 from . import _native
 
-DeviceLike = Union[str, torch.device, int]
+DeviceLike = str | torch.device | int
 
 
 def _device_name(device: DeviceLike) -> str:
@@ -27,26 +30,70 @@ def _device_name(device: DeviceLike) -> str:
         raise ValueError(f"unknown device {device!r}: {exc}") from None
 
 
-class _NativeModule:
-    """Shared module surface; subclasses set ``self._native``."""
+class _Container(nn.Module):
+    """One level of the official module tree (``DownBlock``, ``DownBlock.1``, ...), holding the
+    live tensors registered under it. Only the network as a whole can be called."""
 
-    _native: object
+    def forward(self, *args, **kwargs):
+        raise RuntimeError("this is a part of a ugatit_rs network's parameter tree; call the network itself")
+
+
+def _check_state_dict(network: str, state_dict: Mapping) -> dict:
+    """Refuses, before anything is copied, what the native loader cannot take."""
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"load_state_dict expects a mapping of name -> tensor, got {type(state_dict).__name__}")
+    problems = []
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"state dict entry {key!r} is not a torch.Tensor (got {type(value).__name__})")
+        if value.layout != torch.strided:
+            problems.append(f"{key}: {value.layout} tensors are not supported; pass a dense tensor")
+        elif value.device.type not in ("cpu", "cuda"):
+            problems.append(f"{key}: tensor on the {value.device.type} device holds no data")
+    if problems:
+        raise _native.StateDictError(f"error(s) in loading state_dict for {network}:\n  " + "\n  ".join(problems))
+    return dict(state_dict)
+
+
+class _NativeModule(nn.Module):
+    """The module surface both networks share; subclasses build ``self._native``."""
+
+    _native: _native.Network
 
     @classmethod
-    def _wrap(cls, native):
-        """Wraps a native network owned elsewhere (e.g. by a Trainer), sharing its tensors."""
-        obj = cls.__new__(cls)
-        obj._native = native
-        return obj
+    def _wrap(cls, native: _native.Network):
+        """Wraps a native network owned elsewhere (a Trainer), sharing its tensors."""
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module._adopt(native)
+        return module
+
+    def _adopt(self, native: _native.Network) -> None:
+        self._native = native
+        for name, tensor, is_param in native.named_tensors():
+            *path, leaf = name.split(".")
+            owner: nn.Module = self
+            for part in path:
+                child = owner._modules.get(part)
+                if child is None:
+                    child = _Container()
+                    owner.add_module(part, child)
+                owner = child
+            if is_param:
+                # Re-class the Rust tensor's own Python object: nn.Parameter(t) would make a new
+                # TensorImpl, and gradients of the Rust forward would not reach it.
+                tensor.__class__ = nn.Parameter
+                owner.register_parameter(leaf, tensor)
+            else:
+                owner.register_buffer(leaf, tensor)
 
     # -- calling -------------------------------------------------------------------------------
-    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.forward(x)
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns ``(out, cam_logit, heatmap)``."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{type(self).__name__} expects a torch.Tensor, got {type(x).__name__}")
+        if x.layout != torch.strided:
+            raise ValueError(f"{type(self).__name__} expects a dense tensor, got a {x.layout} one")
         if x.device != self.device:
             raise ValueError(
                 f"{type(self).__name__} input is on {x.device} but the network is on {self.device}; "
@@ -54,95 +101,61 @@ class _NativeModule:
             )
         return self._native.forward(x)
 
-    # -- tensors -------------------------------------------------------------------------------
-    def named_parameters(self) -> Iterator[Tuple[str, torch.Tensor]]:
-        """Learned parameters by official name (live tensors, ``requires_grad=True``)."""
-        for name, tensor, is_param in self._native.named_tensors():
-            if is_param:
-                yield name, tensor
+    # -- state -----------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """Copies an official (or our own) state dict into the live tensors, all or nothing.
 
-    def parameters(self) -> Iterator[torch.Tensor]:
-        for _, tensor in self.named_parameters():
-            yield tensor
-
-    def named_buffers(self) -> Iterator[Tuple[str, torch.Tensor]]:
-        """Non-learned state (the spectral-norm ``weight_u`` / ``weight_v`` vectors)."""
-        for name, tensor, is_param in self._native.named_tensors():
-            if not is_param:
-                yield name, tensor
-
-    def buffers(self) -> Iterator[torch.Tensor]:
-        for _, tensor in self.named_buffers():
-            yield tensor
-
-    def state_dict(self, keep_vars: bool = False) -> "OrderedDict[str, torch.Tensor]":
-        """Every tensor under its official ``UGATIT-pytorch`` name, in the official order.
-
-        Like PyTorch, values are detached views sharing storage with the live tensors
-        (``keep_vars=True`` returns the live tensors themselves).
+        Everything is checked before anything is copied: mis-shaped, non-float, sparse or meta
+        tensors, and with ``strict=True`` missing or unexpected keys, raise
+        :class:`ugatit_rs.StateDictError` listing every offending key, and leave the network
+        unchanged. ``assign=True`` is not supported (the Rust network keeps its own tensors).
         """
-        return OrderedDict(
-            (name, tensor if keep_vars else tensor.detach())
-            for name, tensor, _ in self._native.named_tensors()
-        )
-
-    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True) -> _IncompatibleKeys:
-        """Copies an official (or our own) state dict into the live tensors.
-
-        Everything is checked before anything is copied: mis-shaped or non-float tensors, and with
-        ``strict=True`` missing or unexpected keys, raise :class:`ugatit_rs.StateDictError`
-        listing every offending key, and leave the network unchanged.
-        """
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"load_state_dict expects a mapping of name -> tensor, got {type(state_dict).__name__}")
-        missing, unexpected = self._native.load_tensors(dict(state_dict), bool(strict))
+        if assign:
+            raise ValueError("assign=True is not supported: values are copied into the network's own tensors")
+        tensors = _check_state_dict(type(self).__name__, state_dict)
+        missing, unexpected = self._native.load_tensors(tensors, bool(strict))
         return _IncompatibleKeys(missing, unexpected)
 
     def num_parameters(self) -> int:
         """Number of learned scalars."""
         return self._native.num_parameters()
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.detach_()
-                p.grad.zero_()
-
-    def requires_grad_(self, requires_grad: bool = True):
-        for p in self.parameters():
-            p.requires_grad_(requires_grad)
-        return self
-
     # -- modes and devices ---------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self._native.training
+        native = self.__dict__.get("_native")
+        return True if native is None else native.training
 
-    def train(self, mode: bool = True):
-        self._native.set_training(bool(mode))
-        return self
-
-    def eval(self):
-        return self.train(False)
+    @training.setter
+    def training(self, mode: bool) -> None:
+        native = self.__dict__.get("_native")
+        if native is not None:  # nn.Module.__init__ sets it before the network exists
+            native.set_training(bool(mode))
 
     @property
     def device(self) -> torch.device:
         return torch.device(self._native.device)
 
-    def to(self, device: DeviceLike):
-        """Moves every tensor (and its gradient) in place; handles you hold follow."""
-        self._native.to_device(_device_name(device))
+    def _apply(self, fn, recurse: bool = True):
+        """``to()``, ``cuda()``, ``cpu()`` (also from a parent module) move the Rust network in place,
+        so every handle follows; other dtypes than float32 are refused."""
+        probe = fn(torch.zeros((), dtype=torch.float32, device=self.device))
+        if not isinstance(probe, torch.Tensor):
+            return self
+        if probe.dtype != torch.float32:
+            raise TypeError(f"{type(self).__name__} computes in float32 only; cannot convert it to {probe.dtype}")
+        if probe.device != self.device:
+            self._native.to_device(str(probe.device))
         return self
 
-    def cuda(self, device: int = 0):
-        return self.to(f"cuda:{device}")
-
-    def cpu(self):
-        return self.to("cpu")
+    def to(self, *args, **kwargs):
+        """Moves every tensor (and its gradient) in place; handles you hold follow."""
+        if len(args) == 1 and not kwargs:
+            if args[0] is None:
+                raise ValueError(f"{type(self).__name__}.to(None): name a device ('cpu', 'cuda', 'cuda:N')")
+            if isinstance(args[0], (str, int)):
+                args = (_device_name(args[0]),)
+        return super().to(*args, **kwargs)
 
     @property
     def config(self) -> dict:
@@ -184,16 +197,18 @@ class Generator(_NativeModule):
         output_nc: int = 3,
         device: DeviceLike = "cpu",
     ):
-        self._native = _native.Generator(
-            ngf=ngf,
-            n_blocks=n_blocks,
-            img_size=img_size,
-            light=light,
-            input_nc=input_nc,
-            output_nc=output_nc,
-            device=_device_name(device),
+        super().__init__()
+        self._adopt(
+            _native.Generator(
+                ngf=ngf,
+                n_blocks=n_blocks,
+                img_size=img_size,
+                light=light,
+                input_nc=input_nc,
+                output_nc=output_nc,
+                device=_device_name(device),
+            )
         )
-
 
 
 class Discriminator(_NativeModule):
@@ -211,9 +226,8 @@ class Discriminator(_NativeModule):
     """
 
     def __init__(self, ndf: int = 64, n_layers: int = 7, input_nc: int = 3, device: DeviceLike = "cpu"):
-        self._native = _native.Discriminator(
-            ndf=ndf, n_layers=n_layers, input_nc=input_nc, device=_device_name(device)
-        )
+        super().__init__()
+        self._adopt(_native.Discriminator(ndf=ndf, n_layers=n_layers, input_nc=input_nc, device=_device_name(device)))
 
     def min_input_size(self) -> int:
         """The smallest square image this discriminator accepts."""

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -22,23 +22,25 @@ from ._native import TrainConfig
 from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
 
-NETWORK_NAMES = ("genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB")
+NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced NaN or Inf; ``step`` and ``losses`` say where. No checkpoint is written
     after the failing step, so the last one on disk is the last good state."""
 
-    def __init__(self, step: int, losses: Dict[str, float]):
+    def __init__(self, step: int, losses: dict[str, float]):
         self.step = step
         self.losses = losses
         bad = ", ".join(f"{k}={v}" for k, v in losses.items() if not math.isfinite(v))
         super().__init__(f"non-finite loss at step {step}: {bad}")
 
 
-def _check_finite(step: int, losses: Dict[str, float]) -> None:
+def _check_finite(step: int, losses: dict[str, float]) -> None:
     if not all(math.isfinite(v) for v in losses.values()):
         raise NonFiniteLossError(step, losses)
+
+
 _CHECKPOINT_RE = re.compile(r"_params_(\d+)\.safetensors$")
 
 
@@ -53,14 +55,49 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
 
 
-def latest_checkpoint(model_dir: str) -> Optional[str]:
-    """The checkpoint with the highest step in ``model_dir`` (by number, not by name), or None."""
-    best = None
+def checkpoints(model_dir: str) -> list[str]:
+    """The checkpoints in ``model_dir``, newest (highest step, by number) first."""
+    found = []
     for path in glob.glob(os.path.join(glob.escape(model_dir), "*_params_*.safetensors")):
         match = _CHECKPOINT_RE.search(path)
-        if match and (best is None or int(match.group(1)) > best[0]):
-            best = (int(match.group(1)), path)
-    return best[1] if best else None
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def latest_checkpoint(model_dir: str) -> str | None:
+    """The checkpoint with the highest step in ``model_dir`` (by number, not by name), or None."""
+    found = checkpoints(model_dir)
+    return found[0] if found else None
+
+
+class _FrozenConfig:
+    """A read-only view of a trainer's :class:`TrainConfig`: the trainer was built from it, so
+    changing a field afterwards would silently do nothing."""
+
+    __slots__ = ("_config",)
+
+    def __init__(self, config: TrainConfig):
+        object.__setattr__(self, "_config", config)
+
+    def __getattr__(self, name):
+        return getattr(self._config, name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(
+            f"Trainer.config is read-only (setting {name!r} would have no effect): build a new Trainer "
+            "from a modified TrainConfig instead"
+        )
+
+    def copy(self) -> TrainConfig:
+        """A modifiable copy, e.g. to build another Trainer."""
+        return TrainConfig(**self._config.to_dict())
+
+    def __eq__(self, other):
+        return self._config == (other._config if isinstance(other, _FrozenConfig) else other)
+
+    def __repr__(self) -> str:
+        return repr(self._config)
 
 
 class Trainer:
@@ -74,9 +111,13 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig):
+        if isinstance(config, _FrozenConfig):
+            config = config.copy()
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer expects a ugatit_rs.TrainConfig, got {type(config).__name__}")
         self._native = _native.Trainer(config)
+        self._config = self._native.config
+        self._fitting = threading.Lock()
         self.gen_a2b = Generator._wrap(self._native.gen_a2b)
         self.gen_b2a = Generator._wrap(self._native.gen_b2a)
         self.dis_ga = Discriminator._wrap(self._native.dis_ga)
@@ -87,7 +128,8 @@ class Trainer:
     # -- state -----------------------------------------------------------------------------------
     @property
     def config(self) -> TrainConfig:
-        return self._native.config
+        """The config this trainer was built with (read-only; ``.copy()`` gives a modifiable one)."""
+        return _FrozenConfig(self._config)
 
     @property
     def device(self) -> torch.device:
@@ -103,9 +145,11 @@ class Trainer:
         """The learning rate of the last update."""
         return self._native.lr
 
-    def networks(self) -> Dict[str, object]:
+    def networks(self) -> dict[str, object]:
         """The six networks under their official checkpoint names."""
-        return dict(zip(NETWORK_NAMES, (self.gen_a2b, self.gen_b2a, self.dis_ga, self.dis_gb, self.dis_la, self.dis_lb)))
+        return dict(
+            zip(NETWORK_NAMES, (self.gen_a2b, self.gen_b2a, self.dis_ga, self.dis_gb, self.dis_la, self.dis_lb))
+        )
 
     # -- folders ---------------------------------------------------------------------------------
     @property
@@ -117,12 +161,12 @@ class Trainer:
         """``<result_dir>/<dataset name>``, with ``model/``, ``img/`` and ``test/`` inside."""
         return os.path.join(self.config.result_dir, self.dataset_name)
 
-    def checkpoint_path(self, step: Optional[int] = None) -> str:
+    def checkpoint_path(self, step: int | None = None) -> str:
         step = self.step_count if step is None else step
         return os.path.join(self.run_dir, "model", f"{self.dataset_name}_params_{step:07d}.safetensors")
 
     # -- one iteration ---------------------------------------------------------------------------
-    def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> Dict[str, float]:
+    def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         """One official iteration on a batch of each domain (float32 ``(B, 3, img_size, img_size)``
         in [-1, 1], on the trainer's device): LR decay, D update, G update, rho clipping.
 
@@ -133,12 +177,15 @@ class Trainer:
         for name, x in (("real_a", real_a), ("real_b", real_b)):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+            if x.layout != torch.strided or x.device.type not in ("cpu", "cuda"):
+                raise ValueError(f"{name} must be a dense CPU or CUDA tensor, got {x.layout} on {x.device}")
+        _check_grad_mode()
         losses = dict(self._native.step(real_a, real_b))
         _check_finite(self.step_count, losses)
         return losses
 
     # -- checkpoints -----------------------------------------------------------------------------
-    def save_checkpoint(self, path: Optional[str] = None) -> str:
+    def save_checkpoint(self, path: str | None = None) -> str:
         """Writes networks, optimizer state, step, LR and config to one safetensors file,
         atomically (a crash mid-write leaves the previous file intact). Returns the path."""
         path = path or self.checkpoint_path()
@@ -150,7 +197,7 @@ class Trainer:
         its step. The file is validated completely before the trainer changes."""
         return self._native.load_checkpoint(os.fspath(path))
 
-    def resume(self) -> Optional[str]:
+    def resume(self) -> str | None:
         """Loads the latest checkpoint of this run's ``model/`` folder, if any; returns its path."""
         path = latest_checkpoint(os.path.join(self.run_dir, "model"))
         if path:
@@ -158,25 +205,29 @@ class Trainer:
         return path
 
     # -- samples ---------------------------------------------------------------------------------
-    def _sample_images(self, split: str, count: int) -> List[torch.Tensor]:
+    def _sample_images(self, split: str, count: int) -> list[torch.Tensor]:
         folder = domain_folder(self.config.dataset, split)
         loader = DomainLoader(folder, self.config.img_size, 1, train=False, num_workers=0)
         return [load_image(p, self.config.img_size).to(self.device) for p in loader.paths()[:count]]
 
-    def save_samples(self, step: Optional[int] = None, count: int = 5) -> Dict[str, str]:
+    def save_samples(self, step: int | None = None, count: int = 5) -> dict[str, str]:
         """The official sample grids: ``count`` train and ``count`` test images per direction, as
         columns of real / heatmap / identity / heatmap / translation / heatmap / cycle, written to
         ``img/A2B_<step>.png`` and ``img/B2A_<step>.png`` (networks in eval mode, no autograd)."""
         step = self.step_count if step is None else step
         if not hasattr(self, "_samples"):
-            self._samples = {d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"}
+            self._samples = {
+                d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"
+            }
         modes = {name: net.training for name, net in self.networks().items()}
         for net in self.networks().values():
             net.eval()
         try:
             paths = {}
-            for direction, fwd, bwd, images in (("A2B", self.gen_a2b, self.gen_b2a, self._samples["A"]),
-                                                ("B2A", self.gen_b2a, self.gen_a2b, self._samples["B"])):
+            for direction, fwd, bwd, images in (
+                ("A2B", self.gen_a2b, self.gen_b2a, self._samples["A"]),
+                ("B2A", self.gen_b2a, self.gen_a2b, self._samples["B"]),
+            ):
                 path = os.path.join(self.run_dir, "img", f"{direction}_{step:07d}.png")
                 viz.save_png(viz.sample_grid(fwd, bwd, images), path)
                 paths[direction] = path
@@ -186,16 +237,24 @@ class Trainer:
                 net.train(modes[name])
 
     # -- the whole run ---------------------------------------------------------------------------
-    def fit(self, progress: bool = True, callback: Optional[Callable[[int, Dict[str, float]], None]] = None,
-            log_every: int = 10, until: Optional[int] = None) -> str:
+    def fit(
+        self,
+        progress: bool = True,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
+        log_every: int = 10,
+        until: int | None = None,
+    ) -> str:
         """Trains until ``config.iteration`` over ``config.dataset`` (``trainA/`` and ``trainB/``).
 
         Writes under :attr:`run_dir`: ``log.jsonl`` (every loss of every step; TensorBoard events
         too when ``tensorboard`` is installed), sample grids every ``print_freq`` steps in
         ``img/``, checkpoints every ``save_freq`` steps and at the end in ``model/``. With
         ``config.resume`` it continues from the latest checkpoint, exactly where it stopped.
-        Ctrl-C finishes the current step, saves a checkpoint, then raises ``KeyboardInterrupt``
-        (a second Ctrl-C interrupts at once).
+
+        Nothing done is lost: Ctrl-C finishes the current step, saves a checkpoint, then raises
+        ``KeyboardInterrupt`` (a second Ctrl-C interrupts at once); any other exception (a
+        vanished dataset, a callback that raises, ...) also saves the completed steps before it
+        propagates — except a NaN/Inf loss, after which nothing is saved.
 
         ``callback(step, losses)`` is called whenever losses are read (every ``log_every`` steps:
         losses stay on the device in between, so the GPU never waits for the host). A NaN or Inf
@@ -203,11 +262,33 @@ class Trainer:
         are always read before a checkpoint is written, so no checkpoint holds a diverged state.
         ``until`` stops after that step (saving a checkpoint) without changing the schedule,
         which is still computed for ``config.iteration`` steps. Returns the path of the log.
+        One ``fit`` at a time per trainer: a second concurrent call raises ``RuntimeError``.
         """
+        if not self._fitting.acquire(blocking=False):
+            raise RuntimeError("this Trainer is already running fit() (in another thread); one run at a time")
+        try:
+            _check_grad_mode()
+            with torch.enable_grad():
+                return self._fit(progress, callback, int(log_every), until)
+        finally:
+            self._fitting.release()
+
+    def _fit(self, progress, callback, log_every, until) -> str:
         cfg = self.config
-        loaders = {d: DomainLoader(domain_folder(cfg.dataset, f"train{d}"), cfg.img_size, cfg.batch_size,
-                                   seed=cfg.seed, domain=i, train=True, num_workers=cfg.num_workers)
-                   for i, d in enumerate("AB")}
+        if log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {log_every}")
+        loaders = {
+            d: DomainLoader(
+                domain_folder(cfg.dataset, f"train{d}"),
+                cfg.img_size,
+                cfg.batch_size,
+                seed=cfg.seed,
+                domain=i,
+                train=True,
+                num_workers=cfg.num_workers,
+            )
+            for i, d in enumerate("AB")
+        }
         if cfg.resume:
             resumed = self.resume()
             if resumed:
@@ -215,42 +296,12 @@ class Trainer:
         start = self.step_count
         for loader in loaders.values():
             loader.seek(start)  # batch k feeds iteration k + 1, whatever happened before
-        os.makedirs(self.run_dir, exist_ok=True)
-        log_path = os.path.join(self.run_dir, "log.jsonl")
-        writer = _tensorboard_writer(self.run_dir)
         last = cfg.iteration if until is None else min(int(until), cfg.iteration)
-        bar = _progress(last, start, progress)
-        pending: list = []
-        started = time.perf_counter()
-
-        def flush():
-            if not pending:
-                return
-            names = [n for n, _ in pending[0][1]]
-            values = torch.stack([torch.stack([t for _, t in losses]) for _, losses, _ in pending]).double().cpu().tolist()
-            with open(log_path, "a") as log:
-                for (step, _, lr), row in zip(pending, values):
-                    record = {"step": step, **dict(zip(names, row)), "lr": lr,
-                              "time": round(time.perf_counter() - started, 3)}
-                    log.write(json.dumps(record) + "\n")
-                    if not all(math.isfinite(v) for v in row):
-                        pending.clear()
-                        raise NonFiniteLossError(step, dict(zip(names, row)))
-                    if writer is not None:
-                        for key, value in record.items():
-                            if key not in ("step", "time"):
-                                writer.add_scalar(key, value, step)
-            last_step, last = pending[-1][0], record
-            pending.clear()
-            if bar is not None:
-                bar.set_postfix(d_loss=f"{last['d_loss']:.4f}", g_loss=f"{last['g_loss']:.2f}")
-            if callback is not None:
-                callback(last_step, last)
+        run_log = RunLog(self.run_dir, total=last, initial=start, progress=progress, callback=callback)
+        interrupted: list = []
 
         # Ctrl-C (SIGINT) stops at the next step boundary, so the log, the checkpoint and the
         # trainer agree on the last completed step; a second Ctrl-C interrupts at once.
-        interrupted: list = []
-
         def on_sigint(signum, frame):
             if interrupted:
                 raise KeyboardInterrupt
@@ -266,49 +317,65 @@ class Trainer:
                 real_a = loaders["A"].next_batch().to(self.device, non_blocking=True)
                 real_b = loaders["B"].next_batch().to(self.device, non_blocking=True)
                 losses, lr = self._native.step_lazy(real_a, real_b)
-                pending.append((step, losses, lr))
-                if len(pending) >= log_every or step == last:
-                    flush()
-                if bar is not None:
-                    bar.update(1)
+                run_log.record(step, losses, lr)
+                if run_log.pending >= log_every or step == last:
+                    run_log.flush()
                 if step % cfg.print_freq == 0:
                     self.save_samples(step)
                 if step % cfg.save_freq == 0:
-                    flush()  # never write a checkpoint after a non-finite step
+                    run_log.flush()  # never write a checkpoint after a non-finite step
                     self.save_checkpoint()
-            flush()
+            run_log.flush()
             if interrupted:
                 raise KeyboardInterrupt
             if self.step_count % cfg.save_freq != 0:
                 self.save_checkpoint()
-        except KeyboardInterrupt:
-            flush()  # raises NonFiniteLossError rather than saving a diverged state
-            path = self.save_checkpoint()
-            print(f"\ninterrupted: saved {path} (step {self.step_count}); resume with resume=True", file=sys.stderr)
+        except NonFiniteLossError:
+            raise  # the state diverged: keep the last good checkpoint as the latest
+        except BaseException as exc:
+            self._save_on_the_way_out(run_log, start, exc)
             raise
         finally:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
-            if bar is not None:
-                bar.close()
-            if writer is not None:
-                writer.close()
+            run_log.close()
             skipped = {p for loader in loaders.values() for p, _ in loader.skipped()}
             if skipped:
                 print(f"skipped {len(skipped)} unreadable image(s); first: {sorted(skipped)[0]}", file=sys.stderr)
-        return log_path
+        return run_log.path
 
-    def test(self) -> Dict[str, List[str]]:
+    def _save_on_the_way_out(self, run_log: RunLog, start: int, exc: BaseException) -> None:
+        """Saves the steps completed before ``exc`` ended the run (if any and if finite)."""
+        try:
+            run_log.flush()  # raises NonFiniteLossError rather than saving a diverged state
+        except NonFiniteLossError:
+            return
+        if self.step_count <= start:
+            return
+        if os.path.exists(self.checkpoint_path()):
+            return
+        try:
+            path = self.save_checkpoint()
+        except Exception as save_error:  # keep the original exception; say why nothing was saved
+            print(f"\ncould not save a checkpoint after {type(exc).__name__}: {save_error}", file=sys.stderr)
+            return
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {type(exc).__name__}"
+        print(f"\n{what}: saved {path} (step {self.step_count}); resume with resume=True", file=sys.stderr)
+
+    def test(self) -> dict[str, list[str]]:
         """The official test outputs: for every ``testA``/``testB`` image, one column of
         real / heatmap / identity / heatmap / translation / heatmap / cycle, written to
         ``test/A2B_<n>.png`` and ``test/B2A_<n>.png``. Returns the written paths."""
-        written: Dict[str, List[str]] = {"A2B": [], "B2A": []}
+        written: dict[str, list[str]] = {"A2B": [], "B2A": []}
         for net in (self.gen_a2b, self.gen_b2a):
             net.eval()
-        for direction, split, fwd, bwd in (("A2B", "testA", self.gen_a2b, self.gen_b2a),
-                                           ("B2A", "testB", self.gen_b2a, self.gen_a2b)):
-            loader = DomainLoader(domain_folder(self.config.dataset, split), self.config.img_size, 1,
-                                  train=False, num_workers=0)
+        for direction, split, fwd, bwd in (
+            ("A2B", "testA", self.gen_a2b, self.gen_b2a),
+            ("B2A", "testB", self.gen_b2a, self.gen_a2b),
+        ):
+            loader = DomainLoader(
+                domain_folder(self.config.dataset, split), self.config.img_size, 1, train=False, num_workers=0
+            )
             for n, path in enumerate(loader.paths()):
                 x = load_image(path, self.config.img_size).to(self.device)
                 out = os.path.join(self.run_dir, "test", f"{direction}_{n + 1}.png")
@@ -318,6 +385,72 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"Trainer(step={self.step_count}, device='{self.device}', config={self.config!r})"
+
+
+def _check_grad_mode() -> None:
+    """Training needs autograd; ``torch.inference_mode()`` cannot be switched off inside."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("cannot train under torch.inference_mode(): call step()/fit() outside it")
+
+
+class RunLog:
+    """What a run leaves besides checkpoints: ``log.jsonl`` (every loss of every step),
+    TensorBoard events (when installed), the progress bar and the user's callback.
+
+    Losses arrive as device tensors and are read in batches (:meth:`flush`), one host sync per
+    ``log_every`` steps; a NaN or Inf raises :class:`NonFiniteLossError` at that read.
+    """
+
+    def __init__(self, run_dir: str, total: int, initial: int, progress: bool, callback=None):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, "log.jsonl")
+        self._writer = _tensorboard_writer(run_dir)
+        self._bar = _progress(total, initial, progress)
+        self._callback = callback
+        self._pending: list = []
+        self._started = time.perf_counter()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def record(self, step: int, losses, lr: float) -> None:
+        self._pending.append((step, losses, lr))
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        names = [n for n, _ in pending[0][1]]
+        values = torch.stack([torch.stack([t for _, t in losses]) for _, losses, _ in pending]).double().cpu().tolist()
+        record = None
+        with open(self.path, "a") as log:
+            for (step, _, lr), row in zip(pending, values):
+                record = {
+                    "step": step,
+                    **dict(zip(names, row)),
+                    "lr": lr,
+                    "time": round(time.perf_counter() - self._started, 3),
+                }
+                log.write(json.dumps(record) + "\n")
+                if not all(math.isfinite(v) for v in row):
+                    raise NonFiniteLossError(step, dict(zip(names, row)))
+                if self._writer is not None:
+                    for key, value in record.items():
+                        if key not in ("step", "time"):
+                            self._writer.add_scalar(key, value, step)
+        if self._bar is not None:
+            self._bar.set_postfix(d_loss=f"{record['d_loss']:.4f}", g_loss=f"{record['g_loss']:.2f}")
+        if self._callback is not None:
+            self._callback(pending[-1][0], record)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _tensorboard_writer(run_dir: str):

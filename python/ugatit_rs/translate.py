@@ -13,62 +13,68 @@ resized back to the input's size, unless ``keep_size=False``.
 from __future__ import annotations
 
 import os
-from typing import List, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import viz
-from .convert import read_ours
+from . import _native, viz
+from .convert import is_official, read_metadata, read_network
 from .models import Generator
 
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_IMAGE_EXTS = tuple("." + ext for ext in _native.IMAGE_EXTENSIONS)
 
 
 def generator_config_from_state_dict(sd) -> dict:
     """Infers ``ngf``, ``n_blocks``, ``light`` and ``img_size`` from an official generator state dict."""
+    needed = ("DownBlock.1.weight", "FC.0.weight", "UpBlock2.11.weight")
+    missing = [k for k in needed if k not in sd]
+    if missing:
+        raise _native.StateDictError(f"not a U-GAT-IT generator state dict: missing {', '.join(missing)}")
     ngf = sd["DownBlock.1.weight"].shape[0]
     n_blocks = sum(1 for k in sd if k.startswith("UpBlock1_") and k.endswith(".conv1.weight"))
     fc_in = sd["FC.0.weight"].shape[1]
     light = fc_in == 4 * ngf
     img_size = None if light else int(round((fc_in / (4 * ngf)) ** 0.5)) * 4
-    return {"ngf": ngf, "n_blocks": n_blocks, "light": light, "img_size": img_size,
-            "input_nc": sd["DownBlock.1.weight"].shape[1], "output_nc": sd["UpBlock2.11.weight"].shape[0]}
+    return {
+        "ngf": ngf,
+        "n_blocks": n_blocks,
+        "light": light,
+        "img_size": img_size,
+        "input_nc": sd["DownBlock.1.weight"].shape[1],
+        "output_nc": sd["UpBlock2.11.weight"].shape[0],
+    }
 
 
 class Translator:
     """A generator plus the pre- and post-processing to translate ordinary images."""
 
     def __init__(self, generator: Generator, img_size: int, batch_size: int = 8):
+        if not 1 <= int(batch_size) <= 4096:
+            raise ValueError(f"batch_size must be between 1 and 4096, got {batch_size}")
         self.generator = generator.eval()
         self.img_size = int(img_size)
         self.batch_size = int(batch_size)
 
     @classmethod
-    def from_checkpoint(cls, path: str, direction: str = "A2B", device="cpu", img_size: int | None = None,
-                        batch_size: int = 8) -> "Translator":
+    def from_checkpoint(
+        cls, path: str, direction: str = "A2B", device="cpu", img_size: int | None = None, batch_size: int = 8
+    ) -> Translator:
         """Loads ``genA2B`` (``direction="A2B"``) or ``genB2A`` from a ugatit-rs checkpoint (or an
         official ``.pt``). The architecture is read from the weights themselves; the working image
         size is the full model's own, else ``img_size``, else the size it was trained at (from the
         checkpoint's config), else 256."""
         if direction not in ("A2B", "B2A"):
             raise ValueError(f"direction must be 'A2B' or 'B2A', got {direction!r}")
-        if os.fspath(path).endswith(".pt"):
-            from .convert import NETWORK_NAMES, read_official
-
-            flat = read_official(path)
-            nets = {n: {k[len(n) + 1:]: v for k, v in flat.items() if k.startswith(n + ".")} for n in NETWORK_NAMES}
-            trained_size = None
-        else:
+        sd = read_network(path, "gen" + direction)
+        trained_size = None
+        if not is_official(path):
             import json
 
-            from .convert import read_metadata
-
-            nets = read_ours(path)
             config = read_metadata(path).get("config")
             trained_size = json.loads(config).get("img_size") if config else None
-        sd = nets["gen" + direction]
+
         cfg = generator_config_from_state_dict(sd)
         size = cfg.pop("img_size") or img_size or trained_size or 256
         if img_size is not None and not cfg["light"] and img_size != size:
@@ -84,31 +90,49 @@ class Translator:
 
         if isinstance(item, (str, os.PathLike)):
             with Image.open(item) as im:
-                item = np.asarray(im.convert("RGB"))
+                item = np.array(im.convert("RGB"))  # a writable copy: torch warns on read-only arrays
         if isinstance(item, Image.Image):
-            item = np.asarray(item.convert("RGB"))
+            item = np.array(item.convert("RGB"))
         if isinstance(item, np.ndarray):
             if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
                 raise ValueError(f"numpy images must be HWC uint8 RGB, got {item.dtype} {item.shape}")
-            return viz.from_image(item)
+            if 0 in item.shape:
+                raise ValueError(f"cannot translate an empty ({item.shape[1]}x{item.shape[0]}) image")
+            return viz.from_image(np.ascontiguousarray(item))
         if isinstance(item, torch.Tensor):
             if item.dim() != 3 or item.shape[0] != 3 or not item.is_floating_point():
-                raise ValueError(f"tensor images must be float (3, H, W) in [-1, 1], got {item.dtype} {tuple(item.shape)}")
+                raise ValueError(
+                    f"tensor images must be float (3, H, W) in [-1, 1], got {item.dtype} {tuple(item.shape)}"
+                )
+            if 0 in item.shape:
+                raise ValueError(f"cannot translate an empty image (shape {tuple(item.shape)})")
             return item.detach().float().cpu()
         raise TypeError(f"cannot translate a {type(item).__name__}: expected a path, PIL image, numpy array or tensor")
 
     @torch.no_grad()
-    def _run(self, tensors: List[torch.Tensor], keep_size: bool):
+    def _run(self, tensors: list[torch.Tensor], keep_size: bool):
         outs, heats = [], []
         dev = self.generator.device
         for i in range(0, len(tensors), self.batch_size):
-            chunk = tensors[i:i + self.batch_size]
-            x = torch.stack([F.interpolate(t[None], size=(self.img_size, self.img_size), mode="bilinear",
-                                           align_corners=False, antialias=True)[0] for t in chunk]).to(dev)
+            chunk = tensors[i : i + self.batch_size]
+            x = torch.stack(
+                [
+                    F.interpolate(
+                        t[None],
+                        size=(self.img_size, self.img_size),
+                        mode="bilinear",
+                        align_corners=False,
+                        antialias=True,
+                    )[0]
+                    for t in chunk
+                ]
+            ).to(dev)
             out, _, heat = self.generator(x)
             for t, o, h in zip(chunk, out.cpu(), heat.cpu()):
                 if keep_size and tuple(t.shape[1:]) != (self.img_size, self.img_size):
-                    o = F.interpolate(o[None], size=t.shape[1:], mode="bilinear", align_corners=False, antialias=True)[0]
+                    o = F.interpolate(o[None], size=t.shape[1:], mode="bilinear", align_corners=False, antialias=True)[
+                        0
+                    ]
                 outs.append(o.clamp(-1, 1))
                 heats.append(h)
         return outs, heats
@@ -122,6 +146,8 @@ class Translator:
         if not items:
             return ([], []) if return_attention else []
         batch_tensor = isinstance(images, torch.Tensor) and images.dim() == 4
+        if batch_tensor and images.shape[0] == 0:
+            raise ValueError(f"cannot translate an empty batch (shape {tuple(images.shape)})")
         if batch_tensor:
             items, single = list(images), False
         outs, heats = self._run([self._to_tensor(i) for i in items], keep_size)
@@ -140,15 +166,16 @@ class Translator:
             results, heats = results[0], heats[0]
         return (results, heats) if return_attention else results
 
-    def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> List[str]:
+    def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> list[str]:
         """Translates every image under ``src`` into ``dst`` (same relative paths, PNG)."""
         paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs if f.lower().endswith(_IMAGE_EXTS))
         if not paths:
             raise FileNotFoundError(f"{src}: no images found")
         return self.translate_files(paths, dst, root=src, progress=progress, with_heatmap=with_heatmap)
 
-    def translate_files(self, paths: Sequence[str], dst: str, root: str | None = None, progress: bool = True,
-                        with_heatmap: bool = False) -> List[str]:
+    def translate_files(
+        self, paths: Sequence[str], dst: str, root: str | None = None, progress: bool = True, with_heatmap: bool = False
+    ) -> list[str]:
         bar = None
         if progress:
             try:
@@ -159,7 +186,7 @@ class Translator:
                 pass
         written = []
         for i in range(0, len(paths), self.batch_size):
-            chunk = paths[i:i + self.batch_size]
+            chunk = paths[i : i + self.batch_size]
             outs, heats = self(list(chunk), return_attention=True)
             for path, out, heat in zip(chunk, outs, heats):
                 rel = os.path.relpath(path, root) if root else os.path.basename(path)

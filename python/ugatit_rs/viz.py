@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -14,9 +14,19 @@ import torch.nn.functional as F
 
 # OpenCV's COLORMAP_JET anchor points (value -> RGB), interpolated linearly.
 _JET = np.array(
-    [[0.0, 0.0, 0.0, 0.5], [0.11, 0.0, 0.0, 1.0], [0.125, 0.0, 0.0, 1.0], [0.34, 0.0, 0.86, 1.0],
-     [0.35, 0.0, 0.9, 1.0], [0.375, 0.0, 1.0, 1.0], [0.64, 1.0, 1.0, 0.0], [0.66, 1.0, 0.98, 0.0],
-     [0.875, 1.0, 0.0, 0.0], [0.91, 0.86, 0.0, 0.0], [1.0, 0.5, 0.0, 0.0]]
+    [
+        [0.0, 0.0, 0.0, 0.5],
+        [0.11, 0.0, 0.0, 1.0],
+        [0.125, 0.0, 0.0, 1.0],
+        [0.34, 0.0, 0.86, 1.0],
+        [0.35, 0.0, 0.9, 1.0],
+        [0.375, 0.0, 1.0, 1.0],
+        [0.64, 1.0, 1.0, 0.0],
+        [0.66, 1.0, 0.98, 0.0],
+        [0.875, 1.0, 0.0, 0.0],
+        [0.91, 0.86, 0.0, 0.0],
+        [1.0, 0.5, 0.0, 0.0],
+    ]
 )
 
 
@@ -45,7 +55,9 @@ def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarra
     A constant heatmap (which made the official code divide by zero) becomes all-blue.
     """
     if not isinstance(heatmap, torch.Tensor) or heatmap.dim() < 2 or heatmap.numel() == 0:
-        raise ValueError(f"heatmap must be a non-empty (..., h, w) tensor, got {getattr(heatmap, 'shape', type(heatmap).__name__)}")
+        raise ValueError(
+            f"heatmap must be a non-empty (..., h, w) tensor, got {getattr(heatmap, 'shape', type(heatmap).__name__)}"
+        )
     h = heatmap.detach().float().cpu()
     while h.dim() > 2:
         h = h[0]
@@ -71,8 +83,15 @@ def translation_column(forward, backward, x: torch.Tensor) -> np.ndarray:
     identity, _, identity_hm = backward(x)
     fake, _, fake_hm = forward(x)
     cycle, _, cycle_hm = backward(fake)
-    tiles = [to_image(x), heatmap_image(identity_hm, size), to_image(identity),
-             heatmap_image(fake_hm, size), to_image(fake), heatmap_image(cycle_hm, size), to_image(cycle)]
+    tiles = [
+        to_image(x),
+        heatmap_image(identity_hm, size),
+        to_image(identity),
+        heatmap_image(fake_hm, size),
+        to_image(fake),
+        heatmap_image(cycle_hm, size),
+        to_image(cycle),
+    ]
     return np.concatenate(tiles, axis=0)
 
 
@@ -91,7 +110,11 @@ def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", 
     """A matplotlib figure with one panel per loss; ``smooth`` averages over a moving window."""
     import matplotlib
 
-    if not os.environ.get("DISPLAY") and matplotlib.get_backend().lower() not in ("agg",) and "inline" not in matplotlib.get_backend():
+    if (
+        not os.environ.get("DISPLAY")
+        and matplotlib.get_backend().lower() not in ("agg",)
+        and "inline" not in matplotlib.get_backend()
+    ):
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -103,7 +126,7 @@ def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", 
         if smooth > 1 and len(values) >= smooth:
             kernel = np.ones(smooth) / smooth
             values = np.convolve(values, kernel, mode="valid")
-            ax.plot(steps[smooth - 1:], values)
+            ax.plot(steps[smooth - 1 :], values)
         else:
             ax.plot(steps, values)
         ax.set_title(key)

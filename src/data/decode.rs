@@ -23,7 +23,9 @@ fn limits() -> Limits {
 /// Decodes `path`; the error string says why the file is unusable. Like PIL's `open().convert`,
 /// EXIF orientation is *not* applied (the official training code does not apply it either).
 pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
-    let reader = ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    // Only regular files: a FIFO named like an image would block the read forever.
+    let file = crate::files::open_regular(path).map_err(|e| format!("cannot open: {e}"))?;
+    let reader = ImageReader::new(std::io::BufReader::new(file));
     let mut reader = reader.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
     reader.limits(limits());
     if reader.format().is_none() {
@@ -40,7 +42,8 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage, String> {
 /// where a photo should come out the way a viewer shows it).
 pub fn decode_rgb_oriented(bytes: &[u8]) -> Result<RgbImage, String> {
     use image::ImageDecoder;
-    let mut reader = ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
+    let mut reader =
+        ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
     reader.limits(limits());
     if reader.format().is_none() {
         return Err("not a recognised image format".into());

@@ -8,6 +8,12 @@
 //!
 //! An unreadable file is skipped (the next image of the epoch takes its place) and recorded with
 //! its reason; with `strict` it is an error naming the file instead.
+//!
+//! Nothing here can wait forever: the consumer waits in bounded slices
+//! ([`DomainLoader::next_batch_timeout`], so the Python binding can check for Ctrl-C between
+//! them), a worker that panics reports an error in place of its batch, a worker that vanished is
+//! noticed, and a forked child (whose copy of the loader has no worker threads) builds its
+//! batches itself.
 
 use super::decode::decode_rgb;
 use super::rng::Rng;
@@ -16,9 +22,20 @@ use super::transforms::{push_normalized, test_transform, train_transform};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tch::{Kind, Tensor};
+
+/// Largest batch index a stream can be moved to: far beyond any run, far below overflow.
+pub const MAX_POSITION: i64 = 1 << 53;
+/// Largest batch a loader builds.
+pub const MAX_BATCH_SIZE: usize = 65_536;
+/// Largest image side a loader produces.
+pub const MAX_IMG_SIZE: u32 = 8192;
+/// Most worker threads.
+pub const MAX_WORKERS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {
@@ -33,6 +50,30 @@ pub struct LoaderConfig {
     pub num_workers: usize,
 }
 
+impl LoaderConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, value: usize, hi: usize, lo: usize| {
+            Error::config(format!("DomainLoader {field} must be between {lo} and {hi}, got {value}"))
+        };
+        if !(1..=MAX_IMG_SIZE).contains(&self.img_size) {
+            return Err(bad("img_size", self.img_size as usize, MAX_IMG_SIZE as usize, 1));
+        }
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(bad("batch_size", self.batch_size, MAX_BATCH_SIZE, 1));
+        }
+        if self.num_workers > MAX_WORKERS {
+            return Err(bad("num_workers", self.num_workers, MAX_WORKERS, 0));
+        }
+        Ok(())
+    }
+
+    /// Floats in one full batch, or an error when that cannot be addressed.
+    fn batch_floats(&self) -> Result<usize> {
+        let side = self.img_size as usize;
+        self.batch_size.checked_mul(3 * side * side).ok_or_else(|| Error::config("batch too large to address"))
+    }
+}
+
 /// One finished batch: (B, 3, S, S) floats.
 struct BatchData {
     values: Vec<f32>,
@@ -42,7 +83,6 @@ struct BatchData {
 struct State {
     ready: BTreeMap<i64, Result<BatchData>>,
     next_to_claim: i64,
-    consumer_at: i64,
     generation: u64,
     stop: bool,
 }
@@ -52,6 +92,9 @@ struct Shared {
     config: LoaderConfig,
     prefetch: i64,
     state: Mutex<State>,
+    /// Index of the batch the consumer takes next. Outside `state` so that a forked child, whose
+    /// copy of the mutex may have been held by a worker at the fork, never needs that lock.
+    consumer_at: AtomicI64,
     wake: Condvar,
     skipped: Mutex<BTreeSet<(PathBuf, String)>>,
 }
@@ -59,6 +102,12 @@ struct Shared {
 pub struct DomainLoader {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    /// The process that started the workers: threads do not survive `fork()`.
+    owner_pid: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
@@ -66,7 +115,7 @@ impl Shared {
         self.paths.len().div_ceil(self.config.batch_size) as i64
     }
 
-    /// (epoch, positions within the epoch's order) of batch `k`.
+    /// (epoch, positions within the epoch's order) of batch `k >= 0`.
     fn positions(&self, k: i64) -> (u64, std::ops::Range<usize>) {
         let per_epoch = self.batches_per_epoch();
         let (epoch, j) = (k / per_epoch, (k % per_epoch) as usize);
@@ -87,8 +136,9 @@ impl Shared {
         let (epoch, range) = self.positions(k);
         let order = self.epoch_order(epoch);
         let size = self.config.img_size;
-        let mut values = Vec::with_capacity(range.len() * 3 * (size * size) as usize);
         let count = range.len();
+        let floats = count * 3 * (size as usize) * (size as usize);
+        let mut values = crate::error::try_vec(floats, &format!("a batch of {count} images of {size}x{size}"))?;
         for pos in range {
             let (index, img) = self.decode_from(&order, pos)?;
             let img = if self.config.train {
@@ -100,6 +150,11 @@ impl Shared {
             push_normalized(&img, &mut values);
         }
         Ok(BatchData { values, count })
+    }
+
+    /// [`Shared::build`], with a panic turned into an error for the consumer.
+    fn build_guarded(&self, k: i64) -> Result<BatchData> {
+        crate::error::guarded(|| self.build(k))
     }
 
     /// Decodes the image at `pos` of `order`, moving on to the next ones past unreadable files.
@@ -116,19 +171,25 @@ impl Shared {
                     })
                 }
                 Err(reason) => {
-                    self.skipped.lock().unwrap_or_else(|p| p.into_inner()).insert((path.clone(), reason));
+                    // try_lock: a forked child may hold a copy of this lock taken by a worker.
+                    if let Ok(mut skipped) = self.skipped.try_lock() {
+                        skipped.insert((path.clone(), reason));
+                    }
                 }
             }
         }
         let dir = self.paths[0].parent().unwrap_or(Path::new("."));
-        Err(Error::NotFound { path: dir.to_path_buf(), message: "none of the images in this folder could be decoded".into() })
+        Err(Error::NotFound {
+            path: dir.to_path_buf(),
+            message: "none of the images in this folder could be decoded".into(),
+        })
     }
 
     fn worker(&self) {
         loop {
             let (k, generation) = {
-                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                while !state.stop && state.next_to_claim >= state.consumer_at + self.prefetch {
+                let mut state = lock(&self.state);
+                while !state.stop && state.next_to_claim >= self.consumer_at.load(Ordering::SeqCst) + self.prefetch {
                     state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
                 if state.stop {
@@ -137,9 +198,9 @@ impl Shared {
                 state.next_to_claim += 1;
                 (state.next_to_claim - 1, state.generation)
             };
-            let batch = self.build(k);
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if state.generation == generation && k >= state.consumer_at {
+            let batch = self.build_guarded(k);
+            let mut state = lock(&self.state);
+            if state.generation == generation && k >= self.consumer_at.load(Ordering::SeqCst) {
                 state.ready.insert(k, batch);
                 self.wake.notify_all();
             }
@@ -149,26 +210,29 @@ impl Shared {
 
 impl DomainLoader {
     pub fn new(folder: &Path, config: LoaderConfig) -> Result<Self> {
-        if config.batch_size == 0 || config.img_size == 0 {
-            return Err(Error::config("the loader needs batch_size >= 1 and img_size >= 1"));
-        }
+        config.validate()?;
+        config.batch_floats()?;
         let paths = scan_images(folder)?;
         let prefetch = (2 * config.num_workers.max(1)) as i64;
         let shared = Arc::new(Shared {
             paths,
             prefetch,
-            state: Mutex::new(State { ready: BTreeMap::new(), next_to_claim: 0, consumer_at: 0, generation: 0, stop: false }),
+            state: Mutex::new(State { ready: BTreeMap::new(), next_to_claim: 0, generation: 0, stop: false }),
+            consumer_at: AtomicI64::new(0),
             wake: Condvar::new(),
             skipped: Mutex::new(BTreeSet::new()),
             config,
         });
-        let workers = (0..shared.config.num_workers)
-            .map(|_| {
-                let shared = shared.clone();
-                std::thread::spawn(move || shared.worker())
-            })
-            .collect();
-        Ok(Self { shared, workers })
+        let mut workers = Vec::with_capacity(shared.config.num_workers);
+        for i in 0..shared.config.num_workers {
+            let worker_shared = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("ugatit-loader-{i}"))
+                .spawn(move || worker_shared.worker())
+                .map_err(|e| Error::Internal(format!("cannot start a loader thread: {e}")))?;
+            workers.push(spawned);
+        }
+        Ok(Self { shared, workers, owner_pid: std::process::id() })
     }
 
     pub fn num_images(&self) -> usize {
@@ -185,55 +249,88 @@ impl DomainLoader {
 
     /// Index of the batch the next call to [`DomainLoader::next_batch`] returns.
     pub fn position(&self) -> i64 {
-        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).consumer_at
+        self.shared.consumer_at.load(Ordering::SeqCst)
     }
 
     /// Jumps to batch `k` (used when resuming: batch k feeds iteration k+1).
-    pub fn seek(&self, k: i64) {
-        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn seek(&self, k: i64) -> Result<()> {
+        if !(0..=MAX_POSITION).contains(&k) {
+            return Err(Error::config(format!("seek position must be between 0 and 2**53, got {k}")));
+        }
+        if self.is_forked() {
+            self.shared.consumer_at.store(k, Ordering::SeqCst);
+            return Ok(());
+        }
+        let mut state = lock(&self.shared.state);
         state.ready.clear();
         state.generation += 1;
-        state.consumer_at = k;
+        self.shared.consumer_at.store(k, Ordering::SeqCst);
         state.next_to_claim = k;
         self.shared.wake.notify_all();
+        Ok(())
     }
 
     /// Unreadable files met so far, with the reason, sorted by path.
     pub fn skipped(&self) -> Vec<(PathBuf, String)> {
-        self.shared.skipped.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+        lock(&self.shared.skipped).iter().cloned().collect()
+    }
+
+    /// True in a child process forked after the workers started: they did not come along.
+    fn is_forked(&self) -> bool {
+        std::process::id() != self.owner_pid
     }
 
     /// The next batch as a (B, 3, S, S) float32 CPU tensor.
     pub fn next_batch(&self) -> Result<Tensor> {
+        loop {
+            if let Some(batch) = self.next_batch_timeout(Duration::from_millis(500))? {
+                return Ok(batch);
+            }
+        }
+    }
+
+    /// The next batch, or `None` if it is not ready within `timeout` (call again to keep
+    /// waiting; the stream does not move).
+    pub fn next_batch_timeout(&self, timeout: Duration) -> Result<Option<Tensor>> {
         let shared = &self.shared;
-        let batch = if self.workers.is_empty() {
-            let k = self.position();
-            let batch = shared.build(k);
-            shared.state.lock().unwrap_or_else(|p| p.into_inner()).consumer_at = k + 1;
+        let batch = if self.workers.is_empty() || self.is_forked() {
+            let k = shared.consumer_at.load(Ordering::SeqCst);
+            let batch = shared.build_guarded(k);
+            shared.consumer_at.store(k + 1, Ordering::SeqCst);
             batch
         } else {
-            let mut state = shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            let deadline = Instant::now() + timeout;
+            let mut state = lock(&shared.state);
             loop {
-                let k = state.consumer_at;
+                let k = shared.consumer_at.load(Ordering::SeqCst);
                 if let Some(batch) = state.ready.remove(&k) {
-                    state.consumer_at += 1;
+                    shared.consumer_at.store(k + 1, Ordering::SeqCst);
                     shared.wake.notify_all();
                     break batch;
                 }
-                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                if self.workers.iter().all(|w| w.is_finished()) {
+                    return Err(Error::Internal("every data-loader thread has stopped".into()));
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                state = shared.wake.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
             }
         }?;
         let s = shared.config.img_size as i64;
-        Ok(Tensor::f_from_slice(&batch.values)?.f_view_([batch.count as i64, 3, s, s])?.f_to_kind(Kind::Float)?)
+        Ok(Some(Tensor::f_from_slice(&batch.values)?.f_view_([batch.count as i64, 3, s, s])?.f_to_kind(Kind::Float)?))
     }
 }
 
 impl Drop for DomainLoader {
     fn drop(&mut self) {
-        {
-            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.stop = true;
+        if self.is_forked() {
+            // The workers live in the parent; joining them here would wait forever.
+            std::mem::forget(std::mem::take(&mut self.workers));
+            return;
         }
+        lock(&self.shared.state).stop = true;
         self.shared.wake.notify_all();
         for worker in self.workers.drain(..) {
             let _ = worker.join();
@@ -243,6 +340,9 @@ impl Drop for DomainLoader {
 
 /// Loads one file with the test transform, as a (1, 3, S, S) tensor.
 pub fn load_image(path: &Path, img_size: u32) -> Result<Tensor> {
+    if !(1..=MAX_IMG_SIZE).contains(&img_size) {
+        return Err(Error::config(format!("img_size must be between 1 and {MAX_IMG_SIZE}, got {img_size}")));
+    }
     let img = decode_rgb(path).map_err(|reason| Error::Io {
         path: path.to_path_buf(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
@@ -260,16 +360,30 @@ mod tests {
     fn write_images(dir: &Path, n: usize) {
         std::fs::create_dir_all(dir.join("sub")).unwrap();
         for i in 0..n {
-            let img = image::RgbImage::from_fn(40 + i as u32, 36, |x, y| image::Rgb([(x * 5) as u8, (y * 7) as u8, (i * 30) as u8]));
+            let img = image::RgbImage::from_fn(40 + i as u32, 36, |x, y| {
+                image::Rgb([(x * 5) as u8, (y * 7) as u8, (i * 30) as u8])
+            });
             let name = if i % 2 == 0 { format!("img{i}.png") } else { format!("sub/img{i}.JPG") };
-            img.save_with_format(dir.join(name), if i % 2 == 0 { image::ImageFormat::Png } else { image::ImageFormat::Jpeg }).unwrap();
+            img.save_with_format(
+                dir.join(name),
+                if i % 2 == 0 { image::ImageFormat::Png } else { image::ImageFormat::Jpeg },
+            )
+            .unwrap();
         }
         std::fs::write(dir.join("broken.png"), b"not a png").unwrap();
         std::fs::write(dir.join("notes.txt"), b"ignored").unwrap();
     }
 
     fn config(workers: usize) -> LoaderConfig {
-        LoaderConfig { img_size: 32, batch_size: 2, seed: 3, domain: 0, train: true, strict: false, num_workers: workers }
+        LoaderConfig {
+            img_size: 32,
+            batch_size: 2,
+            seed: 3,
+            domain: 0,
+            train: true,
+            strict: false,
+            num_workers: workers,
+        }
     }
 
     #[test]
@@ -290,9 +404,9 @@ mod tests {
         assert_eq!(serial.skipped().len(), 1);
         assert!(serial.skipped()[0].0.ends_with("broken.png"));
         // Seeking reproduces the stream.
-        serial.seek(2);
+        serial.seek(2).unwrap();
         let again = serial.next_batch().unwrap();
-        parallel.seek(2);
+        parallel.seek(2).unwrap();
         assert!(again.equal(&parallel.next_batch().unwrap()));
         let strict = DomainLoader::new(&dir, LoaderConfig { strict: true, ..config(0) }).unwrap();
         let err = (0..6).map(|_| strict.next_batch()).find_map(|r| r.err()).unwrap();

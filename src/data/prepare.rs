@@ -7,15 +7,16 @@
 
 use super::decode::decode_rgb_oriented;
 use super::rng::Rng;
-use super::scan::scan_images;
+use super::scan::{scan_images, scan_images_excluding};
+use crate::files::read_regular;
 use crate::{Error, Result};
 use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fit {
@@ -34,7 +35,28 @@ pub struct PrepareConfig {
     pub seed: u64,
     /// Images whose shorter side is below this are skipped.
     pub min_size: u32,
+    /// Threads (0: one per core).
     pub workers: usize,
+    /// Replace the images of an existing output dataset instead of refusing to write into it.
+    pub overwrite: bool,
+}
+
+/// Largest output side.
+pub const MAX_SIZE: u32 = 8192;
+
+impl PrepareConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(8..=MAX_SIZE).contains(&self.size) {
+            return Err(Error::config(format!("size must be between 8 and {MAX_SIZE}, got {}", self.size)));
+        }
+        if !(0.0..1.0).contains(&self.test_fraction) {
+            return Err(Error::config(format!("test_fraction must be in [0, 1), got {}", self.test_fraction)));
+        }
+        if self.min_size > MAX_SIZE * 2 {
+            return Err(Error::config(format!("min_size must be at most {}, got {}", MAX_SIZE * 2, self.min_size)));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -47,19 +69,53 @@ pub struct PrepareSummary {
     pub duplicates: Vec<(PathBuf, PathBuf)>,
 }
 
+/// Shared with the caller while `prepare` runs: files processed so far, and a stop request.
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: AtomicUsize,
+    cancelled: AtomicBool,
+}
+
+impl Progress {
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Asks the workers to stop; `prepare` then returns an error.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    fn tick(&self) -> Result<()> {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        self.check()
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Internal("dataset preparation was cancelled".into()));
+        }
+        Ok(())
+    }
+}
+
 fn fit_square(img: &RgbImage, size: u32, fit: Fit) -> RgbImage {
     let (w, h) = img.dimensions();
     let filter = FilterType::CatmullRom;
     match fit {
         Fit::Crop => {
             let scale = size as f64 / w.min(h) as f64;
-            let (nw, nh) = (((w as f64 * scale).round() as u32).max(size), ((h as f64 * scale).round() as u32).max(size));
+            let (nw, nh) =
+                (((w as f64 * scale).round() as u32).max(size), ((h as f64 * scale).round() as u32).max(size));
             let resized = imageops::resize(img, nw, nh, filter);
             imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
         }
         Fit::Pad => {
             let scale = size as f64 / w.max(h) as f64;
-            let (nw, nh) = (((w as f64 * scale).round() as u32).clamp(1, size), ((h as f64 * scale).round() as u32).clamp(1, size));
+            let (nw, nh) = (
+                ((w as f64 * scale).round() as u32).clamp(1, size),
+                ((h as f64 * scale).round() as u32).clamp(1, size),
+            );
             let resized = imageops::resize(img, nw, nh, filter);
             let mut canvas = RgbImage::from_pixel(size, size, Rgb([0, 0, 0]));
             imageops::overlay(&mut canvas, &resized, ((size - nw) / 2) as i64, ((size - nh) / 2) as i64);
@@ -75,49 +131,94 @@ fn content_hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Runs `job(i)` for i in 0..n on `workers` threads; `done` counts finished items.
-fn parallel<T: Send>(n: usize, workers: usize, done: &AtomicUsize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..n).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..workers.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let r = job(i);
-                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
-                done.fetch_add(1, Ordering::Relaxed);
-            });
+const SPLITS: [&str; 2] = ["train", "test"];
+
+/// Refuses an output folder that lies inside an input folder or holds one (its images would be
+/// mixed into a domain), and one that already holds prepared images unless `overwrite` (a
+/// re-run would otherwise add to them); with `overwrite`, those images are removed first.
+fn check_output(domains: &[(&str, &Path)], output: &Path, overwrite: bool) -> Result<()> {
+    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.into()));
+    let out = absolute(output);
+    for (domain, folder) in domains {
+        let input = absolute(folder);
+        if out.starts_with(&input) || input.starts_with(&out) {
+            return Err(Error::config(format!(
+                "the output folder {} and the domain {domain} folder {} overlap: choose an output outside the inputs",
+                output.display(),
+                folder.display()
+            )));
         }
-    });
-    results.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().map(|r| r.expect("every job ran")).collect()
+    }
+    for (domain, _) in domains {
+        for split in SPLITS {
+            let dir = output.join(format!("{split}{domain}"));
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let existing: Vec<PathBuf> = entries.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+            if existing.is_empty() {
+                continue;
+            }
+            if !overwrite {
+                return Err(Error::config(format!(
+                    "{} already holds {} file(s) from an earlier run; pass overwrite=True (--overwrite) to replace them",
+                    dir.display(),
+                    existing.len()
+                )));
+            }
+            for file in existing {
+                std::fs::remove_file(&file).map_err(|source| Error::Io { path: file.clone(), source })?;
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Prepares `output/{train,test}{A,B}` from the domain folders. `progress` counts processed files
-/// (of the total returned by [`count_inputs`]) so a caller can draw a progress bar.
-pub fn prepare(domains: &[(&str, &Path)], output: &Path, config: &PrepareConfig, progress: &AtomicUsize) -> Result<PrepareSummary> {
-    if config.size < 8 {
-        return Err(Error::config(format!("size must be at least 8, got {}", config.size)));
-    }
-    if !(0.0..1.0).contains(&config.test_fraction) {
-        return Err(Error::config(format!("test_fraction must be in [0, 1), got {}", config.test_fraction)));
-    }
+/// Prepares `output/{train,test}{A,B}` from the domain folders. `progress` counts processed
+/// files (of the total returned by [`count_inputs`]) and can cancel the run.
+pub fn prepare(
+    domains: &[(&str, &Path)],
+    output: &Path,
+    config: &PrepareConfig,
+    progress: &Progress,
+) -> Result<PrepareSummary> {
+    config.validate()?;
+    check_output(domains, output, config.overwrite)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.workers)
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the worker threads: {e}")))?;
+    pool.install(|| prepare_on_pool(domains, output, config, progress))
+}
+
+fn prepare_on_pool(
+    domains: &[(&str, &Path)],
+    output: &Path,
+    config: &PrepareConfig,
+    progress: &Progress,
+) -> Result<PrepareSummary> {
     let mut summary = PrepareSummary::default();
     for (domain, folder) in domains {
         let paths = scan_images(folder)?;
         // Pass 1: read and hash every file; the first of each set of identical files is kept.
-        let hashes = parallel(paths.len(), config.workers, &AtomicUsize::new(0), |i| std::fs::read(&paths[i]).map(|b| content_hash(&b)));
+        let hashes: Vec<std::result::Result<u64, String>> = paths
+            .par_iter()
+            .map(|p| {
+                progress.check().map_err(|e| e.to_string())?;
+                read_regular(p).map(|b| content_hash(&b)).map_err(|e| e.to_string())
+            })
+            .collect();
+        progress.check()?;
         let mut first_seen: HashMap<u64, usize> = HashMap::new();
         let mut unique = Vec::new();
         for (i, hash) in hashes.iter().enumerate() {
             match hash {
-                Err(e) => summary.skipped.push((paths[i].clone(), format!("cannot read: {e}"))),
+                Err(e) => {
+                    summary.skipped.push((paths[i].clone(), format!("cannot read: {e}")));
+                    progress.tick()?;
+                }
                 Ok(h) => match first_seen.get(h) {
-                    Some(&j) if std::fs::read(&paths[i]).ok() == std::fs::read(&paths[j]).ok() => {
+                    Some(&j) if read_regular(&paths[i]).ok() == read_regular(&paths[j]).ok() => {
                         summary.duplicates.push((paths[i].clone(), paths[j].clone()));
-                        progress.fetch_add(1, Ordering::Relaxed);
+                        progress.tick()?;
                     }
                     _ => {
                         first_seen.entry(*h).or_insert(i);
@@ -128,39 +229,54 @@ pub fn prepare(domains: &[(&str, &Path)], output: &Path, config: &PrepareConfig,
         }
         // Seeded split of the unique files.
         let order = Rng::from_parts(&[config.seed, domain.as_bytes()[0] as u64, 0x5911]).permutation(unique.len());
-        let n_test = if unique.len() >= 2 { ((unique.len() as f64 * config.test_fraction).round() as usize).clamp(1, unique.len() - 1) } else { 0 };
-        let n_test = if config.test_fraction == 0.0 { 0 } else { n_test };
+        let n_test = if unique.len() >= 2 && config.test_fraction > 0.0 {
+            ((unique.len() as f64 * config.test_fraction).round() as usize).clamp(1, unique.len() - 1)
+        } else {
+            0
+        };
         let mut split_of = vec!["train"; unique.len()];
         for &k in &order[..n_test] {
             split_of[k] = "test";
         }
-        for split in ["train", "test"] {
+        for split in SPLITS {
             let dir = output.join(format!("{split}{domain}"));
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
         }
         // Pass 2: decode, fit, save.
-        let outcomes = parallel(unique.len(), config.workers, progress, |k| -> std::result::Result<&'static str, String> {
-            let path = &paths[unique[k]];
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-            let img = decode_rgb_oriented(&bytes)?;
-            let (w, h) = img.dimensions();
-            if w.min(h) < config.min_size {
-                return Err(format!("too small ({w}x{h}; the shorter side must be at least {})", config.min_size));
-            }
-            let out = fit_square(&img, config.size, config.fit);
-            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            let target = output.join(format!("{}{domain}", split_of[k])).join(format!("{:06}_{stem}.png", unique[k]));
-            out.save(&target).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-            Ok(split_of[k])
-        });
+        let outcomes: Vec<Result<std::result::Result<&'static str, String>>> = (0..unique.len())
+            .into_par_iter()
+            .map(|k| {
+                progress.check()?;
+                let path = &paths[unique[k]];
+                let outcome = (|| {
+                    let bytes = read_regular(path).map_err(|e| format!("cannot read: {e}"))?;
+                    let img = decode_rgb_oriented(&bytes)?;
+                    let (w, h) = img.dimensions();
+                    if w.min(h) < config.min_size {
+                        return Err(format!(
+                            "too small ({w}x{h}; the shorter side must be at least {})",
+                            config.min_size
+                        ));
+                    }
+                    let out = fit_square(&img, config.size, config.fit);
+                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    let target =
+                        output.join(format!("{}{domain}", split_of[k])).join(format!("{:06}_{stem}.png", unique[k]));
+                    out.save(&target).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+                    Ok(split_of[k])
+                })();
+                progress.tick()?;
+                Ok(outcome)
+            })
+            .collect();
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for (k, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
+            match outcome? {
                 Ok(split) => *counts.entry(split).or_default() += 1,
                 Err(reason) => summary.skipped.push((paths[unique[k]].clone(), reason)),
             }
         }
-        for split in ["train", "test"] {
+        for split in SPLITS {
             summary.counts.push((format!("{split}{domain}"), counts.get(split).copied().unwrap_or(0)));
         }
     }
@@ -168,9 +284,11 @@ pub fn prepare(domains: &[(&str, &Path)], output: &Path, config: &PrepareConfig,
     Ok(summary)
 }
 
-/// How many files `prepare` will go through (for a progress bar's total).
-pub fn count_inputs(domains: &[(&str, &Path)]) -> Result<usize> {
-    domains.iter().map(|(_, f)| scan_images(f).map(|p| p.len())).sum()
+/// How many files `prepare` will go through (for a progress bar's total), leaving out an
+/// output folder nested in an input (which `prepare` refuses anyway).
+pub fn count_inputs(domains: &[(&str, &Path)], output: &Path) -> Result<usize> {
+    let excluded: Vec<PathBuf> = if output.is_dir() { vec![output.to_path_buf()] } else { Vec::new() };
+    domains.iter().map(|(_, f)| scan_images_excluding(f, &excluded).map(|p| p.len())).sum()
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ impl SnConv2d {
         let out_numel = size[0] * self.sn.weight_orig.size()[0] * out_h * out_w;
         if weight_numel > out_numel {
             let sigma = self.sn.sigma(training)?;
-            let out = x.f_conv2d::<Tensor>(&self.sn.weight_orig, None, [self.stride; 2], [0, 0], [1, 1], 1)?.f_div(&sigma)?;
+            let out =
+                x.f_conv2d::<Tensor>(&self.sn.weight_orig, None, [self.stride; 2], [0, 0], [1, 1], 1)?.f_div(&sigma)?;
             match &self.bias {
                 Some(bias) => Ok(out.f_add(&bias.f_view_([1, -1, 1, 1])?)?),
                 None => Ok(out),

@@ -83,15 +83,11 @@ impl Generator {
             let mult = 1 << i;
             down_convs.push(Conv2d::new(&(&down / (4 * i + 5)), ngf * mult, ngf * mult * 2, 3, 2, false)?);
         }
-        let res_blocks = (0..config.n_blocks)
-            .map(|i| ResnetBlock::new(&(&down / (12 + i)), c))
-            .collect::<Result<Vec<_>>>()?;
+        let res_blocks =
+            (0..config.n_blocks).map(|i| ResnetBlock::new(&(&down / (12 + i)), c)).collect::<Result<Vec<_>>>()?;
 
         let fc_path = &root / "FC";
-        let fc = vec![
-            Linear::new(&(&fc_path / 0), config.mlp_in_features(), c)?,
-            Linear::new(&(&fc_path / 2), c, c)?,
-        ];
+        let fc = vec![Linear::new(&(&fc_path / 0), config.mlp_in_features(), c)?, Linear::new(&(&fc_path / 2), c, c)?];
 
         let up = &root / "UpBlock2";
         let mut up_stages = Vec::new();

@@ -6,11 +6,12 @@ use tch::{Device, Kind, Tensor};
 
 /// Checks that `x` is a float32 (B, channels, H, W) batch on `device`; returns (H, W).
 pub fn check_image_batch(x: &Tensor, network: &str, channels: i64, device: Device) -> Result<(i64, i64)> {
+    if x.is_sparse() {
+        return Err(Error::shape(format!("{network} expects a dense (strided) tensor, got a sparse one")));
+    }
     let shape = x.size();
     if shape.len() != 4 {
-        return Err(Error::shape(format!(
-            "{network} expects a 4-D (B, C, H, W) tensor, got shape {shape:?}"
-        )));
+        return Err(Error::shape(format!("{network} expects a 4-D (B, C, H, W) tensor, got shape {shape:?}")));
     }
     let kind = x.f_kind().map_err(|_| Error::Dtype(format!("{network} input has an unsupported dtype")))?;
     if kind != Kind::Float {
@@ -23,8 +24,8 @@ pub fn check_image_batch(x: &Tensor, network: &str, channels: i64, device: Devic
             crate::device::device_name(device)
         )));
     }
-    if shape[0] == 0 {
-        return Err(Error::shape(format!("{network} got an empty batch (shape {shape:?})")));
+    if shape.contains(&0) {
+        return Err(Error::shape(format!("{network} got an empty batch or a 0-pixel image (shape {shape:?})")));
     }
     if shape[1] != channels {
         return Err(Error::shape(format!(

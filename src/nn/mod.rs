@@ -6,4 +6,4 @@ pub mod norm;
 pub mod spectral_norm;
 pub mod store;
 
-pub use store::{Init, ParamStore, Path, Var, VarKind};
+pub use store::{Init, ParamStore, Path, TensorSpec, Var, VarKind};

@@ -49,6 +49,9 @@ impl Init {
     }
 }
 
+/// A tensor's name, shape and dtype: what a state dict or file header says before any data is read.
+pub type TensorSpec = (String, Vec<i64>, Kind);
+
 /// Keys that `ParamStore::load` did not match (only returned when not strict).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct LoadReport {
@@ -85,22 +88,12 @@ impl ParamStore {
 
     /// The learned parameters only, in registration order.
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.vars
-            .borrow()
-            .iter()
-            .filter(|v| v.kind == VarKind::Parameter)
-            .map(|v| v.tensor.shallow_clone())
-            .collect()
+        self.vars.borrow().iter().filter(|v| v.kind == VarKind::Parameter).map(|v| v.tensor.shallow_clone()).collect()
     }
 
     /// Number of learned scalars.
     pub fn num_parameters(&self) -> i64 {
-        self.vars
-            .borrow()
-            .iter()
-            .filter(|v| v.kind == VarKind::Parameter)
-            .map(|v| v.tensor.numel() as i64)
-            .sum()
+        self.vars.borrow().iter().filter(|v| v.kind == VarKind::Parameter).map(|v| v.tensor.numel() as i64).sum()
     }
 
     /// Moves every tensor (and any gradient it holds) to `device` in place, like
@@ -143,30 +136,30 @@ impl ParamStore {
 
     /// The checks of [`ParamStore::load`] without copying anything.
     pub fn check(&self, tensors: &[(String, Tensor)], strict: bool, network: &str) -> Result<LoadReport> {
+        let specs: Vec<TensorSpec> =
+            tensors.iter().map(|(name, t)| Ok((name.clone(), t.size(), t.f_kind()?))).collect::<Result<_>>()?;
+        self.check_specs(&specs, strict, network)
+    }
+
+    /// The checks of [`ParamStore::load`] on `(name, shape, dtype)` alone (e.g. a file's header).
+    pub fn check_specs(&self, specs: &[TensorSpec], strict: bool, network: &str) -> Result<LoadReport> {
         let vars = self.vars.borrow();
         let mut report = LoadReport::default();
         let mut problems = Vec::new();
-        for (name, src) in tensors {
+        for (name, shape, kind) in specs {
             let Some(var) = vars.iter().find(|v| &v.name == name) else {
                 report.unexpected_keys.push(name.clone());
                 continue;
             };
-            let float = matches!(src.f_kind(), Ok(Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16));
-            if !float {
-                problems.push(format!("{name}: expected a floating-point tensor, got {:?}", src.f_kind().ok()));
-            } else if src.size() != var.tensor.size() {
-                problems.push(format!(
-                    "{name}: shape {:?} in the state dict, {:?} in the model",
-                    src.size(),
-                    var.tensor.size()
-                ));
+            if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
+                problems.push(format!("{name}: expected a floating-point tensor, got {kind:?}"));
+            } else if shape != &var.tensor.size() {
+                problems
+                    .push(format!("{name}: shape {shape:?} in the state dict, {:?} in the model", var.tensor.size()));
             }
         }
-        report.missing_keys = vars
-            .iter()
-            .filter(|v| !tensors.iter().any(|(name, _)| name == &v.name))
-            .map(|v| v.name.clone())
-            .collect();
+        report.missing_keys =
+            vars.iter().filter(|v| !specs.iter().any(|(name, _, _)| name == &v.name)).map(|v| v.name.clone()).collect();
         if strict {
             if !report.missing_keys.is_empty() {
                 problems.push(format!("missing keys: {}", report.missing_keys.join(", ")));
@@ -184,10 +177,18 @@ impl ParamStore {
         Ok(report)
     }
 
+    /// Copies `src` into the tensor registered as `name`, in place (shapes already checked).
+    pub fn copy_from(&self, name: &str, src: &Tensor) -> Result<()> {
+        let vars = self.vars.borrow();
+        let var = vars.iter().find(|v| v.name == name).ok_or_else(|| Error::internal(format!("no tensor {name}")))?;
+        tch::no_grad(|| var.tensor.shallow_clone().f_copy_(src).map(|_| ()))?;
+        Ok(())
+    }
+
     fn add(&self, name: String, tensor: Tensor, kind: VarKind) -> Result<Tensor> {
         let mut vars = self.vars.borrow_mut();
         if vars.iter().any(|v| v.name == name) {
-            return Err(Error::config(format!("internal error: tensor {name:?} registered twice")));
+            return Err(Error::internal(format!("tensor {name:?} registered twice")));
         }
         let handle = tensor.shallow_clone();
         vars.push(Var { name, tensor, kind });
@@ -273,10 +274,8 @@ mod tests {
         let _ = store.root().param("b", &[3], Init::Const(0.0)).unwrap();
         let good = Tensor::ones([2], (Kind::Float, Device::Cpu));
         let bad = Tensor::ones([4], (Kind::Float, Device::Cpu));
-        let err = store
-            .load(&[("a".into(), good.shallow_clone()), ("b".into(), bad)], true, "Net")
-            .unwrap_err()
-            .to_string();
+        let err =
+            store.load(&[("a".into(), good.shallow_clone()), ("b".into(), bad)], true, "Net").unwrap_err().to_string();
         assert!(err.contains("b: shape [4]"), "{err}");
         assert_eq!(a.sum(Kind::Float).double_value(&[]), 0.0, "nothing copied on error");
         let err = store.load(&[("a".into(), good.shallow_clone())], true, "Net").unwrap_err().to_string();

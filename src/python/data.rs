@@ -1,10 +1,12 @@
 //! Bindings for the image pipeline ([`crate::data`]).
 
-use crate::data::{load_image, DomainLoader, LoaderConfig};
 use super::error::unlocked;
+use crate::data::{load_image, DomainLoader, LoaderConfig};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A seeded, prefetching batch stream over one domain folder. Use `ugatit_rs.data.DomainLoader`.
 #[pyclass(name = "DomainLoader", module = "ugatit_rs._native")]
@@ -28,32 +30,32 @@ impl PyDomainLoader {
         strict: bool,
         num_workers: i64,
     ) -> PyResult<Self> {
-        if !(1..=8192).contains(&img_size) || !(1..=65_536).contains(&batch_size) || !(0..=64).contains(&num_workers) {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "DomainLoader needs 1 <= img_size <= 8192, 1 <= batch_size <= 65536, 0 <= num_workers <= 64; got {img_size}, {batch_size}, {num_workers}"
-            )));
-        }
-        let config = LoaderConfig {
-            img_size: img_size as u32,
-            batch_size: batch_size as usize,
-            seed,
-            domain,
-            train,
-            strict,
-            num_workers: num_workers as usize,
+        let usize_of = |field: &str, v: i64| {
+            usize::try_from(v).map_err(|_| PyValueError::new_err(format!("DomainLoader {field} must be >= 0, got {v}")))
         };
+        let (batch_size, num_workers) = (usize_of("batch_size", batch_size)?, usize_of("num_workers", num_workers)?);
+        let img_size = u32::try_from(img_size).map_err(|_| {
+            PyValueError::new_err(format!("DomainLoader img_size must be between 1 and 8192, got {img_size}"))
+        })?;
+        let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers };
         let inner = unlocked(py, || DomainLoader::new(&folder, config))?;
         Ok(Self { inner })
     }
 
-    /// The next batch, a float32 (B, 3, S, S) CPU tensor in [-1, 1].
+    /// The next batch, a float32 (B, 3, S, S) CPU tensor in [-1, 1]. Waits in short slices
+    /// with the GIL released, checking for Ctrl-C between them.
     fn next_batch(&self, py: Python<'_>) -> PyResult<PyTensor> {
-        let t = unlocked(py, || self.inner.next_batch())?;
-        Ok(PyTensor(t))
+        loop {
+            if let Some(t) = unlocked(py, || self.inner.next_batch_timeout(Duration::from_millis(100)))? {
+                return Ok(PyTensor(t));
+            }
+            py.check_signals()?;
+        }
     }
 
-    fn seek(&self, k: i64) {
-        self.inner.seek(k)
+    /// Moves the stream to batch `k` (0 <= k <= 2**53).
+    fn seek(&self, k: i64) -> PyResult<()> {
+        Ok(self.inner.seek(k)?)
     }
 
     #[getter]
@@ -85,7 +87,9 @@ impl PyDomainLoader {
 #[pyfunction(name = "load_image")]
 pub fn py_load_image(py: Python<'_>, path: PathBuf, img_size: u32) -> PyResult<PyTensor> {
     if !(1..=8192).contains(&img_size) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("img_size must be between 1 and 8192, got {img_size}")));
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "img_size must be between 1 and 8192, got {img_size}"
+        )));
     }
     let t = unlocked(py, || load_image(&path, img_size))?;
     Ok(PyTensor(t))
@@ -95,7 +99,9 @@ fn style_of(name: &str) -> PyResult<crate::data::demo::Style> {
     match name {
         "A" | "photo" => Ok(crate::data::demo::Style::Photo),
         "B" | "cartoon" => Ok(crate::data::demo::Style::Cartoon),
-        other => Err(pyo3::exceptions::PyValueError::new_err(format!("demo domain must be 'A' (photo) or 'B' (cartoon), got {other:?}"))),
+        other => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "demo domain must be 'A' (photo) or 'B' (cartoon), got {other:?}"
+        ))),
     }
 }
 
@@ -103,9 +109,13 @@ fn to_rgb_image(t: &tch::Tensor, what: &str) -> PyResult<image::RgbImage> {
     let size = t.size();
     let ok = size.len() == 3 && size[2] == 3 && matches!(t.f_kind(), Ok(tch::Kind::Uint8));
     if !ok {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("{what} must be an HWC uint8 RGB tensor, got {:?} {size:?}", t.f_kind().ok())));
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what} must be an HWC uint8 RGB tensor, got {:?} {size:?}",
+            t.f_kind().ok()
+        )));
     }
-    let t = t.f_contiguous().map_err(crate::Error::Torch)?.f_to_device(tch::Device::Cpu).map_err(crate::Error::Torch)?;
+    let t =
+        t.f_contiguous().map_err(crate::Error::Torch)?.f_to_device(tch::Device::Cpu).map_err(crate::Error::Torch)?;
     let mut raw = vec![0u8; t.numel()];
     t.f_copy_data_u8(&mut raw, t.numel()).map_err(crate::Error::Torch)?;
     image::RgbImage::from_raw(size[1] as u32, size[0] as u32, raw)
@@ -117,14 +127,23 @@ fn to_rgb_image(t: &tch::Tensor, what: &str) -> PyResult<image::RgbImage> {
 #[pyo3(signature = (domain, size=96, seed=0, index=0))]
 pub fn demo_image(domain: &str, size: u32, seed: u64, index: u64) -> PyResult<PyTensor> {
     let img = crate::data::demo::draw(style_of(domain)?, size, seed, index);
-    let t = tch::Tensor::f_from_slice(img.as_raw()).and_then(|t| t.f_view_([size as i64, size as i64, 3])).map_err(crate::Error::Torch)?;
+    let t = tch::Tensor::f_from_slice(img.as_raw())
+        .and_then(|t| t.f_view_([size as i64, size as i64, 3]))
+        .map_err(crate::Error::Torch)?;
     Ok(PyTensor(t))
 }
 
 /// Writes the demo dataset (trainA/trainB/testA/testB PNGs) under `root`, in parallel.
 #[pyfunction]
 #[pyo3(signature = (root, n_train=200, n_test=20, size=96, seed=0))]
-pub fn write_demo_dataset(py: Python<'_>, root: PathBuf, n_train: u64, n_test: u64, size: u32, seed: u64) -> PyResult<()> {
+pub fn write_demo_dataset(
+    py: Python<'_>,
+    root: PathBuf,
+    n_train: u64,
+    n_test: u64,
+    size: u32,
+    seed: u64,
+) -> PyResult<()> {
     unlocked(py, || crate::data::demo::write_dataset(&root, n_train, n_test, size, seed))?;
     Ok(())
 }
@@ -136,15 +155,21 @@ pub fn demo_scores(source: PyTensor, translated: PyTensor) -> PyResult<(f64, f64
     let a = to_rgb_image(&source, "source")?;
     let b = to_rgb_image(&translated, "translated")?;
     if a.dimensions() != b.dimensions() {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("source is {:?}, translated {:?}: sizes differ", a.dimensions(), b.dimensions())));
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "source is {:?}, translated {:?}: sizes differ",
+            a.dimensions(),
+            b.dimensions()
+        )));
     }
     use crate::data::demo::{border_brightness, face_mask, flatness, iou};
     Ok((iou(&face_mask(&a), &face_mask(&b)), flatness(&b), border_brightness(&b)))
 }
 
 /// Prepares a dataset folder from raw domain folders; see `ugatit_rs.data.prepare`.
+/// `callback(done, total)` is called about ten times a second; Ctrl-C (or an exception from the
+/// callback) stops the workers and is raised here.
 #[pyfunction]
-#[pyo3(signature = (domains, output, size, fit, test_fraction, seed, min_size, workers, callback=None))]
+#[pyo3(signature = (domains, output, size, fit, test_fraction, seed, min_size, workers, overwrite=false, callback=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn prepare_dataset<'py>(
     py: Python<'py>,
@@ -156,34 +181,47 @@ pub fn prepare_dataset<'py>(
     seed: u64,
     min_size: u32,
     workers: usize,
+    overwrite: bool,
     callback: Option<PyObject>,
 ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
-    use crate::data::prepare::{count_inputs, prepare, Fit, PrepareConfig};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::data::prepare::{count_inputs, prepare, Fit, PrepareConfig, Progress};
     let fit = match fit {
         "crop" => Fit::Crop,
         "pad" => Fit::Pad,
-        other => return Err(pyo3::exceptions::PyValueError::new_err(format!("fit must be 'crop' or 'pad', got {other:?}"))),
+        other => return Err(PyValueError::new_err(format!("fit must be 'crop' or 'pad', got {other:?}"))),
     };
-    if !(8..=8192).contains(&size) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("size must be between 8 and 8192, got {size}")));
-    }
-    let config = PrepareConfig { size, fit, test_fraction, seed, min_size, workers };
+    let config = PrepareConfig { size, fit, test_fraction, seed, min_size, workers, overwrite };
     let named: Vec<(&str, &std::path::Path)> = domains.iter().map(|(d, p)| (d.as_str(), p.as_path())).collect();
-    let total = count_inputs(&named)?;
-    let progress = AtomicUsize::new(0);
+    let total = unlocked(py, || count_inputs(&named, &output))?;
+    let progress = Progress::default();
+    let mut raised: Option<PyErr> = None;
     let summary = unlocked(py, || {
         std::thread::scope(|scope| {
-            let job = scope.spawn(|| prepare(&named, &output, &config, &progress));
+            let job = scope.spawn(|| crate::error::guarded(|| prepare(&named, &output, &config, &progress)));
             while !job.is_finished() {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                if let Some(cb) = &callback {
-                    let _ = Python::with_gil(|py| cb.call1(py, (progress.load(Ordering::Relaxed), total)));
+                std::thread::sleep(Duration::from_millis(100));
+                if raised.is_some() {
+                    continue;
+                }
+                let outcome = Python::with_gil(|py| -> PyResult<()> {
+                    py.check_signals()?;
+                    if let Some(cb) = &callback {
+                        cb.call1(py, (progress.done(), total))?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = outcome {
+                    progress.cancel();
+                    raised = Some(e);
                 }
             }
-            job.join().unwrap_or_else(|_| Err(crate::Error::config("dataset preparation panicked")))
+            job.join().unwrap_or_else(|_| Err(crate::Error::internal("dataset preparation panicked")))
         })
-    })?;
+    });
+    if let Some(e) = raised {
+        return Err(e);
+    }
+    let summary = summary?;
     if let Some(cb) = &callback {
         cb.call1(py, (total, total))?;
     }
@@ -191,8 +229,10 @@ pub fn prepare_dataset<'py>(
     for (split, n) in &summary.counts {
         d.set_item(split, n)?;
     }
-    let skipped: Vec<(String, String)> = summary.skipped.iter().map(|(p, r)| (p.display().to_string(), r.clone())).collect();
-    let duplicates: Vec<(String, String)> = summary.duplicates.iter().map(|(a, b)| (a.display().to_string(), b.display().to_string())).collect();
+    let skipped: Vec<(String, String)> =
+        summary.skipped.iter().map(|(p, r)| (p.display().to_string(), r.clone())).collect();
+    let duplicates: Vec<(String, String)> =
+        summary.duplicates.iter().map(|(a, b)| (a.display().to_string(), b.display().to_string())).collect();
     d.set_item("skipped", skipped)?;
     d.set_item("duplicates", duplicates)?;
     Ok(d)

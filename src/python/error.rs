@@ -24,6 +24,7 @@ impl From<Error> for PyErr {
             Error::NotFound { .. } => PyFileNotFoundError::new_err(message),
             Error::Io { .. } => PyOSError::new_err(message),
             Error::NonFinite(_) => PyFloatingPointError::new_err(message),
+            Error::OutOfMemory(_) => PyMemoryError::new_err(message),
             Error::Internal(_) => PyRuntimeError::new_err(message),
             Error::Torch(_) if is_out_of_memory(&message) => PyMemoryError::new_err(message),
             Error::Torch(_) => PyRuntimeError::new_err(message),
@@ -33,7 +34,9 @@ impl From<Error> for PyErr {
 
 fn is_out_of_memory(message: &str) -> bool {
     let lower = message.to_lowercase();
-    ["out of memory", "not enough memory", "failed to allocate", "can't allocate", "cannot allocate"].iter().any(|m| lower.contains(m))
+    ["out of memory", "not enough memory", "failed to allocate", "can't allocate", "cannot allocate"]
+        .iter()
+        .any(|m| lower.contains(m))
 }
 
 /// Releases the GIL and runs `f` with panics turned into errors: every long binding goes

@@ -1,40 +1,51 @@
 //! Bindings for [`crate::config::TrainConfig`] and [`crate::train::Trainer`].
 
+use super::error::unlocked;
 use super::models::{PyDiscriminator, PyGenerator};
 use crate::config::TrainConfig;
 use crate::device::device_name;
+use crate::models::{Discriminator, Generator};
 use crate::train::{checkpoint, StepLosses, Trainer};
-use std::path::PathBuf;
 use crate::Result;
-use super::error::unlocked;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
-use std::sync::{Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Kind, Tensor};
 
+/// The Python surface of [`TrainConfig`] is derived from its serde form: the constructor takes
+/// keyword arguments over `TrainConfig::default()`, `to_dict` and `repr` list the serialised
+/// fields, so adding a field to the struct (and its default) is the whole change.
 #[pymethods]
 impl TrainConfig {
     #[new]
-    #[pyo3(signature = (
-        dataset=String::new(), light=false, iteration=1_000_000, batch_size=1, print_freq=1000,
-        save_freq=100_000, decay_flag=true, lr=1e-4, weight_decay=1e-4, adv_weight=1.0,
-        cycle_weight=10.0, identity_weight=10.0, cam_weight=1000.0, ch=64, n_res=4, img_size=256,
-        result_dir="results".to_string(), device="cuda".to_string(), resume=false, seed=0, num_workers=2,
-        fused_discriminator=false
-    ))]
-    #[allow(clippy::too_many_arguments)]
-    fn py_new(
-        dataset: String, light: bool, iteration: i64, batch_size: i64, print_freq: i64, save_freq: i64,
-        decay_flag: bool, lr: f64, weight_decay: f64, adv_weight: f64, cycle_weight: f64,
-        identity_weight: f64, cam_weight: f64, ch: i64, n_res: i64, img_size: i64, result_dir: String,
-        device: String, resume: bool, seed: u64, num_workers: i64, fused_discriminator: bool,
-    ) -> Self {
-        TrainConfig {
-            dataset, light, iteration, batch_size, print_freq, save_freq, decay_flag, lr, weight_decay,
-            adv_weight, cycle_weight, identity_weight, cam_weight, ch, n_res, img_size, result_dir,
-            device, resume, seed, num_workers, fused_discriminator,
+    #[pyo3(signature = (**kwargs))]
+    fn py_new(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let defaults = TrainConfig::default();
+        let Some(kwargs) = kwargs else { return Ok(defaults) };
+        let fields = defaults.py_to_dict(py)?.downcast_into::<PyDict>()?;
+        for (key, value) in kwargs.iter() {
+            let name: String = key.extract()?;
+            if !fields.contains(&name)? {
+                let known: Vec<String> = fields.keys().extract()?;
+                return Err(PyTypeError::new_err(format!(
+                    "TrainConfig got an unexpected keyword argument {name:?}; the fields are {known:?}"
+                )));
+            }
+            // Deserialise the field alone over the defaults first, so that an error names it.
+            let single = defaults.py_to_dict(py)?.downcast_into::<PyDict>()?;
+            single.set_item(&name, &value)?;
+            if let Err(e) = pythonize::depythonize::<TrainConfig>(&single) {
+                let message = format!("TrainConfig.{name}: {e}");
+                let text = e.to_string();
+                let wrong_type = value.is_none() || text.contains("invalid type") || text.contains("TypeError");
+                return Err(if wrong_type { PyTypeError::new_err(message) } else { PyValueError::new_err(message) });
+            }
+            fields.set_item(&name, &value)?;
         }
+        pythonize::depythonize::<TrainConfig>(&fields).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     /// Raises ValueError naming the first invalid field.
@@ -44,45 +55,25 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// The fields as a plain dict (JSON-serialisable).
+    /// The fields as a plain dict (JSON-serialisable), in declaration order.
     #[pyo3(name = "to_dict")]
-    fn py_to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        d.set_item("dataset", &self.dataset)?;
-        d.set_item("light", self.light)?;
-        d.set_item("iteration", self.iteration)?;
-        d.set_item("batch_size", self.batch_size)?;
-        d.set_item("print_freq", self.print_freq)?;
-        d.set_item("save_freq", self.save_freq)?;
-        d.set_item("decay_flag", self.decay_flag)?;
-        d.set_item("lr", self.lr)?;
-        d.set_item("weight_decay", self.weight_decay)?;
-        d.set_item("adv_weight", self.adv_weight)?;
-        d.set_item("cycle_weight", self.cycle_weight)?;
-        d.set_item("identity_weight", self.identity_weight)?;
-        d.set_item("cam_weight", self.cam_weight)?;
-        d.set_item("ch", self.ch)?;
-        d.set_item("n_res", self.n_res)?;
-        d.set_item("img_size", self.img_size)?;
-        d.set_item("result_dir", &self.result_dir)?;
-        d.set_item("device", &self.device)?;
-        d.set_item("resume", self.resume)?;
-        d.set_item("seed", self.seed)?;
-        d.set_item("num_workers", self.num_workers)?;
-        d.set_item("fused_discriminator", self.fused_discriminator)?;
-        Ok(d)
+    fn py_to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize::pythonize(py, self).map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
     fn __eq__(&self, other: &Self) -> bool {
         self == other
     }
 
+    fn __copy__(&self) -> Self {
+        self.clone()
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let fields: Vec<String> = self
-            .py_to_dict(py)?
-            .iter()
-            .map(|(k, v)| Ok(format!("{}={}", k, v.repr()?)))
-            .collect::<PyResult<_>>()?;
+        let dict = self.py_to_dict(py)?;
+        let dict = dict.downcast::<PyDict>()?;
+        let fields: Vec<String> =
+            dict.iter().map(|(k, v)| Ok(format!("{k}={}", v.repr()?))).collect::<PyResult<_>>()?;
         Ok(format!("TrainConfig({})", fields.join(", ")))
     }
 }
@@ -102,21 +93,37 @@ fn losses_to_floats(losses: &StepLosses) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
-/// Reads a checkpoint's networks: `{"genA2B.DownBlock.1.weight": tensor, ...}` on the CPU,
-/// plus its metadata (step, lr, config JSON).
+/// Reads the tensors of a checkpoint whose names start with `prefix` (all by default), on the
+/// CPU, one at a time: `[("genA2B.DownBlock.1.weight", tensor), ...]`.
 #[pyfunction]
-pub fn read_checkpoint(py: Python<'_>, path: PathBuf) -> PyResult<(Vec<(String, PyTensor)>, Vec<(String, String)>)> {
-    let (tensors, meta) = unlocked(py, || -> Result<_> {
+#[pyo3(signature = (path, prefix=""))]
+pub fn read_checkpoint(py: Python<'_>, path: PathBuf, prefix: &str) -> PyResult<Vec<(String, PyTensor)>> {
+    let prefix = prefix.to_string();
+    let tensors = unlocked(py, move || {
         let file = checkpoint::SafetensorsFile::open(&path)?;
-        Ok((file.tensors_with_prefix("", Device::Cpu)?, file.metadata()?))
+        let tensors = file.tensors_with_prefix("", Device::Cpu)?;
+        Ok(tensors.into_iter().filter(|(n, _)| n.starts_with(&prefix)).collect::<Vec<_>>())
     })?;
-    let tensors = tensors.into_iter().map(|(n, t)| (n, PyTensor(t))).collect();
-    Ok((tensors, meta.into_iter().collect()))
+    Ok(tensors.into_iter().map(|(n, t)| (n, PyTensor(t))).collect())
+}
+
+/// A checkpoint's metadata (step, lr, config JSON, ...), read from its header alone.
+#[pyfunction]
+pub fn read_checkpoint_metadata(py: Python<'_>, path: PathBuf) -> PyResult<Vec<(String, String)>> {
+    let meta = unlocked(py, move || Ok(checkpoint::SafetensorsFile::open(&path)?.metadata().clone()))?;
+    let mut meta: Vec<(String, String)> = meta.into_iter().collect();
+    meta.sort();
+    Ok(meta)
 }
 
 /// Writes `{name: tensor}` plus string metadata as a safetensors file, atomically.
 #[pyfunction]
-pub fn write_checkpoint(py: Python<'_>, path: PathBuf, tensors: Vec<(String, PyTensor)>, metadata: Vec<(String, String)>) -> PyResult<()> {
+pub fn write_checkpoint(
+    py: Python<'_>,
+    path: PathBuf,
+    tensors: Vec<(String, PyTensor)>,
+    metadata: Vec<(String, String)>,
+) -> PyResult<()> {
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().map(|(n, t)| (n, t.0)).collect();
     let metadata = metadata.into_iter().collect();
     unlocked(py, move || checkpoint::write_safetensors_atomic(&path, &tensors, &metadata))?;
@@ -124,9 +131,16 @@ pub fn write_checkpoint(py: Python<'_>, path: PathBuf, tensors: Vec<(String, PyT
 }
 
 /// The native trainer. Use `ugatit_rs.Trainer`, which wraps it.
+///
+/// What never changes after construction (config, device, the six network handles) is kept
+/// outside the lock; everything else is read with the GIL released (see `models.rs`).
 #[pyclass(name = "Trainer", module = "ugatit_rs._native")]
 pub struct PyTrainer {
     inner: Mutex<Trainer>,
+    config: TrainConfig,
+    device: String,
+    generators: [Arc<Mutex<Generator>>; 2],
+    discriminators: [Arc<Mutex<Discriminator>>; 4],
 }
 
 #[pymethods]
@@ -134,7 +148,18 @@ impl PyTrainer {
     #[new]
     fn new(py: Python<'_>, config: TrainConfig) -> PyResult<Self> {
         let trainer = unlocked(py, move || Trainer::new(config))?;
-        Ok(Self { inner: Mutex::new(trainer) })
+        Ok(Self {
+            config: trainer.config().clone(),
+            device: device_name(trainer.device()),
+            generators: [trainer.gen_a2b.clone(), trainer.gen_b2a.clone()],
+            discriminators: [
+                trainer.dis_ga.clone(),
+                trainer.dis_gb.clone(),
+                trainer.dis_la.clone(),
+                trainer.dis_lb.clone(),
+            ],
+            inner: Mutex::new(trainer),
+        })
     }
 
     /// One iteration; returns `[(loss_name, value), ...]` (one host sync for all of them).
@@ -148,7 +173,12 @@ impl PyTrainer {
     }
 
     /// One iteration; returns the losses as 0-d tensors on the device (no host sync), plus lr.
-    fn step_lazy(&self, py: Python<'_>, real_a: PyTensor, real_b: PyTensor) -> PyResult<(Vec<(String, PyTensor)>, f64)> {
+    fn step_lazy(
+        &self,
+        py: Python<'_>,
+        real_a: PyTensor,
+        real_b: PyTensor,
+    ) -> PyResult<(Vec<(String, PyTensor)>, f64)> {
         let (a, b) = (real_a.0, real_b.0);
         let losses = unlocked(py, move || lock(&self.inner).step(&a, &b))?;
         let values = losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect();
@@ -167,53 +197,54 @@ impl PyTrainer {
         Ok(info.step)
     }
 
+    /// A copy of the config the trainer was built with.
     #[getter]
     fn config(&self) -> TrainConfig {
-        lock(&self.inner).config().clone()
+        self.config.clone()
     }
 
     #[getter]
-    fn step_count(&self) -> i64 {
-        lock(&self.inner).step_count()
+    fn step_count(&self, py: Python<'_>) -> PyResult<i64> {
+        unlocked(py, || Ok(lock(&self.inner).step_count()))
     }
 
     #[getter]
-    fn lr(&self) -> f64 {
-        lock(&self.inner).lr()
+    fn lr(&self, py: Python<'_>) -> PyResult<f64> {
+        unlocked(py, || Ok(lock(&self.inner).lr()))
     }
 
     #[getter]
     fn device(&self) -> String {
-        device_name(lock(&self.inner).device())
+        self.device.clone()
     }
 
     #[getter]
-    fn gen_a2b(&self) -> PyGenerator {
-        PyGenerator::from_shared(lock(&self.inner).gen_a2b.clone())
+    fn gen_a2b(&self, py: Python<'_>) -> PyResult<Py<PyGenerator>> {
+        PyGenerator::shared(py, self.generators[0].clone())
     }
 
     #[getter]
-    fn gen_b2a(&self) -> PyGenerator {
-        PyGenerator::from_shared(lock(&self.inner).gen_b2a.clone())
+    fn gen_b2a(&self, py: Python<'_>) -> PyResult<Py<PyGenerator>> {
+        PyGenerator::shared(py, self.generators[1].clone())
     }
 
     #[getter]
-    fn dis_ga(&self) -> PyDiscriminator {
-        PyDiscriminator::from_shared(lock(&self.inner).dis_ga.clone())
+    fn dis_ga(&self, py: Python<'_>) -> PyResult<Py<PyDiscriminator>> {
+        PyDiscriminator::shared(py, self.discriminators[0].clone())
     }
 
     #[getter]
-    fn dis_gb(&self) -> PyDiscriminator {
-        PyDiscriminator::from_shared(lock(&self.inner).dis_gb.clone())
+    fn dis_gb(&self, py: Python<'_>) -> PyResult<Py<PyDiscriminator>> {
+        PyDiscriminator::shared(py, self.discriminators[1].clone())
     }
 
     #[getter]
-    fn dis_la(&self) -> PyDiscriminator {
-        PyDiscriminator::from_shared(lock(&self.inner).dis_la.clone())
+    fn dis_la(&self, py: Python<'_>) -> PyResult<Py<PyDiscriminator>> {
+        PyDiscriminator::shared(py, self.discriminators[2].clone())
     }
 
     #[getter]
-    fn dis_lb(&self) -> PyDiscriminator {
-        PyDiscriminator::from_shared(lock(&self.inner).dis_lb.clone())
+    fn dis_lb(&self, py: Python<'_>) -> PyResult<Py<PyDiscriminator>> {
+        PyDiscriminator::shared(py, self.discriminators[3].clone())
     }
 }

@@ -8,11 +8,12 @@
 
 use super::trainer::{Trainer, NETWORK_NAMES};
 use crate::config::TrainConfig;
+use crate::nn::TensorSpec;
 use crate::{Error, Result};
-use safetensors::tensor::{Dtype, SafeTensors};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -22,48 +23,55 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
 }
 
-fn dtype_of(kind: Kind) -> Result<(Dtype, &'static str)> {
+fn dtype_name(kind: Kind) -> Result<&'static str> {
     match kind {
-        Kind::Float => Ok((Dtype::F32, "F32")),
-        Kind::Double => Ok((Dtype::F64, "F64")),
-        Kind::Int64 => Ok((Dtype::I64, "I64")),
-        Kind::Uint8 => Ok((Dtype::U8, "U8")),
+        Kind::Float => Ok("F32"),
+        Kind::Double => Ok("F64"),
+        Kind::Half => Ok("F16"),
+        Kind::BFloat16 => Ok("BF16"),
+        Kind::Int64 => Ok("I64"),
+        Kind::Uint8 => Ok("U8"),
         other => Err(Error::Dtype(format!("cannot save a {other:?} tensor in a checkpoint"))),
     }
 }
 
-fn kind_of(dtype: Dtype) -> Option<Kind> {
+fn kind_of(dtype: &str) -> Option<Kind> {
     match dtype {
-        Dtype::F32 => Some(Kind::Float),
-        Dtype::F64 => Some(Kind::Double),
-        Dtype::F16 => Some(Kind::Half),
-        Dtype::BF16 => Some(Kind::BFloat16),
-        Dtype::I64 => Some(Kind::Int64),
-        Dtype::U8 => Some(Kind::Uint8),
+        "F32" => Some(Kind::Float),
+        "F64" => Some(Kind::Double),
+        "F16" => Some(Kind::Half),
+        "BF16" => Some(Kind::BFloat16),
+        "I64" => Some(Kind::Int64),
+        "U8" => Some(Kind::Uint8),
         _ => None,
     }
 }
 
-/// Writes `tensors` and `metadata` as a safetensors file, streaming one tensor at a time, to a
-/// temporary file that replaces `path` only once it is complete and on disk.
-pub fn write_safetensors_atomic(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<()> {
+/// Largest safetensors header we accept (the format's own readers use the same limit).
+const MAX_HEADER: u64 = 100 << 20;
+
+/// Writes `tensors` and `metadata` as a safetensors file, to a temporary file that replaces
+/// `path` only once it is complete and on disk. Tensors are copied to the host one at a time,
+/// so saving needs one tensor's worth of host memory, not the whole state's.
+pub fn write_safetensors_atomic(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
     let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), serde_json::to_value(metadata).expect("string map"));
+    header.insert("__metadata__".into(), serde_json::json!(metadata));
     let mut offset = 0usize;
-    let mut cpu = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
-        let (_, dtype) = dtype_of(tensor.f_kind()?)?;
-        let t = tensor.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
-        let bytes = t.numel() * t.f_kind()?.elt_size_in_bytes();
+        let kind = tensor.f_kind()?;
+        let bytes = tensor.numel() * kind.elt_size_in_bytes();
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": dtype, "shape": t.size(), "data_offsets": [offset, offset + bytes]}),
+            serde_json::json!({"dtype": dtype_name(kind)?, "shape": tensor.size(), "data_offsets": [offset, offset + bytes]}),
         );
         offset += bytes;
-        cpu.push((t, bytes));
     }
-    let mut header_bytes = serde_json::to_vec(&serde_json::Value::Object(header)).expect("json");
-    while header_bytes.len() % 8 != 0 {
+    let mut header_bytes = serde_json::Value::Object(header).to_string().into_bytes();
+    while !header_bytes.len().is_multiple_of(8) {
         header_bytes.push(b' ');
     }
 
@@ -77,14 +85,12 @@ pub fn write_safetensors_atomic(path: &Path, tensors: &[(String, Tensor)], metad
         w.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
         w.write_all(&header_bytes).map_err(io_err(&tmp))?;
         let mut buf = Vec::new();
-        // Fault injection for the crash tests: die after writing this many tensors.
-        let abort_after: Option<usize> = std::env::var("UGATIT_RS_TEST_ABORT_SAVE_AFTER").ok().and_then(|v| v.parse().ok());
-        for (i, (t, bytes)) in cpu.iter().enumerate() {
-            if abort_after == Some(i) {
-                w.flush().map_err(io_err(&tmp))?;
-                std::process::abort();
-            }
-            buf.resize(*bytes, 0);
+        for (i, (_, tensor)) in tensors.iter().enumerate() {
+            crash_point(i, &mut w, &tmp)?;
+            let t = tensor.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
+            let bytes = t.numel() * t.f_kind()?.elt_size_in_bytes();
+            buf.clear();
+            buf.resize(bytes, 0);
             t.f_copy_data_u8(&mut buf, t.numel())?;
             w.write_all(&buf).map_err(io_err(&tmp))?;
         }
@@ -102,50 +108,137 @@ pub fn write_safetensors_atomic(path: &Path, tensors: &[(String, Tensor)], metad
     result
 }
 
-/// A safetensors file read into memory.
+/// Fault injection for the crash tests (`--features crash-tests` only): with
+/// `UGATIT_RS_TEST_ABORT_SAVE_AFTER=N` the process dies after writing N tensors.
+#[cfg(feature = "crash-tests")]
+fn crash_point(written: usize, w: &mut BufWriter<File>, tmp: &Path) -> Result<()> {
+    let abort_after: Option<usize> = std::env::var("UGATIT_RS_TEST_ABORT_SAVE_AFTER").ok().and_then(|v| v.parse().ok());
+    if abort_after == Some(written) {
+        w.flush().map_err(io_err(tmp))?;
+        std::process::abort();
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "crash-tests"))]
+fn crash_point(_written: usize, _w: &mut BufWriter<File>, _tmp: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// The first bytes of a `torch.save` file: a zip archive, or a legacy pickle (protocol 2-5). A
+/// safetensors file starts with its header length instead, which is never that large.
+fn looks_like_torch_save(start: &[u8; 8]) -> bool {
+    start.starts_with(b"PK\x03\x04") || (start[0] == 0x80 && (2..=5).contains(&start[1]))
+}
+
+/// Where one tensor lies in a safetensors file.
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    pub name: String,
+    pub kind: Kind,
+    pub shape: Vec<i64>,
+    /// Absolute byte offset in the file, and length.
+    offset: u64,
+    len: u64,
+}
+
+/// An open safetensors file: the header is parsed and checked against the file's size up
+/// front; tensors are read one at a time on demand, so memory stays at one tensor.
 pub struct SafetensorsFile {
     pub path: PathBuf,
-    bytes: Vec<u8>,
+    file: File,
+    entries: Vec<TensorEntry>,
+    metadata: HashMap<String, String>,
 }
 
 impl SafetensorsFile {
     pub fn open(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::NotFound { path: path.to_path_buf(), message: "checkpoint file not found".into() });
-        }
-        let bytes = std::fs::read(path).map_err(io_err(path))?;
-        let file = Self { path: path.to_path_buf(), bytes };
-        file.parse()?; // validate the header once up front
-        Ok(file)
-    }
-
-    fn parse(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.bytes).map_err(|e| {
-            Error::StateDict(format!("{}: not a valid safetensors file ({e})", self.path.display()))
-        })
-    }
-
-    pub fn metadata(&self) -> Result<HashMap<String, String>> {
-        let (_, meta) = SafeTensors::read_metadata(&self.bytes).map_err(|e| {
-            Error::StateDict(format!("{}: not a valid safetensors file ({e})", self.path.display()))
+        let file = crate::files::open_regular(path).map_err(|e| match e {
+            Error::NotFound { path, .. } => Error::NotFound { path, message: "checkpoint file not found".into() },
+            other => other,
         })?;
-        Ok(meta.metadata().clone().unwrap_or_default())
+        let invalid =
+            |why: String| Error::StateDict(format!("{}: not a valid safetensors checkpoint ({why})", path.display()));
+        let size = file.metadata().map_err(io_err(path))?.len();
+        let mut start = [0u8; 8];
+        file.read_exact_at(&mut start, 0).map_err(|_| invalid(format!("only {size} bytes long")))?;
+        let header_len = u64::from_le_bytes(start);
+        if header_len > MAX_HEADER && looks_like_torch_save(&start) {
+            return Err(Error::StateDict(format!(
+                "{}: this is a PyTorch .pt file (zip/pickle), not a ugatit-rs safetensors checkpoint; \
+                 convert it first: `ugatit-rs convert {} OUT.safetensors` or ugatit_rs.convert.official_to_ours",
+                path.display(),
+                path.display()
+            )));
+        }
+        if header_len > MAX_HEADER || header_len + 8 > size {
+            return Err(invalid(format!("header length {header_len} does not fit a {size}-byte file")));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact_at(&mut header, 8).map_err(io_err(path))?;
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&header).map_err(|e| invalid(format!("header is not JSON: {e}")))?;
+        let data_start = 8 + header_len;
+        let data_len = size - data_start;
+        let mut metadata = HashMap::new();
+        let mut entries = Vec::new();
+        for (name, value) in header {
+            if name == "__metadata__" {
+                metadata = serde_json::from_value(value).map_err(|e| invalid(format!("metadata: {e}")))?;
+                continue;
+            }
+            let field = |key: &str| value.get(key).ok_or_else(|| invalid(format!("{name} has no {key}")));
+            let dtype = field("dtype")?.as_str().unwrap_or("?");
+            let kind = kind_of(dtype).ok_or_else(|| invalid(format!("{name} has unsupported dtype {dtype}")))?;
+            let shape: Vec<i64> = serde_json::from_value(field("shape")?.clone())
+                .map_err(|_| invalid(format!("{name} has an invalid shape")))?;
+            let offsets: [u64; 2] = serde_json::from_value(field("data_offsets")?.clone())
+                .map_err(|_| invalid(format!("{name} has invalid data_offsets")))?;
+            let numel = shape.iter().try_fold(1u64, |n, &d| u64::try_from(d).ok().and_then(|d| n.checked_mul(d)));
+            let expected = numel.and_then(|n| n.checked_mul(kind.elt_size_in_bytes() as u64));
+            let [begin, end] = offsets;
+            if end < begin || end > data_len || expected != Some(end - begin) {
+                return Err(invalid(format!(
+                    "{name}: data_offsets {offsets:?} do not hold a {dtype} {shape:?} tensor inside the file's \
+                     {data_len} data bytes (truncated?)"
+                )));
+            }
+            entries.push(TensorEntry { name, kind, shape, offset: data_start + begin, len: end - begin });
+        }
+        entries.sort_by_key(|e| e.offset);
+        Ok(Self { path: path.to_path_buf(), file, entries, metadata })
+    }
+
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    pub fn entries(&self) -> &[TensorEntry] {
+        &self.entries
+    }
+
+    /// Reads one tensor onto `device`.
+    pub fn read(&self, entry: &TensorEntry, device: Device) -> Result<Tensor> {
+        let mut bytes = crate::error::try_vec::<u8>(entry.len as usize, &format!("tensor {}", entry.name))?;
+        bytes.resize(entry.len as usize, 0);
+        self.file.read_exact_at(&mut bytes, entry.offset).map_err(io_err(&self.path))?;
+        Ok(Tensor::f_from_data_size(&bytes, &entry.shape, entry.kind)?.f_to_device(device)?)
     }
 
     /// Every tensor whose name starts with `prefix`, with the prefix removed, on `device`.
     pub fn tensors_with_prefix(&self, prefix: &str, device: Device) -> Result<Vec<(String, Tensor)>> {
-        let st = self.parse()?;
         let mut out = Vec::new();
-        for (name, view) in st.iter() {
-            let Some(rest) = name.strip_prefix(prefix) else { continue };
-            let kind = kind_of(view.dtype()).ok_or_else(|| {
-                Error::StateDict(format!("{}: tensor {name} has unsupported dtype {:?}", self.path.display(), view.dtype()))
-            })?;
-            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-            let t = Tensor::f_from_data_size(view.data(), &shape, kind)?.f_to_device(device)?;
-            out.push((rest.to_string(), t));
+        for entry in &self.entries {
+            if let Some(rest) = entry.name.strip_prefix(prefix) {
+                out.push((rest.to_string(), self.read(entry, device)?));
+            }
         }
         Ok(out)
+    }
+
+    /// (name without `prefix`, entry) for every tensor under `prefix`.
+    pub fn entries_with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a TensorEntry)> {
+        self.entries.iter().filter_map(move |e| e.name.strip_prefix(prefix).map(|rest| (rest, e)))
     }
 }
 
@@ -160,7 +253,7 @@ pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
         Ok(())
     })?;
     for (name, t) in &tensors {
-        if !bool::try_from(&t.f_isfinite()?.f_all()?).map_err(Error::Torch)? {
+        if !all_finite(t)? {
             return Err(Error::NonFinite(format!(
                 "not saving {}: {name} holds NaN or Inf (training diverged); the previous checkpoint is kept",
                 path.display()
@@ -177,45 +270,75 @@ pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
     metadata.insert("format".into(), FORMAT.into());
     metadata.insert("step".into(), trainer.step.to_string());
     // `{:?}` prints the shortest string that parses back to the same f64.
-    metadata.insert("lr".into(), format!("{:?}", trainer.g_optim.lr()));
+    metadata.insert("lr".into(), format!("{:?}", trainer.lr()));
     metadata.insert("config".into(), serde_json::to_string(trainer.config()).expect("config json"));
     write_safetensors_atomic(path, &tensors, &metadata)
 }
 
-fn parse_meta<T: std::str::FromStr>(meta: &HashMap<String, String>, key: &str, path: &Path) -> Result<T> {
-    meta.get(key)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::StateDict(format!("{}: checkpoint metadata has no valid {key:?}", path.display())))
+fn all_finite(t: &Tensor) -> Result<bool> {
+    bool::try_from(&t.f_isfinite()?.f_all()?).map_err(Error::Torch)
 }
 
 /// What a checkpoint holds besides the networks.
 pub struct CheckpointInfo {
     pub step: i64,
-    pub lr: f64,
+    /// The learning rate of the checkpoint's last update (informational: the schedule is a
+    /// function of the step and the config), if recorded.
+    pub lr: Option<f64>,
     pub config: Option<TrainConfig>,
-    pub has_optimizer_state: bool,
+    /// `optim.G.step` and `optim.D.step`, when the file holds optimizer state.
+    pub optimizer_steps: Option<[i64; 2]>,
 }
 
-/// Reads the metadata of a checkpoint written by [`save`] (or networks-only, by `convert`).
+/// Reads and checks the metadata of a checkpoint written by [`save`] (or networks-only, by
+/// `convert`): counts must be non-negative integers, the learning rate finite and non-negative,
+/// the config valid.
 pub fn info(file: &SafetensorsFile) -> Result<CheckpointInfo> {
-    let meta = file.metadata()?;
+    let meta = file.metadata();
     let path = &file.path;
+    let bad = |key: &str, why: &str| {
+        Error::StateDict(format!("{}: checkpoint metadata {key:?} {why} (got {:?})", path.display(), meta[key]))
+    };
+    let count = |key: &str| -> Result<Option<i64>> {
+        match meta.get(key) {
+            None => Ok(None),
+            Some(v) => match v.trim().parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(Some(n)),
+                _ => Err(bad(key, "must be a non-negative integer")),
+            },
+        }
+    };
+    let lr = match meta.get("lr") {
+        None => None,
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(lr) if lr.is_finite() && lr >= 0.0 => Some(lr),
+            _ => return Err(bad("lr", "must be a finite, non-negative number")),
+        },
+    };
     let config = match meta.get("config") {
-        Some(json) => Some(serde_json::from_str::<TrainConfig>(json).map_err(|e| {
-            Error::StateDict(format!("{}: checkpoint config is not valid JSON ({e})", path.display()))
-        })?),
+        Some(json) => {
+            let config = serde_json::from_str::<TrainConfig>(json).map_err(|e| {
+                Error::StateDict(format!("{}: checkpoint config is not valid JSON ({e})", path.display()))
+            })?;
+            config.validate().map_err(|e| Error::StateDict(format!("{}: checkpoint config: {e}", path.display())))?;
+            Some(config)
+        }
         None => None,
     };
-    Ok(CheckpointInfo {
-        step: meta.get("step").map(|_| parse_meta(&meta, "step", path)).transpose()?.unwrap_or(0),
-        lr: meta.get("lr").map(|_| parse_meta(&meta, "lr", path)).transpose()?.unwrap_or(f64::NAN),
-        config,
-        has_optimizer_state: meta.contains_key("optim.G.step"),
-    })
+    let optimizer_steps = match (count("optim.G.step")?, count("optim.D.step")?) {
+        (Some(g), Some(d)) => Some([g, d]),
+        (None, None) => None,
+        _ => {
+            return Err(Error::StateDict(format!("{}: checkpoint has the state of one optimizer only", path.display())))
+        }
+    };
+    Ok(CheckpointInfo { step: count("step")?.unwrap_or(0), lr, config, optimizer_steps })
 }
 
-/// Restores the trainer from `path`. Everything is validated before anything is changed.
-/// A networks-only file (no optimizer state) loads the weights and resets both optimizers.
+/// Restores the trainer from `path`. Everything is validated before anything is changed: the
+/// architecture, every tensor's presence, dtype and shape (from the header), then every value
+/// (finite; second moments non-negative), reading one tensor at a time; only then are the
+/// tensors copied in, again one at a time. A networks-only file resets both optimizers.
 pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
     let file = SafetensorsFile::open(path)?;
     let info = info(&file)?;
@@ -230,63 +353,79 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
             }
         }
     }
-    let device = trainer.device();
-    let mut per_network = Vec::new();
+    // 1. Names, dtypes and shapes, from the header alone.
+    let mut prefixes: Vec<String> = Vec::new();
     for net in NETWORK_NAMES {
-        let tensors = file.tensors_with_prefix(&format!("{net}."), device)?;
-        if tensors.is_empty() {
+        prefixes.push(format!("{net}."));
+    }
+    trainer.for_each_network(|net, store| {
+        let prefix = format!("{net}.");
+        let specs: Vec<TensorSpec> =
+            file.entries_with_prefix(&prefix).map(|(n, e)| (n.to_string(), e.shape.clone(), e.kind)).collect();
+        if specs.is_empty() {
             return Err(Error::StateDict(format!("{}: checkpoint has no tensors for {net}", path.display())));
         }
-        per_network.push((net, tensors));
-    }
-    let optim_state = if info.has_optimizer_state {
-        let meta = file.metadata()?;
-        let mut states = Vec::new();
-        for group in ["G", "D"] {
-            let t = file.tensors_with_prefix(&format!("optim.{group}."), device)?;
-            let find = |name: &str| {
-                t.iter().find(|(n, _)| n == name).map(|(_, t)| t.shallow_clone()).ok_or_else(|| {
-                    Error::StateDict(format!("{}: checkpoint lacks optim.{group}.{name}", path.display()))
-                })
-            };
-            let step: i64 = parse_meta(&meta, &format!("optim.{group}.step"), path)?;
-            states.push((find("exp_avg")?, find("exp_avg_sq")?, step));
+        store.check_specs(&specs, true, net).map(|_| ())
+    })?;
+    let optim_entries = match info.optimizer_steps {
+        Some(steps) => {
+            let mut found = Vec::new();
+            for (group, optim, step) in [("G", &trainer.g_optim, steps[0]), ("D", &trainer.d_optim, steps[1])] {
+                let entry = |name: &str| {
+                    file.entries().iter().find(|e| e.name == format!("optim.{group}.{name}")).cloned().ok_or_else(
+                        || Error::StateDict(format!("{}: checkpoint lacks optim.{group}.{name}", path.display())),
+                    )
+                };
+                let (m, v) = (entry("exp_avg")?, entry("exp_avg_sq")?);
+                optim.check_state_spec(&m.shape, m.kind)?;
+                optim.check_state_spec(&v.shape, v.kind)?;
+                found.push((m, v, step));
+            }
+            Some(found)
         }
-        Some(states)
-    } else {
-        None
+        None => None,
     };
-
-    // Validate every network (strict) before copying anything: load into the live stores only
-    // once all six dry runs pass.
-    trainer.for_each_network(|net, store| {
-        let (_, tensors) = per_network.iter().find(|(n, _)| *n == net).expect("all six read");
-        store.check(tensors, true, net).map(|_| ())
-    })?;
-    if let Some(states) = &optim_state {
-        for ((exp_avg, exp_avg_sq, _), optim) in states.iter().zip([&trainer.g_optim, &trainer.d_optim]) {
-            optim.check_state(exp_avg, exp_avg_sq)?;
+    // 2. Values: finite everywhere, second moments non-negative.
+    let device = trainer.device();
+    for entry in file.entries() {
+        let is_network = prefixes.iter().any(|p| entry.name.starts_with(p.as_str()));
+        let is_optim = optim_entries
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|(m, v, _)| m.name == entry.name || v.name == entry.name));
+        if !is_network && !is_optim {
+            continue;
+        }
+        let t = file.read(entry, Device::Cpu)?;
+        if !all_finite(&t)? {
+            return Err(Error::NonFinite(format!("{}: {} holds NaN or Inf", path.display(), entry.name)));
+        }
+        if entry.name.ends_with("exp_avg_sq") && bool::try_from(&t.f_lt(0.0)?.f_any()?).map_err(Error::Torch)? {
+            return Err(Error::StateDict(format!(
+                "{}: {} has negative entries (a second moment cannot be negative)",
+                path.display(),
+                entry.name
+            )));
         }
     }
+    // 3. Copy in, one tensor at a time.
     trainer.for_each_network(|net, store| {
-        let (_, tensors) = per_network.iter().find(|(n, _)| *n == net).expect("all six read");
-        store.load(tensors, true, net).map(|_| ())
+        let prefix = format!("{net}.");
+        for (name, entry) in file.entries_with_prefix(&prefix) {
+            store.copy_from(name, &file.read(entry, device)?)?;
+        }
+        Ok(())
     })?;
-    match optim_state {
-        Some(states) => {
-            let [(g_m, g_v, g_step), (d_m, d_v, d_step)]: [_; 2] = states.try_into().ok().expect("two groups");
-            trainer.g_optim.load_state(&g_m, &g_v, g_step)?;
-            trainer.d_optim.load_state(&d_m, &d_v, d_step)?;
+    match optim_entries {
+        Some(found) => {
+            for ((m, v, step), optim) in found.iter().zip([&mut trainer.g_optim, &mut trainer.d_optim]) {
+                optim.load_state(&file.read(m, device)?, &file.read(v, device)?, *step)?;
+            }
         }
         None => {
             trainer.g_optim.reset_state()?;
             trainer.d_optim.reset_state()?;
         }
     }
-    trainer.step = info.step;
-    if info.lr.is_finite() {
-        trainer.g_optim.set_lr(info.lr);
-        trainer.d_optim.set_lr(info.lr);
-    }
+    trainer.set_step(info.step);
     Ok(info)
 }

@@ -88,7 +88,7 @@ impl Adam {
     /// Takes ownership of the parameters' storage: afterwards each parameter is a view into one
     /// flat buffer (values unchanged, gradients untouched).
     pub fn new(params: Vec<Tensor>, config: AdamConfig) -> Result<Self> {
-        let first = params.first().ok_or_else(|| Error::config("Adam needs at least one parameter"))?;
+        let first = params.first().ok_or_else(|| Error::internal("Adam needs at least one parameter"))?;
         let device = first.device();
         let mut offsets = Vec::with_capacity(params.len());
         let mut paddings = Vec::with_capacity(params.len());
@@ -135,15 +135,25 @@ impl Adam {
         self.step
     }
 
-    /// Checks that the parameters still alias the flat buffer (they stop doing so if someone
-    /// replaced their storage, e.g. by moving the network to another device).
+    /// Checks that every parameter still aliases its slot of the flat buffer. It stops doing so
+    /// if someone replaced its storage (`p.data = p.data.clone()`, moving the network to another
+    /// device); the update would then silently miss that parameter.
     fn check_aliasing(&self) -> Result<()> {
-        if self.params[0].data_ptr() != self.flat_params.data_ptr() {
-            return Err(Error::Device(
-                "the optimizer's parameters were moved or replaced after the optimizer was built; \
-                 build a new Trainer on the target device instead of moving its networks"
-                    .into(),
-            ));
+        let base = self.flat_params.data_ptr() as usize;
+        for (i, (p, &offset)) in self.params.iter().zip(&self.offsets).enumerate() {
+            let expected = base + 4 * offset as usize;
+            let aliased = p.data_ptr() as usize == expected
+                && p.device() == self.flat_params.device()
+                && p.f_kind().ok() == Some(Kind::Float)
+                && p.is_contiguous();
+            if !aliased {
+                return Err(Error::Device(format!(
+                    "parameter {i} ({:?}) no longer shares the optimizer's storage: its data was replaced or \
+                     moved after the Trainer was built (e.g. `p.data = ...` or `.to(...)`); copy values in \
+                     place instead (`p.data.copy_(...)`, `load_state_dict`) or build a new Trainer",
+                    p.size()
+                )));
+            }
         }
         Ok(())
     }
@@ -156,7 +166,7 @@ impl Adam {
     /// buffer per operation was 3-5x slower than PyTorch's per-tensor loop).
     pub fn step(&mut self, grads: &[Tensor]) -> Result<()> {
         if grads.len() != self.params.len() {
-            return Err(Error::config(format!(
+            return Err(Error::internal(format!(
                 "Adam.step got {} gradients for {} parameters",
                 grads.len(),
                 self.params.len()
@@ -164,14 +174,20 @@ impl Adam {
         }
         for (i, g) in grads.iter().enumerate() {
             if !g.defined() {
-                return Err(Error::config(format!("parameter {i} received no gradient (not used by the loss?)")));
+                return Err(Error::internal(format!("parameter {i} received no gradient (not used by the loss?)")));
             }
         }
         self.check_aliasing()?;
         self.step += 1;
         let scalars = self.scalars();
         let cuda = self.flat_params.device().is_cuda();
-        tch::no_grad(|| if cuda { self.update_grouped(grads, &scalars, CUDA_GROUP) } else { self.update_segmented(grads, &scalars) })
+        tch::no_grad(|| {
+            if cuda {
+                self.update_grouped(grads, &scalars, CUDA_GROUP)
+            } else {
+                self.update_segmented(grads, &scalars)
+            }
+        })
     }
 
     /// CUDA: consecutive parameters are updated together, up to `CUDA_GROUP` elements at a time,
@@ -251,15 +267,19 @@ impl Adam {
 
     /// Checks that a saved state fits this optimizer.
     pub fn check_state(&self, exp_avg: &Tensor, exp_avg_sq: &Tensor) -> Result<()> {
-        for (name, src) in [("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)] {
-            if src.size() != self.exp_avg.size() || src.f_kind()? != Kind::Float {
-                return Err(Error::StateDict(format!(
-                    "optimizer {name}: expected float32 {:?}, got {:?} {:?}",
-                    self.exp_avg.size(),
-                    src.f_kind().ok(),
-                    src.size()
-                )));
-            }
+        for src in [exp_avg, exp_avg_sq] {
+            self.check_state_spec(&src.size(), src.f_kind()?)?;
+        }
+        Ok(())
+    }
+
+    /// [`Adam::check_state`] on a shape and dtype alone (a file header).
+    pub fn check_state_spec(&self, shape: &[i64], kind: Kind) -> Result<()> {
+        if shape != self.exp_avg.size() || kind != Kind::Float {
+            return Err(Error::StateDict(format!(
+                "optimizer state: expected float32 {:?}, got {kind:?} {shape:?} (another architecture?)",
+                self.exp_avg.size()
+            )));
         }
         Ok(())
     }
@@ -310,7 +330,10 @@ mod tests {
         let make = || {
             tch::manual_seed(0);
             let shapes: [&[i64]; 4] = [&[3, 5], &[1000], &[7, 1, 2], &[70]];
-            shapes.iter().map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true)).collect::<Vec<_>>()
+            shapes
+                .iter()
+                .map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true))
+                .collect::<Vec<_>>()
         };
         let (pa, pb) = (make(), make());
         let mut a = Adam::new(pa.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();

@@ -7,7 +7,7 @@
 
 use super::losses::{bce_with_logits_to, l1, mse_to};
 use super::optim::{Adam, AdamConfig};
-use super::schedule::decayed_lr;
+use super::schedule::lr_at;
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::input::check_image_batch;
@@ -60,7 +60,11 @@ impl Judged {
             let total = o.out.size()[0];
             let part = |t: &Tensor, start: i64, len: i64| t.f_narrow(0, start, len);
             Ok((
-                Output { out: part(&o.out, 0, n)?, cam_logit: part(&o.cam_logit, 0, n)?, heatmap: part(&o.heatmap, 0, n)? },
+                Output {
+                    out: part(&o.out, 0, n)?,
+                    cam_logit: part(&o.cam_logit, 0, n)?,
+                    heatmap: part(&o.heatmap, 0, n)?,
+                },
                 Output {
                     out: part(&o.out, n, total - n)?,
                     cam_logit: part(&o.cam_logit, n, total - n)?,
@@ -128,13 +132,34 @@ impl Trainer {
         self.step
     }
 
-    /// The learning rate of the last update (both optimizers share it).
+    /// The learning rate of the last completed update (both optimizers share it): a function of
+    /// the step count and the config alone.
     pub fn lr(&self) -> f64 {
-        self.g_optim.lr()
+        lr_at(self.config.lr, self.step.max(1), self.config.iteration, self.config.decay_flag)
+    }
+
+    /// Sets the number of completed iterations (after restoring a checkpoint).
+    pub(crate) fn set_step(&mut self, step: i64) {
+        self.step = step;
+    }
+
+    /// Every spectral-norm vector of the four discriminators, copied: restored if a step fails,
+    /// so a failed step leaves no trace.
+    fn snapshot_buffers(&self) -> Result<Vec<(Tensor, Tensor)>> {
+        let mut saved = Vec::new();
+        for d in [&self.dis_ga, &self.dis_gb, &self.dis_la, &self.dis_lb] {
+            for var in lock(d).store().vars().into_iter().filter(|v| v.kind == crate::nn::VarKind::Buffer) {
+                saved.push((var.tensor.shallow_clone(), var.tensor.f_detach()?.f_contiguous()?.f_mul_scalar(1.0)?));
+            }
+        }
+        Ok(saved)
     }
 
     /// Calls `f(name, store)` for each of the six networks, in the official order.
-    pub fn for_each_network(&self, mut f: impl FnMut(&'static str, &crate::nn::ParamStore) -> Result<()>) -> Result<()> {
+    pub fn for_each_network(
+        &self,
+        mut f: impl FnMut(&'static str, &crate::nn::ParamStore) -> Result<()>,
+    ) -> Result<()> {
         f("genA2B", lock(&self.gen_a2b).store())?;
         f("genB2A", lock(&self.gen_b2a).store())?;
         f("disGA", lock(&self.dis_ga).store())?;
@@ -155,13 +180,38 @@ impl Trainer {
         Ok(())
     }
 
-    /// One official iteration: D update, G update, rho clipping; the LR decays first.
+    /// One official iteration: D update, G update, rho clipping, at the scheduled LR.
+    ///
+    /// Inputs are validated before anything changes, and the step count (hence the LR) only
+    /// advances when the iteration completes. If the iteration fails part-way (out of memory),
+    /// the spectral-norm vectors are restored; a failure after the D update (only possible from
+    /// an allocation failure in the G half) leaves that update applied, which is reported.
+    /// Autograd is enabled for the duration, whatever the caller's grad mode.
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
+        let buffers = self.snapshot_buffers()?;
+        let d_updates = self.d_optim.step_count();
+        let result = tch::with_grad(|| self.step_inner(real_a, real_b));
+        if result.is_err() {
+            if self.d_optim.step_count() != d_updates {
+                // The D update happened: its buffers moved on with it, so keep them too.
+                return result;
+            }
+            tch::no_grad(|| -> Result<()> {
+                for (live, saved) in &buffers {
+                    live.shallow_clone().f_copy_(saved)?;
+                }
+                Ok(())
+            })?;
+        }
+        result
+    }
+
+    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
         let cfg = self.config.clone();
         let step = self.step + 1;
-        let lr = decayed_lr(self.g_optim.lr(), cfg.lr, step, cfg.iteration, cfg.decay_flag);
+        let lr = lr_at(cfg.lr, step, cfg.iteration, cfg.decay_flag);
         self.g_optim.set_lr(lr);
         self.d_optim.set_lr(lr);
 
@@ -172,8 +222,10 @@ impl Trainer {
             d.set_training(true);
         }
         let [dis_ga, dis_gb, dis_la, dis_lb] = &dis;
-        let judge_a = |x: &Tensor| -> Result<Judged> { Ok(Judged { global: dis_ga.forward(x)?, local: dis_la.forward(x)? }) };
-        let judge_b = |x: &Tensor| -> Result<Judged> { Ok(Judged { global: dis_gb.forward(x)?, local: dis_lb.forward(x)? }) };
+        let judge_a =
+            |x: &Tensor| -> Result<Judged> { Ok(Judged { global: dis_ga.forward(x)?, local: dis_la.forward(x)? }) };
+        let judge_b =
+            |x: &Tensor| -> Result<Judged> { Ok(Judged { global: dis_gb.forward(x)?, local: dis_lb.forward(x)? }) };
         let mut values: Vec<(&'static str, Tensor)> = Vec::with_capacity(32);
 
         // Translations shared by both steps.
@@ -183,8 +235,10 @@ impl Trainer {
         // ---- D update: real then fake through each discriminator (one power iteration each),
         // or, opted in, both in one batched call.
         let (real_judged_a, fake_judged_a, real_judged_b, fake_judged_b) = if cfg.fused_discriminator {
-            let (ra, fa) = judge_a(&Tensor::f_cat(&[real_a.shallow_clone(), b2a.out.f_detach()?], 0)?)?.split(real_a.size()[0])?;
-            let (rb, fb) = judge_b(&Tensor::f_cat(&[real_b.shallow_clone(), a2b.out.f_detach()?], 0)?)?.split(real_b.size()[0])?;
+            let (ra, fa) =
+                judge_a(&Tensor::f_cat(&[real_a.shallow_clone(), b2a.out.f_detach()?], 0)?)?.split(real_a.size()[0])?;
+            let (rb, fb) =
+                judge_b(&Tensor::f_cat(&[real_b.shallow_clone(), a2b.out.f_detach()?], 0)?)?.split(real_b.size()[0])?;
             (ra, fa, rb, fb)
         } else {
             let (ra, rb) = (judge_a(real_a)?, judge_b(real_b)?);
@@ -193,6 +247,13 @@ impl Trainer {
         let d_loss_a = d_domain_loss(&real_judged_a, &fake_judged_a, cfg.adv_weight, ["GA", "LA"], &mut values)?;
         let d_loss_b = d_domain_loss(&real_judged_b, &fake_judged_b, cfg.adv_weight, ["GB", "LB"], &mut values)?;
         let d_loss = d_loss_a.f_add(&d_loss_b)?;
+        if !d_loss.requires_grad() {
+            return Err(Error::Config(
+                "the discriminator loss has no autograd graph: Trainer.step cannot run under \
+                 torch.inference_mode()"
+                    .into(),
+            ));
+        }
         let d_grads = Tensor::f_run_backward(&[&d_loss], self.d_optim.params(), false, false)?;
         self.d_optim.step(&d_grads)?;
         drop(d_grads);
@@ -252,7 +313,9 @@ fn d_domain_loss(
     let ad_l = mse_to(&real.local.out, 1.0)?.f_add(&mse_to(&fake.local.out, 0.0)?)?;
     let cam_l = mse_to(&real.local.cam_logit, 1.0)?.f_add(&mse_to(&fake.local.cam_logit, 0.0)?)?;
     let total = ad_g.f_add(&cam_g)?.f_add(&ad_l)?.f_add(&cam_l)?.f_mul_scalar(adv_weight)?;
-    for (kind, branch, value) in [("ad", global, &ad_g), ("ad_cam", global, &cam_g), ("ad", local, &ad_l), ("ad_cam", local, &cam_l)] {
+    for (kind, branch, value) in
+        [("ad", global, &ad_g), ("ad_cam", global, &cam_g), ("ad", local, &ad_l), ("ad_cam", local, &cam_l)]
+    {
         values.push((loss_name("D", kind, branch), value.f_detach()?));
     }
     Ok(total)
@@ -282,7 +345,9 @@ fn g_domain_loss(
         .f_add(&recon.f_mul_scalar(cfg.cycle_weight)?)?
         .f_add(&ident.f_mul_scalar(cfg.identity_weight)?)?
         .f_add(&cam.f_mul_scalar(cfg.cam_weight)?)?;
-    for (kind, branch, value) in [("ad", global, &ad_g), ("ad_cam", global, &cam_g), ("ad", local, &ad_l), ("ad_cam", local, &cam_l)] {
+    for (kind, branch, value) in
+        [("ad", global, &ad_g), ("ad_cam", global, &cam_g), ("ad", local, &ad_l), ("ad_cam", local, &cam_l)]
+    {
         values.push((loss_name("G", kind, branch), value.f_detach()?));
     }
     values.push((loss_name("G", "recon", domain), recon.f_detach()?));
@@ -294,12 +359,28 @@ fn g_domain_loss(
 /// Official-style loss names, e.g. `D_ad_cam_loss_GA`, `G_recon_loss_A`.
 fn loss_name(net: &str, kind: &str, branch: &str) -> &'static str {
     const NAMES: &[&str] = &[
-        "D_ad_loss_GA", "D_ad_cam_loss_GA", "D_ad_loss_LA", "D_ad_cam_loss_LA",
-        "D_ad_loss_GB", "D_ad_cam_loss_GB", "D_ad_loss_LB", "D_ad_cam_loss_LB",
-        "G_ad_loss_GA", "G_ad_cam_loss_GA", "G_ad_loss_LA", "G_ad_cam_loss_LA",
-        "G_ad_loss_GB", "G_ad_cam_loss_GB", "G_ad_loss_LB", "G_ad_cam_loss_LB",
-        "G_recon_loss_A", "G_identity_loss_A", "G_cam_loss_A",
-        "G_recon_loss_B", "G_identity_loss_B", "G_cam_loss_B",
+        "D_ad_loss_GA",
+        "D_ad_cam_loss_GA",
+        "D_ad_loss_LA",
+        "D_ad_cam_loss_LA",
+        "D_ad_loss_GB",
+        "D_ad_cam_loss_GB",
+        "D_ad_loss_LB",
+        "D_ad_cam_loss_LB",
+        "G_ad_loss_GA",
+        "G_ad_cam_loss_GA",
+        "G_ad_loss_LA",
+        "G_ad_cam_loss_LA",
+        "G_ad_loss_GB",
+        "G_ad_cam_loss_GB",
+        "G_ad_loss_LB",
+        "G_ad_cam_loss_LB",
+        "G_recon_loss_A",
+        "G_identity_loss_A",
+        "G_cam_loss_A",
+        "G_recon_loss_B",
+        "G_identity_loss_B",
+        "G_cam_loss_B",
     ];
     let wanted = format!("{net}_{kind}_loss_{branch}");
     NAMES.iter().find(|n| **n == wanted).copied().unwrap_or("unknown_loss")

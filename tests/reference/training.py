@@ -23,9 +23,22 @@ class RhoClipper:
 
 
 class OfficialLoop:
-    def __init__(self, light, img_size, ch, n_res, iteration, lr=1e-4, weight_decay=1e-4,
-                 adv_weight=1, cycle_weight=10, identity_weight=10, cam_weight=1000,
-                 decay_flag=True, device="cpu"):
+    def __init__(
+        self,
+        light,
+        img_size,
+        ch,
+        n_res,
+        iteration,
+        lr=1e-4,
+        weight_decay=1e-4,
+        adv_weight=1,
+        cycle_weight=10,
+        identity_weight=10,
+        cam_weight=1000,
+        decay_flag=True,
+        device="cpu",
+    ):
         self.iteration, self.lr, self.decay_flag = iteration, lr, decay_flag
         self.adv_weight, self.cycle_weight = adv_weight, cycle_weight
         self.identity_weight, self.cam_weight = identity_weight, cam_weight
@@ -40,11 +53,18 @@ class OfficialLoop:
         self.BCE_loss = nn.BCEWithLogitsLoss()
         self.G_optim = torch.optim.Adam(
             itertools.chain(self.genA2B.parameters(), self.genB2A.parameters()),
-            lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+            lr=lr,
+            betas=(0.5, 0.999),
+            weight_decay=weight_decay,
+        )
         self.D_optim = torch.optim.Adam(
-            itertools.chain(self.disGA.parameters(), self.disGB.parameters(),
-                            self.disLA.parameters(), self.disLB.parameters()),
-            lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+            itertools.chain(
+                self.disGA.parameters(), self.disGB.parameters(), self.disLA.parameters(), self.disLB.parameters()
+            ),
+            lr=lr,
+            betas=(0.5, 0.999),
+            weight_decay=weight_decay,
+        )
         self.Rho_clipper = RhoClipper(0, 1)
         self.step_count = 0
 
@@ -58,10 +78,17 @@ class OfficialLoop:
 
     def step(self, real_A, real_B):
         step = self.step_count + 1
-        self.genA2B.train(), self.genB2A.train(), self.disGA.train(), self.disGB.train(), self.disLA.train(), self.disLB.train()
+        (
+            self.genA2B.train(),
+            self.genB2A.train(),
+            self.disGA.train(),
+            self.disGB.train(),
+            self.disLA.train(),
+            self.disLB.train(),
+        )
         if self.decay_flag and step > (self.iteration // 2):
-            self.G_optim.param_groups[0]["lr"] -= (self.lr / (self.iteration // 2))
-            self.D_optim.param_groups[0]["lr"] -= (self.lr / (self.iteration // 2))
+            self.G_optim.param_groups[0]["lr"] -= self.lr / (self.iteration // 2)
+            self.D_optim.param_groups[0]["lr"] -= self.lr / (self.iteration // 2)
 
         # Update D
         self.D_optim.zero_grad()
@@ -78,13 +105,21 @@ class OfficialLoop:
 
         mse, ones, zeros = self.MSE_loss, torch.ones_like, torch.zeros_like
         D_ad_loss_GA = mse(real_GA_logit, ones(real_GA_logit)) + mse(fake_GA_logit, zeros(fake_GA_logit))
-        D_ad_cam_loss_GA = mse(real_GA_cam_logit, ones(real_GA_cam_logit)) + mse(fake_GA_cam_logit, zeros(fake_GA_cam_logit))
+        D_ad_cam_loss_GA = mse(real_GA_cam_logit, ones(real_GA_cam_logit)) + mse(
+            fake_GA_cam_logit, zeros(fake_GA_cam_logit)
+        )
         D_ad_loss_LA = mse(real_LA_logit, ones(real_LA_logit)) + mse(fake_LA_logit, zeros(fake_LA_logit))
-        D_ad_cam_loss_LA = mse(real_LA_cam_logit, ones(real_LA_cam_logit)) + mse(fake_LA_cam_logit, zeros(fake_LA_cam_logit))
+        D_ad_cam_loss_LA = mse(real_LA_cam_logit, ones(real_LA_cam_logit)) + mse(
+            fake_LA_cam_logit, zeros(fake_LA_cam_logit)
+        )
         D_ad_loss_GB = mse(real_GB_logit, ones(real_GB_logit)) + mse(fake_GB_logit, zeros(fake_GB_logit))
-        D_ad_cam_loss_GB = mse(real_GB_cam_logit, ones(real_GB_cam_logit)) + mse(fake_GB_cam_logit, zeros(fake_GB_cam_logit))
+        D_ad_cam_loss_GB = mse(real_GB_cam_logit, ones(real_GB_cam_logit)) + mse(
+            fake_GB_cam_logit, zeros(fake_GB_cam_logit)
+        )
         D_ad_loss_LB = mse(real_LB_logit, ones(real_LB_logit)) + mse(fake_LB_logit, zeros(fake_LB_logit))
-        D_ad_cam_loss_LB = mse(real_LB_cam_logit, ones(real_LB_cam_logit)) + mse(fake_LB_cam_logit, zeros(fake_LB_cam_logit))
+        D_ad_cam_loss_LB = mse(real_LB_cam_logit, ones(real_LB_cam_logit)) + mse(
+            fake_LB_cam_logit, zeros(fake_LB_cam_logit)
+        )
 
         D_loss_A = self.adv_weight * (D_ad_loss_GA + D_ad_cam_loss_GA + D_ad_loss_LA + D_ad_cam_loss_LA)
         D_loss_B = self.adv_weight * (D_ad_loss_GB + D_ad_cam_loss_GB + D_ad_loss_LB + D_ad_cam_loss_LB)
@@ -119,13 +154,25 @@ class OfficialLoop:
         G_identity_loss_A = self.L1_loss(fake_A2A, real_A)
         G_identity_loss_B = self.L1_loss(fake_B2B, real_B)
         bce = self.BCE_loss
-        G_cam_loss_A = bce(fake_B2A_cam_logit, ones(fake_B2A_cam_logit)) + bce(fake_A2A_cam_logit, zeros(fake_A2A_cam_logit))
-        G_cam_loss_B = bce(fake_A2B_cam_logit, ones(fake_A2B_cam_logit)) + bce(fake_B2B_cam_logit, zeros(fake_B2B_cam_logit))
+        G_cam_loss_A = bce(fake_B2A_cam_logit, ones(fake_B2A_cam_logit)) + bce(
+            fake_A2A_cam_logit, zeros(fake_A2A_cam_logit)
+        )
+        G_cam_loss_B = bce(fake_A2B_cam_logit, ones(fake_A2B_cam_logit)) + bce(
+            fake_B2B_cam_logit, zeros(fake_B2B_cam_logit)
+        )
 
-        G_loss_A = self.adv_weight * (G_ad_loss_GA + G_ad_cam_loss_GA + G_ad_loss_LA + G_ad_cam_loss_LA) \
-            + self.cycle_weight * G_recon_loss_A + self.identity_weight * G_identity_loss_A + self.cam_weight * G_cam_loss_A
-        G_loss_B = self.adv_weight * (G_ad_loss_GB + G_ad_cam_loss_GB + G_ad_loss_LB + G_ad_cam_loss_LB) \
-            + self.cycle_weight * G_recon_loss_B + self.identity_weight * G_identity_loss_B + self.cam_weight * G_cam_loss_B
+        G_loss_A = (
+            self.adv_weight * (G_ad_loss_GA + G_ad_cam_loss_GA + G_ad_loss_LA + G_ad_cam_loss_LA)
+            + self.cycle_weight * G_recon_loss_A
+            + self.identity_weight * G_identity_loss_A
+            + self.cam_weight * G_cam_loss_A
+        )
+        G_loss_B = (
+            self.adv_weight * (G_ad_loss_GB + G_ad_cam_loss_GB + G_ad_loss_LB + G_ad_cam_loss_LB)
+            + self.cycle_weight * G_recon_loss_B
+            + self.identity_weight * G_identity_loss_B
+            + self.cam_weight * G_cam_loss_B
+        )
         Generator_loss = G_loss_A + G_loss_B
         Generator_loss.backward()
         self.G_optim.step()
