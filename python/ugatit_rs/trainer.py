@@ -194,21 +194,47 @@ class Trainer:
 
     def load_checkpoint(self, path: str) -> int:
         """Restores a checkpoint written by :meth:`save_checkpoint` (or by ``convert``); returns
-        its step. The file is validated completely before the trainer changes."""
-        return self._native.load_checkpoint(os.fspath(path))
+        its step. The file is validated completely before the trainer changes. An official
+        UGATIT-pytorch ``.pt`` (any extension) is loaded as weights only, the step from its name."""
+        from .convert import is_official, load_official_into
+
+        path = os.fspath(path)
+        if os.path.isfile(path) and is_official(path):
+            return load_official_into(self, path)
+        return self._native.load_checkpoint(path)
 
     def resume(self) -> str | None:
-        """Loads the latest checkpoint of this run's ``model/`` folder, if any; returns its path."""
-        path = latest_checkpoint(os.path.join(self.run_dir, "model"))
-        if path:
-            self.load_checkpoint(path)
-        return path
+        """Loads the newest loadable checkpoint of this run's ``model/`` folder, if any; returns
+        its path. A newest checkpoint that is damaged (truncated, corrupted) is reported and the
+        previous one is used, as the atomic saves guarantee one good file."""
+        failures = []
+        for path in checkpoints(os.path.join(self.run_dir, "model")):
+            try:
+                self.load_checkpoint(path)
+            except (ValueError, OSError, FloatingPointError) as exc:
+                failures.append(f"{path}: {exc}")
+                print(f"warning: skipping unusable checkpoint {path}: {exc}", file=sys.stderr)
+                continue
+            return path
+        if failures:
+            raise _native.StateDictError("no usable checkpoint to resume from:\n  " + "\n  ".join(failures))
+        return None
 
     # -- samples ---------------------------------------------------------------------------------
     def _sample_images(self, split: str, count: int) -> list[torch.Tensor]:
+        """The first ``count`` readable images of a split (unreadable ones are skipped and
+        reported, like training images)."""
         folder = domain_folder(self.config.dataset, split)
         loader = DomainLoader(folder, self.config.img_size, 1, train=False, num_workers=0)
-        return [load_image(p, self.config.img_size).to(self.device) for p in loader.paths()[:count]]
+        images = []
+        for path in loader.paths():
+            if len(images) == count:
+                break
+            try:
+                images.append(load_image(path, self.config.img_size).to(self.device))
+            except OSError as exc:
+                print(f"warning: skipping unreadable sample image {path}: {exc}", file=sys.stderr)
+        return images
 
     def save_samples(self, step: int | None = None, count: int = 5) -> dict[str, str]:
         """The official sample grids: ``count`` train and ``count`` test images per direction, as

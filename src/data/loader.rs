@@ -133,6 +133,11 @@ impl Shared {
     }
 
     fn build(&self, k: i64) -> Result<BatchData> {
+        // Fault injection for the tests (`--features crash-tests` only): a panicking worker.
+        #[cfg(feature = "crash-tests")]
+        if std::env::var_os("UGATIT_RS_TEST_PANIC_IN_LOADER").is_some() {
+            panic!("injected loader panic at batch {k}");
+        }
         let (epoch, range) = self.positions(k);
         let order = self.epoch_order(epoch);
         let size = self.config.img_size;

@@ -101,8 +101,8 @@ pub fn read_checkpoint(py: Python<'_>, path: PathBuf, prefix: &str) -> PyResult<
     let prefix = prefix.to_string();
     let tensors = unlocked(py, move || {
         let file = checkpoint::SafetensorsFile::open(&path)?;
-        let tensors = file.tensors_with_prefix("", Device::Cpu)?;
-        Ok(tensors.into_iter().filter(|(n, _)| n.starts_with(&prefix)).collect::<Vec<_>>())
+        let tensors = file.tensors_with_prefix(&prefix, Device::Cpu)?;
+        Ok(tensors.into_iter().map(|(n, t)| (format!("{prefix}{n}"), t)).collect::<Vec<_>>())
     })?;
     Ok(tensors.into_iter().map(|(n, t)| (n, PyTensor(t))).collect())
 }

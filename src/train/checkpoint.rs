@@ -84,15 +84,15 @@ pub fn write_safetensors_atomic(
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
         w.write_all(&header_bytes).map_err(io_err(&tmp))?;
-        let mut buf = Vec::new();
         for (i, (_, tensor)) in tensors.iter().enumerate() {
             crash_point(i, &mut w, &tmp)?;
+            // On the host and contiguous: a no-op for CPU tensors, one tensor's copy otherwise.
             let t = tensor.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
             let bytes = t.numel() * t.f_kind()?.elt_size_in_bytes();
-            buf.clear();
-            buf.resize(bytes, 0);
-            t.f_copy_data_u8(&mut buf, t.numel())?;
-            w.write_all(&buf).map_err(io_err(&tmp))?;
+            // SAFETY: `t` is a contiguous CPU tensor of `bytes` bytes, alive (and not written to,
+            // the trainer being locked) for the duration of the borrow.
+            let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, bytes) };
+            w.write_all(data).map_err(io_err(&tmp))?;
         }
         let file = w.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
         file.sync_all().map_err(io_err(&tmp))?;
@@ -217,12 +217,16 @@ impl SafetensorsFile {
         &self.entries
     }
 
-    /// Reads one tensor onto `device`.
+    /// Reads one tensor onto `device`, straight into the tensor's own memory.
     pub fn read(&self, entry: &TensorEntry, device: Device) -> Result<Tensor> {
-        let mut bytes = crate::error::try_vec::<u8>(entry.len as usize, &format!("tensor {}", entry.name))?;
-        bytes.resize(entry.len as usize, 0);
-        self.file.read_exact_at(&mut bytes, entry.offset).map_err(io_err(&self.path))?;
-        Ok(Tensor::f_from_data_size(&bytes, &entry.shape, entry.kind)?.f_to_device(device)?)
+        let t = Tensor::f_empty(entry.shape.as_slice(), (entry.kind, Device::Cpu))
+            .map_err(|e| Error::OutOfMemory(format!("cannot allocate {} bytes for {}: {e}", entry.len, entry.name)))?;
+        if entry.len > 0 {
+            // SAFETY: a fresh contiguous CPU tensor of exactly `entry.len` bytes, owned here.
+            let data = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, entry.len as usize) };
+            self.file.read_exact_at(data, entry.offset).map_err(io_err(&self.path))?;
+        }
+        Ok(if device == Device::Cpu { t } else { t.f_to_device(device)? })
     }
 
     /// Every tensor whose name starts with `prefix`, with the prefix removed, on `device`.
@@ -418,7 +422,9 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
     match optim_entries {
         Some(found) => {
             for ((m, v, step), optim) in found.iter().zip([&mut trainer.g_optim, &mut trainer.d_optim]) {
-                optim.load_state(&file.read(m, device)?, &file.read(v, device)?, *step)?;
+                optim.load_moment("exp_avg", &file.read(m, device)?)?;
+                optim.load_moment("exp_avg_sq", &file.read(v, device)?)?;
+                optim.set_step_count(*step);
             }
         }
         None => {

@@ -292,6 +292,23 @@ impl Adam {
         Ok(())
     }
 
+    /// Restores one moment (`"exp_avg"` or `"exp_avg_sq"`) saved by [`Adam::state`], so that a
+    /// checkpoint can be restored one tensor at a time; [`Adam::set_step_count`] completes it.
+    pub fn load_moment(&mut self, name: &str, src: &Tensor) -> Result<()> {
+        self.check_state_spec(&src.size(), src.f_kind()?)?;
+        let target = match name {
+            "exp_avg" => &mut self.exp_avg,
+            "exp_avg_sq" => &mut self.exp_avg_sq,
+            other => return Err(Error::internal(format!("no Adam moment {other:?}"))),
+        };
+        tch::no_grad(|| target.f_copy_(src))?;
+        Ok(())
+    }
+
+    pub fn set_step_count(&mut self, step: i64) {
+        self.step = step;
+    }
+
     /// Restores a state saved by [`Adam::state`].
     pub fn load_state(&mut self, exp_avg: &Tensor, exp_avg_sq: &Tensor, step: i64) -> Result<()> {
         self.check_state(exp_avg, exp_avg_sq)?;

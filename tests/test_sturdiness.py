@@ -1,0 +1,542 @@
+"""The defects found by trying the package as a hostile user would (crashes, aborts, deadlocks,
+hangs, lost progress, a drifting learning rate, silent corruption, confusing messages). Each test
+failed before its fix. Anything that used to kill or hang the process runs in a subprocess with
+a timeout, so a regression fails the test instead of taking the suite down with it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import ugatit_rs as ug
+from datasets import make_dataset
+from PIL import Image
+from ugatit_rs.data import DomainLoader, load_image, prepare
+from ugatit_rs.trainer import latest_checkpoint
+
+TESTS = os.path.dirname(__file__)
+X = torch.rand(1, 3, 96, 96) * 2 - 1
+
+
+def run_python(code: str, timeout: float = 120, env=None) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter (from tests/, so `datasets` imports)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=TESTS,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def small_config(**kw) -> ug.TrainConfig:
+    base = dict(light=True, img_size=96, ch=4, n_res=1, device="cpu", iteration=10, num_workers=0)
+    return ug.TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data") / "toy", n_train=4, n_test=2, size=100)
+
+
+def mkfifo(path) -> str:
+    os.mkfifo(path)
+    return os.fspath(path)
+
+
+# -- 1. grad mode --------------------------------------------------------------------------------
+def test_step_and_fit_under_disabled_grad_train_or_refuse(dataset, tmp_path):
+    out = run_python(f"""
+        import torch, ugatit_rs as ug
+        cfg = ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu", iteration=2,
+                             num_workers=0, dataset={dataset!r}, result_dir={os.fspath(tmp_path)!r})
+        tr = ug.Trainer(cfg)
+        x = torch.rand(1, 3, 96, 96) * 2 - 1
+        with torch.no_grad():
+            tr.step(x, x)
+        with torch.set_grad_enabled(False):
+            tr.step(x, x)
+        try:
+            with torch.inference_mode():
+                tr.step(x, x)
+        except RuntimeError as e:
+            assert "inference_mode" in str(e), e
+        else:
+            raise SystemExit("inference mode was not refused")
+        @torch.no_grad()
+        def run():
+            tr.fit(progress=False)
+        run()
+        print("steps", tr.step_count)
+    """)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "steps 2" in out.stdout
+
+
+# -- 2. allocations sized by user input ------------------------------------------------------------
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batch_too_large_for_memory_is_a_memory_error(tmp_path, workers):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(40):
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i}.png")
+    out = run_python(f"""
+        from ugatit_rs.data import DomainLoader
+        loader = DomainLoader({os.fspath(folder)!r}, 8192, 40, num_workers={workers}, train=False)
+        try:
+            loader.next_batch()
+        except MemoryError as e:
+            print("MemoryError:", e)
+    """)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MemoryError: cannot allocate" in out.stdout and "40 images of 8192x8192" in out.stdout
+
+
+# -- 3. no getter waits for a lock while holding the GIL --------------------------------------------
+def test_gradient_hook_while_another_thread_reads_the_trainer():
+    out = run_python("""
+        import threading, torch, ugatit_rs as ug
+        tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))
+        fired = []
+        p = next(tr.gen_a2b.parameters())
+        p.register_hook(lambda g: fired.append(1))
+        stop = threading.Event()
+        def reader():
+            while not stop.is_set():
+                tr.step_count, tr.lr, tr.gen_a2b.training
+        t = threading.Thread(target=reader)
+        t.start()
+        x = torch.rand(1, 3, 96, 96) * 2 - 1
+        for _ in range(2):
+            tr.step(x, x)
+        stop.set(); t.join()
+        print("hook fired", len(fired))
+    """, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "hook fired" in out.stdout and "hook fired 0" not in out.stdout
+
+
+# -- 4. nothing blocks forever ----------------------------------------------------------------------
+def test_fifos_named_like_images_are_skipped_or_refused(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (20, 20), (9, 9, 9)).save(folder / "a.png")
+    fifo = mkfifo(folder / "x.png")
+    out = run_python(f"""
+        from ugatit_rs.data import DomainLoader, load_image, prepare
+        for workers in (0, 2):
+            loader = DomainLoader({os.fspath(folder)!r}, 16, 2, num_workers=workers)
+            assert loader.num_images == 1, loader.paths()
+            assert loader.next_batch().shape == (1, 3, 16, 16)
+        try:
+            load_image({fifo!r}, 16)
+        except OSError as e:
+            print("load_image:", e)
+        print(prepare({os.fspath(folder)!r}, {os.fspath(tmp_path / "out")!r}, size=16, test_fraction=0, progress=False))
+    """, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "not a regular file" in out.stdout
+    assert "'trainA': 1" in out.stdout
+
+
+def test_fifo_named_like_the_newest_checkpoint_is_skipped_on_resume(dataset, tmp_path):
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=4, save_freq=2))
+    tr.fit(progress=False, until=2)
+    mkfifo(tr.checkpoint_path(9))
+    out = run_python(f"""
+        import ugatit_rs as ug
+        cfg = ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu", iteration=4, save_freq=2,
+                             num_workers=0, dataset={dataset!r}, result_dir={os.fspath(tmp_path)!r})
+        tr = ug.Trainer(cfg)
+        print("resumed", tr.resume(), tr.step_count)
+    """, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resumed" in out.stdout and out.stdout.strip().endswith(" 2")
+    assert "not a regular file" in out.stderr
+
+
+def test_symlink_loops_list_each_image_once(tmp_path):
+    folder = tmp_path / "trainA"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (20, 20), (i, 0, 0)).save(folder / "sub" / f"{i}.png")
+    os.symlink(".", folder / "loop")
+    os.symlink("..", folder / "sub" / "up")
+    loader = DomainLoader(os.fspath(folder), 16, 1, num_workers=0)
+    assert loader.num_images == 3
+
+
+def test_a_forked_child_keeps_loading(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    out = run_python(f"""
+        import os, torch
+        from ugatit_rs.data import DomainLoader
+        loader = DomainLoader({os.fspath(folder)!r}, 16, 2, num_workers=2)
+        first = loader.next_batch()
+        pid = os.fork()
+        if pid == 0:
+            batch = loader.next_batch()
+            os._exit(0 if batch.shape == (2, 3, 16, 16) else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+        print("parent", tuple(loader.next_batch().shape))
+    """, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "child exit 0" in out.stdout and "parent (2, 3, 16, 16)" in out.stdout
+
+
+def test_seek_out_of_range_is_refused(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (20, 20)).save(folder / "a.png")
+    loader = DomainLoader(os.fspath(folder), 16, 1, num_workers=1)
+    for k in (-1, 2**63 - 1):
+        with pytest.raises(ValueError, match="seek position"):
+            loader.seek(k)
+    loader.seek(2**53)
+    assert loader.next_batch().shape == (1, 3, 16, 16)
+
+
+def test_a_panicking_loader_worker_raises_instead_of_hanging(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (20, 20)).save(folder / "a.png")
+    out = run_python(
+        f"""
+        from ugatit_rs.data import DomainLoader
+        for workers in (0, 2):
+            try:
+                DomainLoader({os.fspath(folder)!r}, 16, 1, num_workers=workers).next_batch()
+            except RuntimeError as e:
+                print("raised:", e)
+        """,
+        timeout=60,
+        env={"UGATIT_RS_TEST_PANIC_IN_LOADER": "1"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("injected loader panic") == 2
+
+
+# -- 5. nothing done is lost -------------------------------------------------------------------------
+def test_an_exception_in_fit_saves_the_completed_steps(dataset, tmp_path):
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))
+
+    def boom(step, losses):
+        if step >= 3:
+            raise RuntimeError("callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        tr.fit(progress=False, callback=boom, log_every=1)
+    assert tr.step_count == 3
+    assert latest_checkpoint(os.path.join(tr.run_dir, "model")) == tr.checkpoint_path(3)
+
+
+def test_unreadable_test_images_are_skipped_in_sample_grids(tmp_path):
+    data = make_dataset(tmp_path / "d", n_train=3, n_test=3, size=100)
+    with open(os.path.join(data, "testA", "000.png"), "wb") as f:
+        f.write(b"not an image")
+    tr = ug.Trainer(small_config(dataset=data, result_dir=str(tmp_path / "r"), iteration=2, print_freq=1))
+    tr.fit(progress=False)
+    assert os.path.exists(os.path.join(tr.run_dir, "img", "A2B_0000002.png"))
+
+
+# -- 6. the learning rate is a function of the step --------------------------------------------------
+def test_a_failed_step_changes_nothing():
+    tr = ug.Trainer(small_config(iteration=4))
+    x = torch.rand(1, 3, 96, 96) * 2 - 1
+    before = {k: v.clone() for k, v in tr.dis_ga.state_dict().items()}
+    for bad in (torch.rand(1, 3, 64, 64), torch.rand(1, 3, 96, 96).to_sparse()):
+        with pytest.raises(ValueError):
+            tr.step(bad, x)
+    assert tr.step_count == 0
+    assert all(torch.equal(before[k], v) for k, v in tr.dis_ga.state_dict().items())
+    lrs = [tr.step(x, x)["lr"] for _ in range(6)]
+    assert lrs[:2] == [1e-4, 1e-4] and lrs[4] < 1e-15 and lrs[5] == 0.0  # past the end: 0, never negative
+
+
+def test_two_concurrent_fits_are_refused(dataset, tmp_path):
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=50))
+    started, errors = threading.Event(), []
+
+    def slow(step, losses):
+        started.set()
+
+    def second():
+        started.wait(60)
+        try:
+            tr.fit(progress=False)
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    t = threading.Thread(target=second)
+    t.start()
+    tr.fit(progress=False, callback=slow, log_every=1, until=8)
+    t.join()
+    assert errors and "already running fit()" in errors[0]
+    assert tr.step_count == 8
+
+
+def test_resume_follows_the_official_schedule_whatever_the_checkpoint_says(tmp_path):
+    tr = ug.Trainer(small_config(iteration=10))
+    x = torch.rand(1, 3, 96, 96) * 2 - 1
+    for _ in range(8):
+        tr.step(x, x)
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    # Networks only, no lr in the metadata: like a converted official checkpoint at step 8.
+    tensors = [(n, t) for n, t in ug._native.read_checkpoint(path) if not n.startswith("optim.")]
+    ug._native.write_checkpoint(str(tmp_path / "b.safetensors"), tensors, [("step", "8")])
+    for cfg in (small_config(iteration=10), small_config(iteration=10, lr=5e-5)):
+        other = ug.Trainer(cfg)
+        assert other.load_checkpoint(str(tmp_path / "b.safetensors")) == 8
+        lrs = [other.step(x, x)["lr"] for _ in range(2)]
+        # Steps 9 and 10 of a 10-step run: two decrements from the end, as the official resume
+        # (lr - lr / (it // 2) * (8 - it // 2), then one decrement per step) gives.
+        assert lrs[0] == pytest.approx(cfg.lr * 0.2, rel=1e-9) and abs(lrs[1]) < 1e-15
+
+
+# -- 7. no silent corruption -------------------------------------------------------------------------
+def test_replacing_any_parameters_storage_is_caught():
+    tr = ug.Trainer(small_config())
+    params = list(tr.gen_b2a.parameters())
+    params[-1].data = params[-1].data.clone()
+    with pytest.raises(ValueError, match="no longer shares the optimizer's storage"):
+        tr.step(X, X)
+
+
+@pytest.mark.parametrize("bad", ["meta", "sparse"])
+def test_a_state_dict_with_one_bad_tensor_changes_nothing(bad):
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    sd = {k: torch.randn_like(v) for k, v in g.state_dict().items()}
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    last = list(sd)[-1]
+    sd[last] = sd[last].to("meta") if bad == "meta" else sd[last].to_sparse()
+    with pytest.raises(ug.StateDictError, match=last):
+        g.load_state_dict(sd)
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "meta, match",
+    [({"step": "-3"}, "step"), ({"lr": "-1e-4"}, "lr"), ({"lr": "nan"}, "lr"), ({"optim.G.step": "x"}, "optim")],
+)
+def test_crafted_checkpoint_metadata_is_refused(tmp_path, meta, match):
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    tensors = ug._native.read_checkpoint(path)
+    metadata = {**dict(ug._native.read_checkpoint_metadata(path)), **meta}
+    ug._native.write_checkpoint(str(tmp_path / "b.safetensors"), tensors, list(metadata.items()))
+    with pytest.raises(ug.StateDictError, match=match):
+        tr.load_checkpoint(str(tmp_path / "b.safetensors"))
+
+
+@pytest.mark.parametrize("poison", ["nan weight", "negative exp_avg_sq"])
+def test_crafted_checkpoint_values_are_refused_without_changes(tmp_path, poison):
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    tensors = ug._native.read_checkpoint(path)
+    name = "genA2B.FC.0.weight" if poison == "nan weight" else "optim.D.exp_avg_sq"
+    tensors = [(n, t.clone().fill_(float("nan") if poison == "nan weight" else -1.0) if n == name else t) for n, t in tensors]
+    ug._native.write_checkpoint(str(tmp_path / "b.safetensors"), tensors, ug._native.read_checkpoint_metadata(path))
+    other = ug.Trainer(small_config(seed=5))
+    before = {k: v.clone() for k, v in other.gen_a2b.state_dict().items()}
+    with pytest.raises((FloatingPointError, ug.StateDictError), match=name):
+        other.load_checkpoint(str(tmp_path / "b.safetensors"))
+    assert all(torch.equal(before[k], v) for k, v in other.gen_a2b.state_dict().items())
+
+
+def test_trainer_config_is_read_only():
+    tr = ug.Trainer(small_config())
+    with pytest.raises(AttributeError, match="read-only"):
+        tr.config.lr = 1e-5
+    assert tr.config.lr == 1e-4
+    copy = tr.config.copy()
+    copy.lr = 1e-5
+    assert ug.Trainer(tr.config).config == tr.config
+
+
+# -- 8. prepare --------------------------------------------------------------------------------------
+def _raw_folder(path, n=4):
+    path.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (40, 30), (i * 50, 10, 10)).save(path / f"{i}.png")
+    return path
+
+
+def test_prepare_refuses_overlapping_output_and_never_doubles(tmp_path):
+    raw = _raw_folder(tmp_path / "raw")
+    with pytest.raises(ValueError, match="overlap"):
+        prepare(raw, raw / "dataset", size=16, progress=False)
+    out = tmp_path / "ds"
+    first = prepare(raw, out, size=16, progress=False)
+    with pytest.raises(ValueError, match="overwrite"):
+        prepare(raw, out, size=16, progress=False)
+    second = prepare(raw, out, size=16, progress=False, overwrite=True)
+    assert first == second
+    assert len(os.listdir(out / "trainA")) + len(os.listdir(out / "testA")) == 4
+
+
+def test_ctrl_c_during_prepare_raises_keyboard_interrupt(tmp_path):
+    raw = _raw_folder(tmp_path / "raw", n=30)
+    out = run_python(f"""
+        import os, signal
+        from ugatit_rs import _native
+        def report(done, total):
+            os.kill(os.getpid(), signal.SIGINT)
+        try:
+            _native.prepare_dataset([("A", {os.fspath(raw)!r})], {os.fspath(tmp_path / "o")!r}, 16, "crop", 0.1, 0, 0, 1,
+                                    False, report)
+        except KeyboardInterrupt:
+            print("interrupted")
+    """)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "interrupted" in out.stdout
+
+
+# -- 9. messages -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--seed", "-1"],
+        ["train", "--seed", str(2**64)],
+        ["train", "--batch_size", str(10**20)],
+        ["prepare", "a", "--output", "o", "--min_size", "-1"],
+        ["prepare", "a", "--output", "o", "--size", str(10**10)],
+        ["translate", "x.png", "--checkpoint", "c.safetensors", "--batch_size", "-1"],
+    ],
+)
+def test_out_of_range_flags_are_usage_errors(argv):
+    out = subprocess.run([sys.executable, "-m", "ugatit_rs", *argv], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "error: argument" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_convert_into_a_missing_folder_and_translate_without_a_generator(tmp_path):
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    with pytest.raises(FileNotFoundError, match="no_such_dir"):
+        ug.convert.ours_to_official(path, tmp_path / "no_such_dir" / "x.pt")
+    tensors = [(n, t) for n, t in ug._native.read_checkpoint(path) if n != "genA2B.FC.0.weight"]
+    ug._native.write_checkpoint(str(tmp_path / "b.safetensors"), tensors, [])
+    with pytest.raises(ug.StateDictError, match="FC.0.weight"):
+        ug.translate.Translator.from_checkpoint(str(tmp_path / "b.safetensors"))
+
+
+def test_translator_refuses_empty_images_and_takes_pil_without_warnings(tmp_path):
+    t = ug.translate.Translator(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True), 96)
+    for empty in (np.zeros((0, 0, 3), np.uint8), torch.zeros(0, 3, 8, 8), torch.zeros(3, 0, 5)):
+        with pytest.raises(ValueError, match="empty"):
+            t(empty)
+    with pytest.raises(ValueError, match="batch_size"):
+        ug.translate.Translator(t.generator, 96, batch_size=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = t(Image.new("RGB", (50, 40)))
+    assert out.size == (50, 40)
+
+
+def test_official_pt_with_any_extension_loads_into_a_trainer(tmp_path):
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    for name in ("x_params_0000007.PT", "y_params_0000007.pt"):
+        ug.convert.ours_to_official(path, tmp_path / name)
+        other = ug.Trainer(small_config(seed=3))
+        assert other.load_checkpoint(str(tmp_path / name)) == 7
+        assert torch.equal(other.gen_a2b.state_dict()["FC.0.weight"], tr.gen_a2b.state_dict()["FC.0.weight"])
+
+
+def test_truncated_newest_checkpoint_resumes_from_the_previous_one(dataset, tmp_path, capsys):
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=4, save_freq=2))
+    tr.fit(progress=False)
+    newest = tr.checkpoint_path(4)
+    with open(newest, "r+b") as f:
+        f.truncate(os.path.getsize(newest) // 2)
+    again = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=4, save_freq=2))
+    assert again.resume() == tr.checkpoint_path(2)
+    assert again.step_count == 2
+    assert "truncated" in capsys.readouterr().err
+
+
+# -- 10. the README's names exist after a plain import -----------------------------------------------
+def test_submodules_are_reachable_from_the_package():
+    out = run_python("""
+        import ugatit_rs as ug
+        print(ug.translate.Translator.from_checkpoint, ug.convert.official_to_ours, ug.viz.overlay, ug.data.prepare)
+    """)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+# -- 11. checkpoints stream: host memory stays near one tensor ----------------------------------------
+def test_saving_and_loading_do_not_hold_the_file_in_memory(tmp_path):
+    out = run_python(f"""
+        import os, resource, torch, ugatit_rs as ug
+        def peak():
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=24, n_res=2, device="cpu"))
+        path = {os.fspath(tmp_path / "big.safetensors")!r}
+        x = torch.rand(1, 3, 96, 96) * 2 - 1
+        tr.step(x, x)  # the Adam moments start as untouched zero pages: make the whole state resident
+        base = peak()
+        tr.save_checkpoint(path)
+        after_save = peak()
+        tr.load_checkpoint(path)
+        after_load = peak()
+        size = os.path.getsize(path)
+        largest = max(t.numel() * 4 for _, t in ug._native.read_checkpoint(path))
+        print(size, after_save - base, after_load - after_save, largest)
+    """, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    size, save_extra, load_extra, largest = map(int, out.stdout.split())
+    print(f"file {size >> 20} MiB, largest tensor {largest >> 20} MiB, extra peak RSS: save {save_extra >> 20} MiB, load {load_extra >> 20} MiB")
+    assert size > 100 << 20
+    # One tensor at a time: the extra memory is a small multiple of the largest tensor (the
+    # discriminators' flat Adam moment here, 0.3x the file), never the file: reading the whole
+    # file and staging every tensor first cost ~2x the file.
+    assert save_extra < 2 * largest, (size, largest, save_extra)
+    assert load_extra < 2.5 * largest and load_extra < 0.75 * size, (size, largest, load_extra)
+
+
+def test_checkpoint_log_and_trainer_agree_after_every_exit(dataset, tmp_path):
+    """The log has exactly the completed steps of the saved checkpoint after an exception."""
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))
+
+    def boom(step, losses):
+        if step == 4:
+            raise ValueError("stop")
+
+    with pytest.raises(ValueError):
+        tr.fit(progress=False, callback=boom, log_every=2)
+    with open(os.path.join(tr.run_dir, "log.jsonl")) as f:
+        steps = [json.loads(line)["step"] for line in f]
+    assert steps == [1, 2, 3, 4] and tr.step_count == 4
+
+
+def test_sigint_exit_code_from_the_command_line_is_130(dataset, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ugatit_rs", "train", "--dataset", dataset, "--result_dir", str(tmp_path),
+         "--light", "true", "--img_size", "96", "--ch", "4", "--n_res", "1", "--device", "cpu",
+         "--iteration", "100000", "--num_workers", "0", "--no_progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    log = os.path.join(tmp_path, "toy", "log.jsonl")
+    for _ in range(600):
+        if os.path.exists(log) and os.path.getsize(log) > 0:
+            break
+        try:
+            proc.wait(0.1)
+        except subprocess.TimeoutExpired:
+            continue
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert latest_checkpoint(os.path.join(tmp_path, "toy", "model")) is not None
