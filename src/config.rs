@@ -153,7 +153,7 @@ mod tests {
 }
 
 /// Everything a training run needs. Field names and defaults mirror the official `main.py`
-/// flags (SPEC §3.1), plus `dataset` (a folder with trainA/ trainB/ testA/ testB/), `seed` and
+/// flags (the official `main.py`), plus `dataset` (a folder with trainA/ trainB/ testA/ testB/), `seed` and
 /// `num_workers` for the data loader.
 #[cfg_attr(feature = "python", pyo3::pyclass(module = "ugatit_rs._native", get_all, set_all))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -116,7 +116,7 @@ def test_state_dict_keys_and_shapes_match_official_order():
 
 
 def test_official_full_size_parameter_counts():
-    """SPEC §1.3 / §2.3: the paper configuration's parameter counts."""
+    """docs/architecture.md §1, §3: the paper configuration's parameter counts."""
     import ugatit_rs as ug
 
     assert ug.Generator(light=True).num_parameters() == 10_589_888

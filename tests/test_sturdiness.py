@@ -18,7 +18,7 @@ import torch
 import ugatit_rs as ug
 from datasets import make_dataset
 from PIL import Image
-from ugatit_rs.data import DomainLoader, load_image, prepare
+from ugatit_rs.data import DomainLoader, prepare
 from ugatit_rs.trainer import latest_checkpoint
 
 TESTS = os.path.dirname(__file__)
@@ -102,7 +102,8 @@ def test_a_batch_too_large_for_memory_is_a_memory_error(tmp_path, workers):
 
 # -- 3. no getter waits for a lock while holding the GIL --------------------------------------------
 def test_gradient_hook_while_another_thread_reads_the_trainer():
-    out = run_python("""
+    out = run_python(
+        """
         import threading, torch, ugatit_rs as ug
         tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))
         fired = []
@@ -119,7 +120,9 @@ def test_gradient_hook_while_another_thread_reads_the_trainer():
             tr.step(x, x)
         stop.set(); t.join()
         print("hook fired", len(fired))
-    """, timeout=120)
+    """,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "hook fired" in out.stdout and "hook fired 0" not in out.stdout
 
@@ -130,7 +133,8 @@ def test_fifos_named_like_images_are_skipped_or_refused(tmp_path):
     folder.mkdir()
     Image.new("RGB", (20, 20), (9, 9, 9)).save(folder / "a.png")
     fifo = mkfifo(folder / "x.png")
-    out = run_python(f"""
+    out = run_python(
+        f"""
         from ugatit_rs.data import DomainLoader, load_image, prepare
         for workers in (0, 2):
             loader = DomainLoader({os.fspath(folder)!r}, 16, 2, num_workers=workers)
@@ -141,7 +145,9 @@ def test_fifos_named_like_images_are_skipped_or_refused(tmp_path):
         except OSError as e:
             print("load_image:", e)
         print(prepare({os.fspath(folder)!r}, {os.fspath(tmp_path / "out")!r}, size=16, test_fraction=0, progress=False))
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "not a regular file" in out.stdout
     assert "'trainA': 1" in out.stdout
@@ -151,13 +157,16 @@ def test_fifo_named_like_the_newest_checkpoint_is_skipped_on_resume(dataset, tmp
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=4, save_freq=2))
     tr.fit(progress=False, until=2)
     mkfifo(tr.checkpoint_path(9))
-    out = run_python(f"""
+    out = run_python(
+        f"""
         import ugatit_rs as ug
         cfg = ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu", iteration=4, save_freq=2,
                              num_workers=0, dataset={dataset!r}, result_dir={os.fspath(tmp_path)!r})
         tr = ug.Trainer(cfg)
         print("resumed", tr.resume(), tr.step_count)
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "resumed" in out.stdout and out.stdout.strip().endswith(" 2")
     assert "not a regular file" in out.stderr
@@ -179,7 +188,8 @@ def test_a_forked_child_keeps_loading(tmp_path):
     folder.mkdir()
     for i in range(4):
         Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(folder / f"{i}.png")
-    out = run_python(f"""
+    out = run_python(
+        f"""
         import os, torch
         from ugatit_rs.data import DomainLoader
         loader = DomainLoader({os.fspath(folder)!r}, 16, 2, num_workers=2)
@@ -191,7 +201,9 @@ def test_a_forked_child_keeps_loading(tmp_path):
         _, status = os.waitpid(pid, 0)
         print("child exit", os.waitstatus_to_exitcode(status))
         print("parent", tuple(loader.next_batch().shape))
-    """, timeout=60)
+    """,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "child exit 0" in out.stdout and "parent (2, 3, 16, 16)" in out.stdout
 
@@ -346,7 +358,9 @@ def test_crafted_checkpoint_values_are_refused_without_changes(tmp_path, poison)
     path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
     tensors = ug._native.read_checkpoint(path)
     name = "genA2B.FC.0.weight" if poison == "nan weight" else "optim.D.exp_avg_sq"
-    tensors = [(n, t.clone().fill_(float("nan") if poison == "nan weight" else -1.0) if n == name else t) for n, t in tensors]
+    tensors = [
+        (n, t.clone().fill_(float("nan") if poison == "nan weight" else -1.0) if n == name else t) for n, t in tensors
+    ]
     ug._native.write_checkpoint(str(tmp_path / "b.safetensors"), tensors, ug._native.read_checkpoint_metadata(path))
     other = ug.Trainer(small_config(seed=5))
     before = {k: v.clone() for k, v in other.gen_a2b.state_dict().items()}
@@ -478,7 +492,8 @@ def test_submodules_are_reachable_from_the_package():
 
 # -- 11. checkpoints stream: host memory stays near one tensor ----------------------------------------
 def test_saving_and_loading_do_not_hold_the_file_in_memory(tmp_path):
-    out = run_python(f"""
+    out = run_python(
+        f"""
         import os, resource, torch, ugatit_rs as ug
         def peak():
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -494,10 +509,14 @@ def test_saving_and_loading_do_not_hold_the_file_in_memory(tmp_path):
         size = os.path.getsize(path)
         largest = max(t.numel() * 4 for _, t in ug._native.read_checkpoint(path))
         print(size, after_save - base, after_load - after_save, largest)
-    """, timeout=300)
+    """,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     size, save_extra, load_extra, largest = map(int, out.stdout.split())
-    print(f"file {size >> 20} MiB, largest tensor {largest >> 20} MiB, extra peak RSS: save {save_extra >> 20} MiB, load {load_extra >> 20} MiB")
+    print(
+        f"file {size >> 20} MiB, largest tensor {largest >> 20} MiB, extra peak RSS: save {save_extra >> 20} MiB, load {load_extra >> 20} MiB"
+    )
     assert size > 100 << 20
     # One tensor at a time: the extra memory is a small multiple of the largest tensor (the
     # discriminators' flat Adam moment here, 0.3x the file), never the file: reading the whole

@@ -1,4 +1,4 @@
-//! The official image transforms (SPEC §3.2), producing normalised CHW float32 in [-1, 1].
+//! The official image transforms (docs/architecture.md §6), producing normalised CHW float32 in [-1, 1].
 //! - train: RandomHorizontalFlip(0.5) → Resize((s+30, s+30)) bilinear → RandomCrop(s)
 //! - test:  Resize((s, s)) bilinear
 //!

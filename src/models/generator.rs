@@ -1,38 +1,29 @@
-//! `ResnetGenerator` (SPEC §1): encoder, CAM attention, γ/β MLP, AdaILN residual decoder.
+//! `ResnetGenerator` (docs/architecture.md §1): encoder, CAM attention, γ/β MLP, AdaILN residual decoder.
 
 use super::input::check_image_batch;
 use super::{Network, Output};
 use crate::config::GeneratorConfig;
 use crate::nn::blocks::{ResnetAdaILNBlock, ResnetBlock};
-use crate::nn::layers::{reflection_pad, Conv2d, Linear};
+use crate::nn::cam::{Activation, Cam};
+use crate::nn::layers::{reflection_pad, Conv2d, ConvConfig, Linear};
 use crate::nn::norm::{instance_norm, ILN};
 use crate::nn::ParamStore;
 use crate::{Error, Result};
 use tch::{Device, Tensor};
 
-/// The class-activation-map module of the generator: two separate bias-free FCs score the
-/// average- and max-pooled features; their raw weights re-weight the channels (SPEC §1.1).
-struct GeneratorCam {
-    gap_fc: Linear,
-    gmp_fc: Linear,
-    conv1x1: Conv2d,
-}
-
-impl GeneratorCam {
-    /// Returns (attention feature map after conv1x1+ReLU, cam_logit, heatmap).
-    fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let batch = x.size()[0];
-        let gap = x.f_adaptive_avg_pool2d([1, 1])?;
-        let gap_logit = self.gap_fc.forward(&gap.f_reshape([batch, -1])?)?;
-        let gap = x.f_mul(&self.gap_fc.weight.f_unsqueeze(2)?.f_unsqueeze(3)?)?;
-        let (gmp, _) = x.f_adaptive_max_pool2d([1, 1])?;
-        let gmp_logit = self.gmp_fc.forward(&gmp.f_reshape([batch, -1])?)?;
-        let gmp = x.f_mul(&self.gmp_fc.weight.f_unsqueeze(2)?.f_unsqueeze(3)?)?;
-        let cam_logit = Tensor::f_cat(&[gap_logit, gmp_logit], 1)?;
-        let x = self.conv1x1.forward(&Tensor::f_cat(&[gap, gmp], 1)?)?.f_relu()?;
-        let heatmap = x.f_sum_dim_intlist(&[1i64][..], true, None)?;
-        Ok((x, cam_logit, heatmap))
-    }
+/// Sequential indices that name the official state-dict entries.
+mod index {
+    /// `DownBlock`: the stem conv (after RP(3)), then the two stride-2 convs (each after RP(1)),
+    /// every conv followed by IN and ReLU.
+    pub const DOWN_CONVS: [i64; 3] = [1, 5, 9];
+    /// `DownBlock`: the residual blocks follow the three conv stages.
+    pub const FIRST_RES_BLOCK: i64 = 12;
+    /// `FC`: `[Linear, ReLU, Linear, ReLU]`.
+    pub const FC: [i64; 2] = [0, 2];
+    /// `UpBlock2`: `[Upsample, RP, Conv, ILN, ReLU]` twice, then RP(3), the output conv, tanh.
+    pub const UP_CONVS: [i64; 2] = [2, 7];
+    pub const UP_NORMS: [i64; 2] = [3, 8];
+    pub const OUT_CONV: i64 = 11;
 }
 
 /// One up-sampling stage of `UpBlock2`: nearest ×2, RP(1), 3x3 conv, ILN, ReLU.
@@ -45,7 +36,7 @@ pub struct Generator {
     config: GeneratorConfig,
     store: ParamStore,
     training: bool,
-    cam: GeneratorCam,
+    cam: Cam<Linear>,
     gamma: Linear,
     beta: Linear,
     up_blocks1: Vec<ResnetAdaILNBlock>,
@@ -66,11 +57,7 @@ impl Generator {
         let ngf = config.ngf;
         let c = config.bottleneck_channels();
 
-        let cam = GeneratorCam {
-            gap_fc: Linear::new(&(&root / "gap_fc"), c, 1)?,
-            gmp_fc: Linear::new(&(&root / "gmp_fc"), c, 1)?,
-            conv1x1: Conv2d::new(&(&root / "conv1x1"), 2 * c, c, 1, 1, true)?,
-        };
+        let cam = Cam::new(&root, c, Activation::Relu)?;
         let gamma = Linear::new(&(&root / "gamma"), c, c)?;
         let beta = Linear::new(&(&root / "beta"), c, c)?;
         let up_blocks1 = (1..=config.n_blocks)
@@ -78,16 +65,22 @@ impl Generator {
             .collect::<Result<Vec<_>>>()?;
 
         let down = &root / "DownBlock";
-        let mut down_convs = vec![Conv2d::new(&(&down / 1), config.input_nc, ngf, 7, 1, false)?];
+        let mut down_convs =
+            vec![Conv2d::new(&(&down / index::DOWN_CONVS[0]), config.input_nc, ngf, 7, ConvConfig::NO_BIAS)?];
         for i in 0..2 {
             let mult = 1 << i;
-            down_convs.push(Conv2d::new(&(&down / (4 * i + 5)), ngf * mult, ngf * mult * 2, 3, 2, false)?);
+            let path = &down / index::DOWN_CONVS[i + 1];
+            down_convs.push(Conv2d::new(&path, ngf * mult, ngf * mult * 2, 3, ConvConfig { stride: 2, bias: false })?);
         }
-        let res_blocks =
-            (0..config.n_blocks).map(|i| ResnetBlock::new(&(&down / (12 + i)), c)).collect::<Result<Vec<_>>>()?;
+        let res_blocks = (0..config.n_blocks)
+            .map(|i| ResnetBlock::new(&(&down / (index::FIRST_RES_BLOCK + i)), c))
+            .collect::<Result<Vec<_>>>()?;
 
         let fc_path = &root / "FC";
-        let fc = vec![Linear::new(&(&fc_path / 0), config.mlp_in_features(), c)?, Linear::new(&(&fc_path / 2), c, c)?];
+        let fc = vec![
+            Linear::new(&(&fc_path / index::FC[0]), config.mlp_in_features(), c)?,
+            Linear::new(&(&fc_path / index::FC[1]), c, c)?,
+        ];
 
         let up = &root / "UpBlock2";
         let mut up_stages = Vec::new();
@@ -95,11 +88,11 @@ impl Generator {
             let mult = 4 >> i;
             let (c_in, c_out) = (ngf * mult, ngf * mult / 2);
             up_stages.push(UpStage {
-                conv: Conv2d::new(&(&up / (5 * i + 2)), c_in, c_out, 3, 1, false)?,
-                norm: ILN::new(&(&up / (5 * i + 3)), c_out)?,
+                conv: Conv2d::new(&(&up / index::UP_CONVS[i]), c_in, c_out, 3, ConvConfig::NO_BIAS)?,
+                norm: ILN::new(&(&up / index::UP_NORMS[i]), c_out)?,
             });
         }
-        let out_conv = Conv2d::new(&(&up / 11), ngf, config.output_nc, 7, 1, false)?;
+        let out_conv = Conv2d::new(&(&up / index::OUT_CONV), ngf, config.output_nc, 7, ConvConfig::NO_BIAS)?;
 
         Ok(Self {
             config,
@@ -158,7 +151,8 @@ impl Generator {
             x = block.forward(&x)?;
         }
 
-        let (x, cam_logit, heatmap) = self.cam.forward(&x)?;
+        let cam = self.cam.forward(&x, self.training)?;
+        let (x, cam_logit, heatmap) = (cam.features, cam.cam_logit, cam.heatmap);
 
         // γ/β MLP: light mode pools the attention features; full mode flattens them (NCHW).
         let mlp_in = if self.config.light {

@@ -1,4 +1,4 @@
-//! The official U-GAT-IT networks: `ResnetGenerator` and `Discriminator` (SPEC §1, §2).
+//! The official U-GAT-IT networks: `ResnetGenerator` and `Discriminator` (docs/architecture.md §1, §3).
 
 pub mod discriminator;
 pub mod generator;

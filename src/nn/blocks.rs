@@ -1,13 +1,17 @@
-//! The generator's residual blocks (SPEC §1.1).
+//! The generator's residual blocks (docs/architecture.md §1).
 
-use super::layers::{reflection_pad, Conv2d};
+use super::layers::{reflection_pad, Conv2d, ConvConfig};
 use super::norm::{instance_norm, AdaILN};
 use super::store::Path;
 use crate::Result;
 use tch::Tensor;
 
+/// Indices of the two convolutions in the official `conv_block` Sequential
+/// `[RP1, Conv3, IN, ReLU, RP1, Conv3, IN]`: the state-dict names `conv_block.1.weight` and
+/// `conv_block.5.weight` come from them.
+const CONV_BLOCK_CONVS: [i64; 2] = [1, 5];
+
 /// `ResnetBlock(C, use_bias=False)`: `x + [RP1, Conv3, IN, ReLU, RP1, Conv3, IN](x)`.
-/// State-dict names: `conv_block.1.weight`, `conv_block.5.weight`.
 pub struct ResnetBlock {
     conv1: Conv2d,
     conv2: Conv2d,
@@ -17,8 +21,8 @@ impl ResnetBlock {
     pub fn new(p: &Path, channels: i64) -> Result<Self> {
         let block = p / "conv_block";
         Ok(Self {
-            conv1: Conv2d::new(&(&block / 1), channels, channels, 3, 1, false)?,
-            conv2: Conv2d::new(&(&block / 5), channels, channels, 3, 1, false)?,
+            conv1: Conv2d::new(&(&block / CONV_BLOCK_CONVS[0]), channels, channels, 3, ConvConfig::NO_BIAS)?,
+            conv2: Conv2d::new(&(&block / CONV_BLOCK_CONVS[1]), channels, channels, 3, ConvConfig::NO_BIAS)?,
         })
     }
 
@@ -30,7 +34,7 @@ impl ResnetBlock {
 }
 
 /// `ResnetAdaILNBlock(C, use_bias=False)`: two reflection-padded 3x3 convs, each followed by
-/// AdaILN with the shared (γ, β), ReLU between, and the residual added (SPEC §7.13: the official
+/// AdaILN with the shared (γ, β), ReLU between, and the residual added (docs/architecture.md §1: the official
 /// code gained `+ x` on 2019-08-27).
 pub struct ResnetAdaILNBlock {
     conv1: Conv2d,
@@ -42,9 +46,9 @@ pub struct ResnetAdaILNBlock {
 impl ResnetAdaILNBlock {
     pub fn new(p: &Path, channels: i64) -> Result<Self> {
         Ok(Self {
-            conv1: Conv2d::new(&(p / "conv1"), channels, channels, 3, 1, false)?,
+            conv1: Conv2d::new(&(p / "conv1"), channels, channels, 3, ConvConfig::NO_BIAS)?,
             norm1: AdaILN::new(&(p / "norm1"), channels)?,
-            conv2: Conv2d::new(&(p / "conv2"), channels, channels, 3, 1, false)?,
+            conv2: Conv2d::new(&(p / "conv2"), channels, channels, 3, ConvConfig::NO_BIAS)?,
             norm2: AdaILN::new(&(p / "norm2"), channels)?,
         })
     }

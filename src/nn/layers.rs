@@ -5,6 +5,25 @@ use super::store::{Init, Path};
 use crate::Result;
 use tch::Tensor;
 
+/// The options of a convolution besides its channels and kernel, as in tch's and candle's
+/// `ConvConfig`. Defaults are PyTorch's (`stride=1, bias=True`); padding is always 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvConfig {
+    pub stride: i64,
+    pub bias: bool,
+}
+
+impl Default for ConvConfig {
+    fn default() -> Self {
+        Self { stride: 1, bias: true }
+    }
+}
+
+impl ConvConfig {
+    /// Stride 1 without bias: every convolution of the U-GAT-IT generator but `conv1x1`.
+    pub const NO_BIAS: Self = Self { stride: 1, bias: false };
+}
+
 /// `nn.Conv2d(in, out, kernel, stride, padding=0, bias)`.
 pub struct Conv2d {
     pub weight: Tensor,
@@ -13,14 +32,14 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn new(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, bias: bool) -> Result<Self> {
+    pub fn new(p: &Path, c_in: i64, c_out: i64, kernel: i64, config: ConvConfig) -> Result<Self> {
         let fan_in = c_in * kernel * kernel;
         let weight = p.param("weight", &[c_out, c_in, kernel, kernel], Init::pytorch_weight(fan_in))?;
-        let bias = match bias {
+        let bias = match config.bias {
             true => Some(p.param("bias", &[c_out], Init::pytorch_bias(fan_in))?),
             false => None,
         };
-        Ok(Self { weight, bias, stride })
+        Ok(Self { weight, bias, stride: config.stride })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -1,6 +1,7 @@
 //! Building blocks shared by the generator and the discriminator.
 
 pub mod blocks;
+pub mod cam;
 pub mod layers;
 pub mod norm;
 pub mod spectral_norm;

@@ -1,4 +1,4 @@
-//! The three normalisations of U-GAT-IT (SPEC §1.2):
+//! The three normalisations of U-GAT-IT (docs/architecture.md §2):
 //! - `instance_norm`: the encoder's `nn.InstanceNorm2d` — biased variance, no affine, no stats.
 //! - [`AdaILN`]: rho-mix of instance and layer norm with γ, β from the MLP — *unbiased* variance.
 //! - [`ILN`]: the same mix with learned per-channel γ, β — *unbiased* variance.

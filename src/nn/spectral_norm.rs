@@ -1,8 +1,9 @@
-//! Spectral normalisation exactly as the legacy `torch.nn.utils.spectral_norm` hook (SPEC §2.2):
+//! Spectral normalisation exactly as the legacy `torch.nn.utils.spectral_norm` hook (docs/architecture.md §4):
 //! state `weight_orig` (parameter), `weight_u` (out,) and `weight_v` (in·kh·kw,) (buffers).
 //! In training mode each forward runs one power iteration, updating u and v in place; in eval
 //! mode the stored u and v are used as they are.
 
+use super::layers::ConvConfig;
 use super::store::{Init, Path};
 use crate::Result;
 use tch::{Kind, Tensor};
@@ -61,6 +62,68 @@ impl SpectralNorm {
             (self.weight_u.shallow_clone(), self.weight_v.shallow_clone())
         };
         Ok(u.f_dot(&w_mat.f_mv(&v)?)?)
+    }
+}
+
+/// `spectral_norm(nn.Conv2d(c_in, c_out, 4, stride, padding=0, bias))`, the discriminator's convolution. The official state
+/// dict lists `bias` before `weight_orig`, `weight_u`, `weight_v`.
+pub struct SnConv2d {
+    bias: Option<Tensor>,
+    sn: SpectralNorm,
+    stride: i64,
+}
+
+impl SnConv2d {
+    pub fn new(p: &Path, c_in: i64, c_out: i64, config: ConvConfig) -> Result<Self> {
+        let fan_in = c_in * 16;
+        let stride = config.stride;
+        let bias = match config.bias {
+            true => Some(p.param("bias", &[c_out], Init::pytorch_bias(fan_in))?),
+            false => None,
+        };
+        let sn = SpectralNorm::new(p, &[c_out, c_in, 4, 4], Init::pytorch_weight(fan_in))?;
+        Ok(Self { bias, sn, stride })
+    }
+
+    /// `conv(x, weight_orig / sigma) + bias`. Convolution is linear in the weight, so when the
+    /// weight has more elements than the output, `conv(x, weight_orig) / sigma + bias` computes
+    /// the same thing (to float rounding) at a fraction of the cost, forward and backward.
+    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        let size = x.size();
+        let out_h = (size[2] - 4) / self.stride + 1;
+        let out_w = (size[3] - 4) / self.stride + 1;
+        let weight_numel = self.sn.weight_orig.numel() as i64;
+        let out_numel = size[0] * self.sn.weight_orig.size()[0] * out_h * out_w;
+        if weight_numel > out_numel {
+            let sigma = self.sn.sigma(training)?;
+            let out =
+                x.f_conv2d::<Tensor>(&self.sn.weight_orig, None, [self.stride; 2], [0, 0], [1, 1], 1)?.f_div(&sigma)?;
+            match &self.bias {
+                Some(bias) => Ok(out.f_add(&bias.f_view_([1, -1, 1, 1])?)?),
+                None => Ok(out),
+            }
+        } else {
+            let weight = self.sn.weight(training)?;
+            Ok(x.f_conv2d(&weight, self.bias.as_ref(), [self.stride; 2], [0, 0], [1, 1], 1)?)
+        }
+    }
+}
+
+/// `spectral_norm(nn.Linear(c_in, c_out, bias=False))` (the discriminator's CAM scorers).
+pub struct SnLinear {
+    pub sn: SpectralNorm,
+}
+
+impl SnLinear {
+    pub fn new(p: &Path, c_in: i64, c_out: i64) -> Result<Self> {
+        Ok(Self { sn: SpectralNorm::new(p, &[c_out, c_in], Init::pytorch_weight(c_in))? })
+    }
+
+    /// `x @ (weight_orig / sigma)ᵀ`, computed as `(x @ weight_origᵀ) / sigma`: the output
+    /// (B, 1) is far smaller than the weight.
+    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+        let sigma = self.sn.sigma(training)?;
+        Ok(x.f_linear::<Tensor>(&self.sn.weight_orig, None)?.f_div(&sigma)?)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The three criteria of U-GAT-IT, all with `reduction='mean'` (SPEC §3.4): LSGAN's MSE against a
+//! The three criteria of U-GAT-IT, all with `reduction='mean'` (docs/architecture.md §5): LSGAN's MSE against a
 //! constant target, L1 for cycle and identity, BCE-with-logits for the generator's CAM.
 
 use crate::Result;

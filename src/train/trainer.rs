@@ -1,4 +1,4 @@
-//! One U-GAT-IT training iteration in the official order (SPEC §3.4), with the speed-ups that
+//! One U-GAT-IT training iteration in the official order (docs/architecture.md §5), with the speed-ups that
 //! leave the update unchanged:
 //! - the two translations `G_A2B(real_A)`, `G_B2A(real_B)` are computed once and serve both the
 //!   D step (detached) and the G step — G's weights do not change in between;

@@ -1,1 +1,1 @@
-"""A pure-PyTorch oracle of U-GAT-IT, written from ../shared/SPEC.md, used by the parity tests."""
+"""A pure-PyTorch oracle of U-GAT-IT, written from the official code's structure (docs/architecture.md), used by the parity tests."""

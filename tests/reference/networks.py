@@ -1,4 +1,4 @@
-"""Pure-PyTorch U-GAT-IT networks, written from SPEC.md §1-2 with the official module structure and
+"""Pure-PyTorch U-GAT-IT networks, written from docs/architecture.md §1-4 with the official module structure and
 names (so that ``state_dict()`` keys are the official ones). This is the oracle the Rust networks
 are compared against; it deliberately follows the official code's operations one for one.
 """
