@@ -126,9 +126,11 @@ def test_stub_signatures_match_the_runtime():
             for name, fn in methods.items():
                 assert hasattr(cls, name), f"{node.name}.{name} is in the stub but not in the extension"
                 target = getattr(cls, name)
-                if name == "__init__" or isinstance(target, property) or "property" in [
-                    getattr(d, "id", None) for d in fn.decorator_list
-                ]:
+                if (
+                    name == "__init__"
+                    or isinstance(target, property)
+                    or "property" in [getattr(d, "id", None) for d in fn.decorator_list]
+                ):
                     continue
                 try:
                     sig = inspect.signature(target)
@@ -137,9 +139,7 @@ def test_stub_signatures_match_the_runtime():
                 assert _stub_params(fn) == [p for p in sig.parameters if p != "self"], f"{node.name}.{name}"
             public = {n for n in vars(cls) if not n.startswith("_")}
             fields = {n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
-            inherited = {
-                n for base in node.bases for n in (methods_of(tree, getattr(base, "id", "")) or set())
-            }
+            inherited = {n for base in node.bases for n in (methods_of(tree, getattr(base, "id", "")) or set())}
             assert public <= set(methods) | fields | inherited, f"{node.name}: {public - set(methods) - fields}"
 
 
