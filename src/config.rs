@@ -183,6 +183,11 @@ pub struct TrainConfig {
     /// Opt-in speed-up that changes the numbers: each discriminator sees the real and the fake
     /// batch in one call during the D step (one spectral-norm power iteration instead of two).
     pub fused_discriminator: bool,
+    /// Every this many steps, measure KID (both directions) on held-out test images; 0 = never.
+    /// Needs the metrics extra (`docs/metrics.md`).
+    pub eval_freq: i64,
+    /// How many test images of each domain the in-training KID uses (at most).
+    pub eval_images: i64,
 }
 
 impl Default for TrainConfig {
@@ -210,6 +215,8 @@ impl Default for TrainConfig {
             seed: 0,
             num_workers: 2,
             fused_discriminator: false,
+            eval_freq: 0,
+            eval_images: 100,
         }
     }
 }
@@ -256,6 +263,8 @@ impl TrainConfig {
             positive(field, value)?;
         }
         bounded("batch_size", self.batch_size, 1, 65_536)?;
+        bounded("eval_freq", self.eval_freq, 0, i64::MAX)?;
+        bounded("eval_images", self.eval_images, 2, 1_000_000)?;
         bounded("ch", self.ch, 1, 4096)?;
         bounded("n_res", self.n_res, 0, 256)?;
         bounded("img_size", self.img_size, 8, 8192)?;

@@ -2,8 +2,10 @@
 
 pub mod decode;
 pub mod demo;
+pub mod inception;
 pub mod loader;
 pub mod prepare;
+pub mod resample;
 pub mod rng;
 pub mod scan;
 pub mod transforms;

@@ -95,6 +95,47 @@ pub fn py_load_image(py: Python<'_>, path: PathBuf, img_size: u32) -> PyResult<P
     Ok(PyTensor(t))
 }
 
+/// Every image file under `folder`, recursively, sorted (regular files only; link loops are
+/// followed once).
+#[pyfunction]
+pub fn list_images(py: Python<'_>, folder: PathBuf) -> PyResult<Vec<PathBuf>> {
+    Ok(unlocked(py, || crate::data::scan::scan_images_excluding(&folder, &[]))?)
+}
+
+/// Decodes image files and resizes them for the Inception network as `protocol` ("paper" or
+/// "clean") prescribes: a float32 (N, 3, size, size) tensor of 0..255 values.
+#[pyfunction]
+#[pyo3(signature = (paths, size=299, protocol="paper"))]
+pub fn inception_inputs_from_files(
+    py: Python<'_>,
+    paths: Vec<PathBuf>,
+    size: u32,
+    protocol: &str,
+) -> PyResult<PyTensor> {
+    let protocol: crate::data::inception::Protocol = protocol.parse()?;
+    let t = unlocked(py, || crate::data::inception::load_inception_inputs(&paths, size, protocol))?;
+    Ok(PyTensor(t))
+}
+
+/// Like `inception_inputs_from_files`, for images already in memory: HWC uint8 RGB tensors.
+#[pyfunction]
+#[pyo3(signature = (images, size=299, protocol="paper"))]
+pub fn inception_inputs_from_arrays(
+    py: Python<'_>,
+    images: Vec<PyTensor>,
+    size: u32,
+    protocol: &str,
+) -> PyResult<PyTensor> {
+    let protocol: crate::data::inception::Protocol = protocol.parse()?;
+    let images = images
+        .iter()
+        .enumerate()
+        .map(|(i, t)| to_rgb_image(&t.0, &format!("image {i}")))
+        .collect::<PyResult<Vec<_>>>()?;
+    let t = unlocked(py, || crate::data::inception::inception_inputs(&images, size, protocol))?;
+    Ok(PyTensor(t))
+}
+
 fn style_of(name: &str) -> PyResult<crate::data::demo::Style> {
     match name {
         "A" | "photo" => Ok(crate::data::demo::Style::Photo),

@@ -31,5 +31,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(data::write_demo_dataset, m)?)?;
     m.add_function(wrap_pyfunction!(data::demo_scores, m)?)?;
     m.add_function(wrap_pyfunction!(data::prepare_dataset, m)?)?;
+    m.add_function(wrap_pyfunction!(data::list_images, m)?)?;
+    m.add_function(wrap_pyfunction!(data::inception_inputs_from_files, m)?)?;
+    m.add_function(wrap_pyfunction!(data::inception_inputs_from_arrays, m)?)?;
     Ok(())
 }

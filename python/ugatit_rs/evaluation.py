@@ -1,0 +1,124 @@
+"""Measuring a translation model the way the paper does (``docs/metrics.md``).
+
+- :func:`evaluate_checkpoint`: translate ``testA`` with A→B and ``testB`` with B→A, compare each
+  with the target domain's real test images: KID (×100 ± std×100, the paper's table) and FID.
+- :func:`compare_folders`: the same numbers between any two folders of images.
+- :class:`TrainingEvaluator`: KID of both directions during training on a fixed subset of the test
+  images (the real features are computed once).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+
+from . import metrics
+from .data import domain_folder, load_image
+
+
+def _scores(real: np.ndarray, fake: np.ndarray, protocol: str) -> dict:
+    k = metrics.kid(real, fake, protocol=protocol)
+    return {
+        "kid_x100": 100 * k.mean,
+        "kid_std_x100": 100 * k.std,
+        "fid": metrics.fid(real, fake),
+        "n_real": len(real),
+        "n_fake": len(fake),
+    }
+
+
+def compare_folders(real: str, fake: str, protocol: str = "paper", inception: str | None = None,
+                    device=None, progress: bool = True) -> dict:
+    """KID and FID between the images of two folders (searched recursively)."""
+    feats = metrics.InceptionFeatures(weights=inception, protocol=protocol, device=device, progress=progress)
+    return {"protocol": protocol, **_scores(feats(real), feats(fake), protocol)}
+
+
+def evaluate_checkpoint(dataset: str, checkpoint: str, protocol: str = "paper", inception: str | None = None,
+                        device="cpu", batch_size: int = 8, progress: bool = True) -> dict:
+    """The paper's table for one checkpoint: ``{"A2B": {...}, "B2A": {...}}`` with KID×100, its
+    std×100 and FID per direction. Translations stay in memory (as 8-bit images, like saved files)."""
+    from .translate import Translator
+
+    feats = metrics.InceptionFeatures(weights=inception, protocol=protocol, device=device, progress=progress)
+    result = {"protocol": protocol, "checkpoint": os.fspath(checkpoint), "dataset": os.fspath(dataset)}
+    for direction, source, target in (("A2B", "testA", "testB"), ("B2A", "testB", "testA")):
+        translator = Translator.from_checkpoint(checkpoint, direction=direction, device=device, batch_size=batch_size)
+        sources = [os.fspath(p) for p in metrics._native.list_images(domain_folder(dataset, source))]
+        fakes = []
+        for i in range(0, len(sources), batch_size):
+            fakes += [np.asarray(img) for img in translator(sources[i : i + batch_size])]
+        real = feats(domain_folder(dataset, target))
+        result[direction] = _scores(real, feats(fakes), protocol)
+    return result
+
+
+def format_table(result: dict) -> str:
+    """The paper's layout: KID×100 ± std×100 and FID per direction."""
+    lines = [f"{'direction':<10}{'KID x100':>20}{'FID':>12}{'real':>7}{'fake':>7}   ({result['protocol']} protocol)"]
+    for direction in ("A2B", "B2A"):
+        if direction in result:
+            r = result[direction]
+            kid = f"{r['kid_x100']:.2f} ± {r['kid_std_x100']:.2f}"
+            lines.append(f"{direction:<10}{kid:>20}{r['fid']:>12.2f}{r['n_real']:>7}{r['n_fake']:>7}")
+    if "kid_x100" in result:
+        kid = f"{result['kid_x100']:.2f} ± {result['kid_std_x100']:.2f}"
+        lines.append(f"{'real/fake':<10}{kid:>20}{result['fid']:>12.2f}{result['n_real']:>7}{result['n_fake']:>7}")
+    return "\n".join(lines)
+
+
+def write_json(result: dict, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    return path
+
+
+class TrainingEvaluator:
+    """KID of both directions on up to ``images`` test images per domain, for ``fit()``.
+
+    The test images are loaded once (the trainer's test transform) and their real features
+    computed once; each evaluation translates them with the generators in eval mode, without
+    autograd, and compares with the other domain's real features (paper protocol).
+    """
+
+    def __init__(self, trainer, images: int, protocol: str = "paper"):
+        self.trainer = trainer
+        self.protocol = protocol
+        self.features = metrics.InceptionFeatures(protocol=protocol, device=trainer.device)
+        size = trainer.config.img_size
+        self.inputs, self.real = {}, {}
+        for domain in "AB":
+            paths = metrics._native.list_images(domain_folder(trainer.config.dataset, f"test{domain}"))[:images]
+            if len(paths) < 2:
+                raise ValueError(f"in-training KID needs at least 2 test{domain} images, found {len(paths)}")
+            self.inputs[domain] = torch.cat([load_image(p, size) for p in paths])
+            self.real[domain] = self.features(list(self._as_uint8(self.inputs[domain])))
+
+    @staticmethod
+    def _as_uint8(x: torch.Tensor) -> torch.Tensor:
+        return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu()
+
+    @torch.no_grad()
+    def _translate(self, generator, x: torch.Tensor) -> torch.Tensor:
+        was_training = generator.training
+        generator.eval()
+        try:
+            return torch.cat([generator(x[i : i + 8].to(self.trainer.device))[0] for i in range(0, len(x), 8)])
+        finally:
+            generator.train(was_training)
+
+    def __call__(self) -> dict:
+        """``{"kid_A2B": ..., "kid_B2A": ..., "kid_mean": ...}`` (×100, the paper's scale)."""
+        out = {}
+        for direction, generator, source, target in (
+            ("A2B", self.trainer.gen_a2b, "A", "B"),
+            ("B2A", self.trainer.gen_b2a, "B", "A"),
+        ):
+            fake = self.features(list(self._as_uint8(self._translate(generator, self.inputs[source]))))
+            out[f"kid_{direction}"] = 100 * metrics.kid(self.real[target], fake, protocol=self.protocol).mean
+        out["kid_mean"] = (out["kid_A2B"] + out["kid_B2A"]) / 2
+        return out
