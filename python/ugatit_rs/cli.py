@@ -7,6 +7,7 @@ Sub-commands (``ugatit-rs <command> --help`` for each):
     convert    official .pt <-> ugatit-rs .safetensors
     prepare    build trainA/trainB/testA/testB from raw image folders
     demo       train on built-in photo/cartoon faces; translations, heatmaps, quality numbers
+    eval       KID and FID of a checkpoint on testA/testB (the paper's table), or of two folders
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"  {direction:<10}{b['iou']:>10.3f} -> {a['iou']:<7.3f}{b['style_accuracy']:>12.2f} -> {a['style_accuracy']:<7.2f}"
             f"{b['style_score']:>12.2f} -> {a['style_score']:<7.2f}"
         )
+    if "kid_x100" in summary["quality_after"]["A2B"]:
+        print(f"\n  {'direction':<10}{'KID x100 (lower is better)':>32}")
+        for direction in ("A2B", "B2A"):
+            b, a = summary["quality_before"][direction], summary["quality_after"][direction]
+            print(f"  {direction:<10}{b['kid_x100']:>20.2f} -> {a['kid_x100']:<8.2f}")
     print(f"\n(style score: 0 = photo, 1 = cartoon; A2B should go to 1, B2A to 0)  took {summary['seconds']:.0f}s")
     print(f"output folder: {os.path.abspath(args.output)}")
     return 0
@@ -215,6 +221,32 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from . import evaluation
+
+    if args.real or args.fake:
+        if not (args.real and args.fake) or args.dataset or args.checkpoint:
+            raise ValueError("give either --real DIR --fake DIR, or --dataset DIR --checkpoint CKPT")
+        result = evaluation.compare_folders(
+            args.real, args.fake, args.protocol, args.inception, args.device, progress=not args.no_progress
+        )
+    elif args.dataset and args.checkpoint:
+        result = evaluation.evaluate_checkpoint(
+            args.dataset,
+            args.checkpoint,
+            args.protocol,
+            args.inception,
+            args.device,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+    else:
+        raise ValueError("give --dataset DIR --checkpoint CKPT (translate testA/testB), or --real DIR --fake DIR")
+    print(evaluation.format_table(result))
+    print(f"wrote {evaluation.write_json(result, args.output)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ugatit-rs", description="U-GAT-IT in Rust on libtorch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -262,6 +294,19 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("src")
     conv.add_argument("dst")
     conv.set_defaults(func=cmd_convert)
+
+    ev = sub.add_parser("eval", help="KID and FID of a checkpoint (testA/testB) or between two folders")
+    ev.add_argument("--dataset", help="dataset folder with testA/ and testB/")
+    ev.add_argument("--checkpoint", help="a .safetensors (ours) or official .pt checkpoint")
+    ev.add_argument("--real", help="folder of real images (with --fake)")
+    ev.add_argument("--fake", help="folder of generated images (with --real)")
+    ev.add_argument("--protocol", choices=("paper", "clean"), default="paper", help="default: paper")
+    ev.add_argument("--inception", default=None, help="Inception TorchScript file (default: the metrics extra's)")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--batch_size", type=bounded_int(1, 4096), default=8, help="translation batch size")
+    ev.add_argument("--output", default="eval.json", help="where to write the numbers (default: eval.json)")
+    ev.add_argument("--no_progress", action="store_true")
+    ev.set_defaults(func=cmd_eval)
 
     demo = sub.add_parser("demo", help="train on built-in photo/cartoon faces and measure the translation")
     demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")

@@ -145,9 +145,19 @@ def run(
             "B2A": quality(trainer.gen_b2a, tests["B"], "A", scale),
         }
 
-    before = measure()
+    kid = _kid_evaluator(trainer, n_test)
+
+    def measure_all():
+        measured = measure()
+        if kid is not None:
+            for direction, value in kid().items():
+                if direction in ("kid_A2B", "kid_B2A"):
+                    measured[direction[4:]]["kid_x100"] = value
+        return measured
+
+    before = measure_all()
     log = trainer.fit(progress=progress)
-    after = measure()
+    after = measure_all()
     files = {"log": log, "checkpoint": trainer.checkpoint_path()}
     for direction, gen, images in (("A2B", trainer.gen_a2b, tests["A"]), ("B2A", trainer.gen_b2a, tests["B"])):
         path = os.path.join(output, f"translations_{direction}.png")
@@ -169,6 +179,17 @@ def run(
     with open(os.path.join(output, "quality.json"), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+def _kid_evaluator(trainer, n_test: int):
+    """KID of both directions on the held-out faces, when the metrics extra is installed."""
+    from .evaluation import TrainingEvaluator
+
+    try:
+        return TrainingEvaluator(trainer, n_test)
+    except FileNotFoundError as exc:
+        print(f"no KID in this demo: {exc}", file=sys.stderr)
+        return None
 
 
 @torch.no_grad()

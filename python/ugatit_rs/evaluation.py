@@ -30,15 +30,23 @@ def _scores(real: np.ndarray, fake: np.ndarray, protocol: str) -> dict:
     }
 
 
-def compare_folders(real: str, fake: str, protocol: str = "paper", inception: str | None = None,
-                    device=None, progress: bool = True) -> dict:
+def compare_folders(
+    real: str, fake: str, protocol: str = "paper", inception: str | None = None, device=None, progress: bool = True
+) -> dict:
     """KID and FID between the images of two folders (searched recursively)."""
     feats = metrics.InceptionFeatures(weights=inception, protocol=protocol, device=device, progress=progress)
     return {"protocol": protocol, **_scores(feats(real), feats(fake), protocol)}
 
 
-def evaluate_checkpoint(dataset: str, checkpoint: str, protocol: str = "paper", inception: str | None = None,
-                        device="cpu", batch_size: int = 8, progress: bool = True) -> dict:
+def evaluate_checkpoint(
+    dataset: str,
+    checkpoint: str,
+    protocol: str = "paper",
+    inception: str | None = None,
+    device="cpu",
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict:
     """The paper's table for one checkpoint: ``{"A2B": {...}, "B2A": {...}}`` with KID×100, its
     std×100 and FID per direction. Translations stay in memory (as 8-bit images, like saved files)."""
     from .translate import Translator

@@ -110,7 +110,9 @@ class InceptionFeatures:
 
     def __repr__(self) -> str:
         kind = "nvidia" if self._nvidia else "fid-helper"
-        return f"InceptionFeatures(protocol={self.protocol!r}, weights={self.weights!r} ({kind}), device='{self.device}')"
+        return (
+            f"InceptionFeatures(protocol={self.protocol!r}, weights={self.weights!r} ({kind}), device='{self.device}')"
+        )
 
     # -- the network ---------------------------------------------------------------------------------
     @torch.inference_mode()

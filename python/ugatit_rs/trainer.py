@@ -324,6 +324,7 @@ class Trainer:
             loader.seek(start)  # batch k feeds iteration k + 1, whatever happened before
         last = cfg.iteration if until is None else min(int(until), cfg.iteration)
         run_log = RunLog(self.run_dir, total=last, initial=start, progress=progress, callback=callback)
+        evaluator = self._training_evaluator() if cfg.eval_freq > 0 else None
         interrupted: list = []
 
         # Ctrl-C (SIGINT) stops at the next step boundary, so the log, the checkpoint and the
@@ -351,6 +352,9 @@ class Trainer:
                 if step % cfg.save_freq == 0:
                     run_log.flush()  # never write a checkpoint after a non-finite step
                     self.save_checkpoint()
+                if evaluator is not None and step % cfg.eval_freq == 0:
+                    run_log.flush()
+                    self._evaluate(evaluator, run_log, step)
             run_log.flush()
             if interrupted:
                 raise KeyboardInterrupt
@@ -369,6 +373,36 @@ class Trainer:
             if skipped:
                 print(f"skipped {len(skipped)} unreadable image(s); first: {sorted(skipped)[0]}", file=sys.stderr)
         return run_log.path
+
+    def _training_evaluator(self):
+        """The in-training KID, or None (with one message) when the metrics extra is missing."""
+        from .evaluation import TrainingEvaluator
+
+        try:
+            return TrainingEvaluator(self, self.config.eval_images)
+        except FileNotFoundError as exc:
+            print(f"eval_freq={self.config.eval_freq} ignored: {exc}", file=sys.stderr)
+            return None
+
+    @property
+    def best_checkpoint_path(self) -> str:
+        """Where ``fit`` keeps the checkpoint with the lowest in-training KID (mean of both directions)."""
+        return os.path.join(self.run_dir, "model", f"{self.dataset_name}_best.safetensors")
+
+    def _evaluate(self, evaluator, run_log: RunLog, step: int) -> None:
+        started = time.perf_counter()
+        scores = evaluator()
+        scores["eval_seconds"] = round(time.perf_counter() - started, 3)
+        run_log.record_eval(step, scores)
+        best_file = os.path.join(self.run_dir, "model", "best.json")
+        best = None
+        if os.path.exists(best_file):
+            with open(best_file) as f:
+                best = json.load(f).get("kid_mean")
+        if best is None or scores["kid_mean"] < best:
+            self.save_checkpoint(self.best_checkpoint_path)
+            with open(best_file, "w") as f:
+                json.dump({"step": step, **scores}, f)
 
     def _save_on_the_way_out(self, run_log: RunLog, start: int, exc: BaseException) -> None:
         """Saves the steps completed before ``exc`` ended the run (if any and if finite)."""
@@ -471,6 +505,16 @@ class RunLog:
             self._bar.set_postfix(d_loss=f"{record['d_loss']:.4f}", g_loss=f"{record['g_loss']:.2f}")
         if self._callback is not None:
             self._callback(pending[-1][0], record)
+
+    def record_eval(self, step: int, scores: dict) -> None:
+        """An evaluation's numbers: a ``log.jsonl`` line of their own, TensorBoard, the bar."""
+        with open(self.path, "a") as log:
+            log.write(json.dumps({"step": step, **scores}) + "\n")
+        if self._writer is not None:
+            for key, value in scores.items():
+                self._writer.add_scalar(f"eval/{key}", value, step)
+        if self._bar is not None:
+            self._bar.set_postfix(kid_A2B=f"{scores['kid_A2B']:.2f}", kid_B2A=f"{scores['kid_B2A']:.2f}")
 
     def close(self) -> None:
         if self._bar is not None:

@@ -72,7 +72,9 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients
         // C's (int) cast truncates toward zero, as `as i64` does.
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-        let mut w: Vec<f64> = (xmin..xmax).map(|x| filter.weight((x as f64 - center + 0.5) / filterscale)).collect();
+        // Pillow multiplies by the reciprocal (not a division: the rounding differs).
+        let ss = 1.0 / filterscale;
+        let mut w: Vec<f64> = (xmin..xmax).map(|x| filter.weight((x as f64 - center + 0.5) * ss)).collect();
         let total: f64 = w.iter().sum();
         if total != 0.0 {
             for v in &mut w {
@@ -126,18 +128,38 @@ fn pass_u8(src: &[u8], (w, h): (usize, usize), out_len: usize, horizontal: bool,
     out
 }
 
+/// Pillow's pass order: vertical first when the height shrinks by more than twice as many pixels
+/// as the width (it makes the horizontal pass cheaper), else horizontal first. The order changes
+/// the 8-bit rounding, so it is part of being exact (Pillow before this heuristic always went
+/// horizontal first, which differs by at most 1 in such cases).
+fn vertical_first((w, h): (usize, usize), (ow, oh): (usize, usize)) -> bool {
+    let (dh, dw) = (h as i64 - oh as i64, w as i64 - ow as i64);
+    dh > 0 && dh > dw * 2
+}
+
 /// `img.resize((width, height), filter)` on an 8-bit RGB image, as Pillow computes it.
 pub fn resize_u8(img: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (ow, oh) = (width as usize, height as usize);
     let mut data = img.as_raw().clone();
-    let mut cur_w = w;
-    if ow != w {
-        data = pass_u8(&data, (w, h), ow, true, filter);
-        cur_w = ow;
-    }
-    if oh != h {
-        data = pass_u8(&data, (cur_w, h), oh, false, filter);
+    let (mut cw, mut ch) = (w, h);
+    let mut horizontal = |data: &mut Vec<u8>, cw: &mut usize, ch: usize| {
+        if ow != w {
+            *data = pass_u8(data, (*cw, ch), ow, true, filter);
+            *cw = ow;
+        }
+    };
+    if vertical_first((w, h), (ow, oh)) {
+        if oh != h {
+            data = pass_u8(&data, (cw, ch), oh, false, filter);
+            ch = oh;
+        }
+        horizontal(&mut data, &mut cw, ch);
+    } else {
+        horizontal(&mut data, &mut cw, ch);
+        if oh != h {
+            data = pass_u8(&data, (cw, ch), oh, false, filter);
+        }
     }
     RgbImage::from_raw(width, height, data).expect("resampled buffer has the output size")
 }
@@ -168,16 +190,19 @@ fn pass_f32(src: &[f32], (w, h): (usize, usize), out_len: usize, horizontal: boo
 pub fn resize_f32_planes(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Vec<f32> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let (ow, oh) = (width as usize, height as usize);
+    let vertical_first = vertical_first((w, h), (ow, oh));
     let mut out = Vec::with_capacity(3 * ow * oh);
     for c in 0..3 {
         let mut plane: Vec<f32> = img.as_raw().iter().skip(c).step_by(3).map(|&v| v as f32).collect();
-        let mut cur_w = w;
-        if ow != w {
-            plane = pass_f32(&plane, (w, h), ow, true, filter);
-            cur_w = ow;
-        }
-        if oh != h {
-            plane = pass_f32(&plane, (cur_w, h), oh, false, filter);
+        let (mut cw, mut ch) = (w, h);
+        for vertical in if vertical_first { [true, false] } else { [false, true] } {
+            if vertical && oh != h {
+                plane = pass_f32(&plane, (cw, ch), oh, false, filter);
+                ch = oh;
+            } else if !vertical && ow != w {
+                plane = pass_f32(&plane, (cw, ch), ow, true, filter);
+                cw = ow;
+            }
         }
         out.extend(plane.into_iter().map(|v| v.clamp(0.0, 255.0)));
     }
