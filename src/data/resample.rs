@@ -143,7 +143,7 @@ pub fn resize_u8(img: &RgbImage, width: u32, height: u32, filter: Filter) -> Rgb
     let (ow, oh) = (width as usize, height as usize);
     let mut data = img.as_raw().clone();
     let (mut cw, mut ch) = (w, h);
-    let mut horizontal = |data: &mut Vec<u8>, cw: &mut usize, ch: usize| {
+    let horizontal = |data: &mut Vec<u8>, cw: &mut usize, ch: usize| {
         if ow != w {
             *data = pass_u8(data, (*cw, ch), ow, true, filter);
             *cw = ow;

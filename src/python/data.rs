@@ -99,7 +99,7 @@ pub fn py_load_image(py: Python<'_>, path: PathBuf, img_size: u32) -> PyResult<P
 /// followed once).
 #[pyfunction]
 pub fn list_images(py: Python<'_>, folder: PathBuf) -> PyResult<Vec<PathBuf>> {
-    Ok(unlocked(py, || crate::data::scan::scan_images_excluding(&folder, &[]))?)
+    unlocked(py, || crate::data::scan::scan_images_excluding(&folder, &[]))
 }
 
 /// Decodes image files and resizes them for the Inception network as `protocol` ("paper" or
