@@ -33,6 +33,9 @@ pub enum Error {
     /// A buffer sized by user input cannot be allocated (Python: `MemoryError`).
     #[error("{0}")]
     OutOfMemory(String),
+    /// A user-supplied callback (e.g. a gradient hook) raised (Python: `RuntimeError`).
+    #[error("gradient hook failed: {0}")]
+    Hook(String),
     /// A bug caught at the boundary: a Rust panic turned into an error (Python: `RuntimeError`).
     #[error("internal error (please report): {0}")]
     Internal(String),

@@ -124,15 +124,32 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
+
+    if not distributed.launched_by_torchrun():
+        return _train(args)
+    # One process per GPU (or CPU rank) under torchrun: join the group, take this rank's GPU,
+    # and leave the group cleanly (all ranks together) however the run ends.
+    args.device = distributed.setup(args.device)
+    try:
+        return _train(args, rank=distributed.rank())
+    finally:
+        distributed.teardown()
+
+
+def _train(args: argparse.Namespace, rank: int = 0) -> int:
     cfg = config_from_args(args)
     trainer = Trainer(cfg)
-    print(
-        f"training {trainer.dataset_name}: {cfg.iteration} iterations on {trainer.device}; results in {trainer.run_dir}"
-    )
+    if rank == 0:
+        print(
+            f"training {trainer.dataset_name}: {cfg.iteration} iterations on {trainer.device}; results in {trainer.run_dir}"
+        )
     try:
-        log = trainer.fit(progress=not args.no_progress)
+        log = trainer.fit(progress=not args.no_progress and rank == 0)
     except KeyboardInterrupt:
         return 130
+    if rank != 0:
+        return 0
     trainer.test()
     print(f"done: step {trainer.step_count}; log {log}; checkpoint {trainer.checkpoint_path()}")
     return 0

@@ -300,14 +300,20 @@ class Trainer:
             self._fitting.release()
 
     def _fit(self, progress, callback, log_every, until) -> str:
+        from . import distributed as dp
+
         cfg = self.config
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
+        # Data-parallel: every rank reads the same global batch and trains on its slice; rank 0
+        # alone writes logs, samples and checkpoints.
+        world, lead = dp.world_size(), dp.rank() == 0
+        grad_hook = dp.GradientAverager() if world > 1 else None
         loaders = {
             d: DomainLoader(
                 domain_folder(cfg.dataset, f"train{d}"),
                 cfg.img_size,
-                cfg.batch_size,
+                cfg.batch_size * world,
                 seed=cfg.seed,
                 domain=i,
                 train=True,
@@ -322,9 +328,15 @@ class Trainer:
         start = self.step_count
         for loader in loaders.values():
             loader.seek(start)  # batch k feeds iteration k + 1, whatever happened before
+        if world > 1:
+            dp.check_same_dataset({f"train{d}": loader.num_images for d, loader in loaders.items()}, self.device)
+            dp.broadcast_state(self)
         last = cfg.iteration if until is None else min(int(until), cfg.iteration)
-        run_log = RunLog(self.run_dir, total=last, initial=start, progress=progress, callback=callback)
-        evaluator = self._training_evaluator() if cfg.eval_freq > 0 else None
+        run_log = RunLog(
+            self.run_dir, total=last, initial=start, progress=progress and lead, callback=callback, write=lead
+        )
+        evaluator = self._training_evaluator() if cfg.eval_freq > 0 and lead else None
+        save = self.save_checkpoint if lead else (lambda *args: None)
         interrupted: list = []
 
         # Ctrl-C (SIGINT) stops at the next step boundary, so the log, the checkpoint and the
@@ -339,19 +351,23 @@ class Trainer:
             previous_handler = signal.signal(signal.SIGINT, on_sigint)
         try:
             for step in range(start + 1, last + 1):
-                if interrupted:
+                # All ranks stop at the same step boundary, whichever received the Ctrl-C.
+                if dp.any_rank(bool(interrupted), self.device) if world > 1 else interrupted:
                     raise KeyboardInterrupt
-                real_a = loaders["A"].next_batch().to(self.device, non_blocking=True)
-                real_b = loaders["B"].next_batch().to(self.device, non_blocking=True)
-                losses, lr = self._native.step_lazy(real_a, real_b)
+                real_a, real_b = (loaders[d].next_batch() for d in "AB")
+                if world > 1:
+                    real_a, real_b = dp.local_slice(real_a), dp.local_slice(real_b)
+                real_a = real_a.to(self.device, non_blocking=True)
+                real_b = real_b.to(self.device, non_blocking=True)
+                losses, lr = self._native.step_lazy(real_a, real_b, grad_hook)
                 run_log.record(step, losses, lr)
                 if run_log.pending >= log_every or step == last:
                     run_log.flush()
-                if step % cfg.print_freq == 0:
+                if step % cfg.print_freq == 0 and lead:
                     self.save_samples(step)
                 if step % cfg.save_freq == 0:
                     run_log.flush()  # never write a checkpoint after a non-finite step
-                    self.save_checkpoint()
+                    save()
                 if evaluator is not None and step % cfg.eval_freq == 0:
                     run_log.flush()
                     self._evaluate(evaluator, run_log, step)
@@ -359,11 +375,12 @@ class Trainer:
             if interrupted:
                 raise KeyboardInterrupt
             if self.step_count % cfg.save_freq != 0:
-                self.save_checkpoint()
+                save()
         except NonFiniteLossError:
             raise  # the state diverged: keep the last good checkpoint as the latest
         except BaseException as exc:
-            self._save_on_the_way_out(run_log, start, exc)
+            if lead:
+                self._save_on_the_way_out(run_log, start, exc)
             raise
         finally:
             if previous_handler is not None:
@@ -461,10 +478,12 @@ class RunLog:
     ``log_every`` steps; a NaN or Inf raises :class:`NonFiniteLossError` at that read.
     """
 
-    def __init__(self, run_dir: str, total: int, initial: int, progress: bool, callback=None):
-        os.makedirs(run_dir, exist_ok=True)
+    def __init__(self, run_dir: str, total: int, initial: int, progress: bool, callback=None, write: bool = True):
         self.path = os.path.join(run_dir, "log.jsonl")
-        self._writer = _tensorboard_writer(run_dir)
+        self._write = write  # False on data-parallel ranks other than 0: they only check losses
+        if write:
+            os.makedirs(run_dir, exist_ok=True)
+        self._writer = _tensorboard_writer(run_dir) if write else None
         self._bar = _progress(total, initial, progress)
         self._callback = callback
         self._pending: list = []
@@ -484,9 +503,16 @@ class RunLog:
             return
         pending, self._pending = self._pending, []
         names = [n for n, _ in pending[0][1]]
-        values = torch.stack([torch.stack([t for _, t in losses]) for _, losses, _ in pending]).double().cpu().tolist()
+        stacked = torch.stack([torch.stack([t for _, t in losses]) for _, losses, _ in pending]).double()
+        from .distributed import any_rank
+
+        # Every rank reaches the same verdict, so a NaN on one stops all at the same step.
+        locally_finite = bool(torch.isfinite(stacked).all())
+        if any_rank(not locally_finite, stacked.device) and locally_finite:
+            raise NonFiniteLossError(pending[-1][0], {"loss on another rank": float("nan")})
+        values = stacked.cpu().tolist()
         record = None
-        with open(self.path, "a") as log:
+        with open(self.path if self._write else os.devnull, "a") as log:
             for (step, _, lr), row in zip(pending, values):
                 record = {
                     "step": step,

@@ -25,7 +25,7 @@ impl From<Error> for PyErr {
             Error::Io { .. } => PyOSError::new_err(message),
             Error::NonFinite(_) => PyFloatingPointError::new_err(message),
             Error::OutOfMemory(_) => PyMemoryError::new_err(message),
-            Error::Internal(_) => PyRuntimeError::new_err(message),
+            Error::Internal(_) | Error::Hook(_) => PyRuntimeError::new_err(message),
             Error::Torch(_) if is_out_of_memory(&message) => PyMemoryError::new_err(message),
             Error::Torch(_) => PyRuntimeError::new_err(message),
         }

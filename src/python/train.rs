@@ -93,6 +93,44 @@ fn losses_to_floats(losses: &StepLosses) -> Result<Vec<(String, f64)>> {
     Ok(out)
 }
 
+/// A gradient hook calling a Python function with the list of gradients (no copies). It takes
+/// the GIL only for the call; the trainer lock it runs under is never awaited with the GIL held.
+/// An exception it raises is kept in `raised`, to be re-raised as itself (a KeyboardInterrupt or
+/// a torch.distributed error stays what it was).
+fn python_hook<'a>(
+    hook: Option<&'a PyObject>,
+    raised: &'a mut Option<PyErr>,
+) -> impl FnMut(&[Tensor]) -> Result<()> + 'a {
+    move |grads: &[Tensor]| {
+        let Some(hook) = hook else { return Ok(()) };
+        Python::with_gil(|py| {
+            let list: Vec<PyTensor> = grads.iter().map(|g| PyTensor(g.shallow_clone())).collect();
+            hook.call1(py, (list,)).map(|_| ()).map_err(|e| {
+                let message = e.to_string();
+                *raised = Some(e);
+                crate::Error::Hook(message)
+            })
+        })
+    }
+}
+
+/// Runs one step with an optional Python gradient hook, re-raising the hook's own exception.
+fn step_with_hook(
+    py: Python<'_>,
+    trainer: &Mutex<Trainer>,
+    a: Tensor,
+    b: Tensor,
+    hook: Option<PyObject>,
+) -> PyResult<StepLosses> {
+    let mut raised = None;
+    let (hook, slot) = (hook.as_ref(), &mut raised);
+    let result = unlocked(py, move || lock(trainer).step_reduced(&a, &b, &mut python_hook(hook, slot)));
+    match (result, raised) {
+        (Err(_), Some(original)) => Err(original),
+        (result, _) => result,
+    }
+}
+
 /// Reads the tensors of a checkpoint whose names start with `prefix` (all by default), on the
 /// CPU, one at a time: `[("genA2B.DownBlock.1.weight", tensor), ...]`.
 #[pyfunction]
@@ -163,24 +201,30 @@ impl PyTrainer {
     }
 
     /// One iteration; returns `[(loss_name, value), ...]` (one host sync for all of them).
-    fn step(&self, py: Python<'_>, real_a: PyTensor, real_b: PyTensor) -> PyResult<Vec<(String, f64)>> {
-        let (a, b) = (real_a.0, real_b.0);
-        let values = unlocked(py, move || -> Result<_> {
-            let losses = lock(&self.inner).step(&a, &b)?;
-            losses_to_floats(&losses)
-        })?;
-        Ok(values)
+    /// `grad_hook(grads)`, if given, may rewrite each optimizer's gradients in place before its
+    /// update (data-parallel averaging).
+    #[pyo3(signature = (real_a, real_b, grad_hook=None))]
+    fn step(
+        &self,
+        py: Python<'_>,
+        real_a: PyTensor,
+        real_b: PyTensor,
+        grad_hook: Option<PyObject>,
+    ) -> PyResult<Vec<(String, f64)>> {
+        let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
+        Ok(unlocked(py, move || losses_to_floats(&losses))?)
     }
 
     /// One iteration; returns the losses as 0-d tensors on the device (no host sync), plus lr.
+    #[pyo3(signature = (real_a, real_b, grad_hook=None))]
     fn step_lazy(
         &self,
         py: Python<'_>,
         real_a: PyTensor,
         real_b: PyTensor,
+        grad_hook: Option<PyObject>,
     ) -> PyResult<(Vec<(String, PyTensor)>, f64)> {
-        let (a, b) = (real_a.0, real_b.0);
-        let losses = unlocked(py, move || lock(&self.inner).step(&a, &b))?;
+        let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
         let values = losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect();
         Ok((values, losses.lr))
     }

@@ -16,6 +16,9 @@ use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Tensor};
 
+/// Rewrites one optimizer's gradients in place before its update (see [`Trainer::step_reduced`]).
+pub type GradientHook<'a> = &'a mut dyn FnMut(&[Tensor]) -> Result<()>;
+
 /// A network shared between the trainer and the Python objects that expose it.
 pub type Shared<T> = Arc<Mutex<T>>;
 
@@ -188,11 +191,19 @@ impl Trainer {
     /// an allocation failure in the G half) leaves that update applied, which is reported.
     /// Autograd is enabled for the duration, whatever the caller's grad mode.
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
+        self.step_reduced(real_a, real_b, &mut |_| Ok(()))
+    }
+
+    /// [`Trainer::step`] with a hook that may rewrite each optimizer's gradients in place between
+    /// the backward pass and the update: data-parallel training averages them across processes
+    /// there (`python/ugatit_rs/distributed.py`). It is called once with the discriminators'
+    /// gradients and once with the generators', in parameter order.
+    pub fn step_reduced(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
         let buffers = self.snapshot_buffers()?;
         let d_updates = self.d_optim.step_count();
-        let result = tch::with_grad(|| self.step_inner(real_a, real_b));
+        let result = tch::with_grad(|| self.step_inner(real_a, real_b, reduce));
         if result.is_err() {
             if self.d_optim.step_count() != d_updates {
                 // The D update happened: its buffers moved on with it, so keep them too.
@@ -208,7 +219,7 @@ impl Trainer {
         result
     }
 
-    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
+    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         let cfg = self.config.clone();
         let step = self.step + 1;
         let lr = lr_at(cfg.lr, step, cfg.iteration, cfg.decay_flag);
@@ -255,6 +266,7 @@ impl Trainer {
             ));
         }
         let d_grads = Tensor::f_run_backward(&[&d_loss], self.d_optim.params(), false, false)?;
+        reduce(&d_grads)?;
         self.d_optim.step(&d_grads)?;
         drop(d_grads);
 
@@ -283,6 +295,7 @@ impl Trainer {
         )?;
         let g_loss = g_loss_a.f_add(&g_loss_b)?;
         let g_grads = Tensor::f_run_backward(&[&g_loss], self.g_optim.params(), false, false)?;
+        reduce(&g_grads)?;
         self.g_optim.step(&g_grads)?;
 
         // RhoClipper(0, 1) on both generators.
