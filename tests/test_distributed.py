@@ -88,3 +88,58 @@ def test_a_killed_rank_stops_the_other_with_an_error(dataset, tmp_path):
     torch.manual_seed(0)
     tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))
     assert tr.load_checkpoint(os.path.join(model, latest)) > 0
+
+
+def _two_nodes(datasets, results, port, iteration=2):
+    """Two torchrun invocations (one process each) meeting through a c10d rendezvous on
+    127.0.0.1, as two machines would."""
+    procs = []
+    for node, data in enumerate(datasets):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               f"--node_rank={node}", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
+               "--rdzv_id=ugatit-test", "-m", "ugatit_rs", "train", "--dataset", data, "--result_dir", str(results),
+               "--batch_size", "1", "--iteration", str(iteration), "--save_freq", str(iteration), *TRAIN_FLAGS]  # fmt: skip
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return [(p.wait(timeout=600), p.communicate()[1]) for p in procs]
+
+
+def test_two_nodes_on_localhost_train_together(dataset, tmp_path):
+    outcomes = _two_nodes([dataset, dataset], tmp_path, port=29515)
+    for code, err in outcomes:
+        assert code == 0, err[-3000:]
+    assert os.path.exists(os.path.join(tmp_path, "toy", "model", "toy_params_0000002.safetensors"))
+
+
+def test_ranks_with_different_datasets_are_refused(dataset, tmp_path):
+    other = make_dataset(tmp_path / "other" / "toy", n_train=5, n_test=2, size=100)
+    outcomes = _two_nodes([dataset, other], tmp_path / "r", port=29516)
+    assert all(code != 0 for code, _ in outcomes)
+    assert any("different datasets" in err and "trainA: 6" in err for _, err in outcomes), outcomes[0][1][-2000:]
+
+
+def test_a_diverging_run_stops_every_rank_with_the_error(dataset, tmp_path):
+    out = train(dataset, tmp_path, 2, 1, 20, extra=["--lr", "1e12"], port=29517)
+    assert out.returncode != 0
+    assert out.stderr.count("non-finite loss at step") >= 2, out.stderr[-3000:]
+    model = os.path.join(tmp_path, "toy", "model")
+    assert not os.path.isdir(model) or not os.listdir(model)
+
+
+def test_ctrl_c_stops_all_ranks_at_one_step_with_a_checkpoint(dataset, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           "--master_port=29518", "-m", "ugatit_rs", "train", "--dataset", dataset, "--result_dir", str(tmp_path),
+           "--batch_size", "1", "--iteration", "100000", "--save_freq", "100000", *TRAIN_FLAGS]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = os.path.join(tmp_path, "toy", "log.jsonl")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (os.path.exists(log) and os.path.getsize(log) > 0):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=300)
+    model = os.path.join(tmp_path, "toy", "model")
+    saved = sorted(os.listdir(model))
+    assert len(saved) == 1, saved
+    step = int(saved[0].split("_")[-1].split(".")[0])
+    with open(log) as f:
+        steps = [int(line.split('"step": ')[1].split(",")[0]) for line in f]
+    assert steps[-1] == step

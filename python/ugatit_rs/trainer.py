@@ -424,7 +424,7 @@ class Trainer:
     def _save_on_the_way_out(self, run_log: RunLog, start: int, exc: BaseException) -> None:
         """Saves the steps completed before ``exc`` ended the run (if any and if finite)."""
         try:
-            run_log.flush()  # raises NonFiniteLossError rather than saving a diverged state
+            run_log.flush(agree=False)  # raises NonFiniteLossError rather than saving a diverged state
         except NonFiniteLossError:
             return
         if self.step_count <= start:
@@ -498,7 +498,10 @@ class RunLog:
         if self._bar is not None:
             self._bar.update(1)
 
-    def flush(self) -> None:
+    def flush(self, agree: bool = True) -> None:
+        """Reads the pending losses. ``agree``: in a data-parallel run, all ranks reach one
+        verdict on non-finite losses (a collective every rank must join; off on the way out of
+        an exception, when the other ranks may be gone)."""
         if not self._pending:
             return
         pending, self._pending = self._pending, []
@@ -508,7 +511,7 @@ class RunLog:
 
         # Every rank reaches the same verdict, so a NaN on one stops all at the same step.
         locally_finite = bool(torch.isfinite(stacked).all())
-        if any_rank(not locally_finite, stacked.device) and locally_finite:
+        if agree and any_rank(not locally_finite, stacked.device) and locally_finite:
             raise NonFiniteLossError(pending[-1][0], {"loss on another rank": float("nan")})
         values = stacked.cpu().tolist()
         record = None
