@@ -59,6 +59,9 @@ def test_resume_on_another_number_of_ranks(dataset, tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     resumed = train(dataset, tmp_path / "r", 1, 2, 4, extra=[*constant, "--resume", "true"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "global batch changes" not in resumed.stderr
+    changed = train(dataset, tmp_path / "r", 1, 1, 5, extra=[*constant, "--resume", "true"])
+    assert "global batch changes from 2" in changed.stderr and "to 1" in changed.stderr
     straight = train(dataset, tmp_path / "s", 1, 2, 4, extra=constant)
     assert straight.returncode == 0, straight.stderr[-3000:]
     a, b = weights(tmp_path / "r", 4), weights(tmp_path / "s", 4)

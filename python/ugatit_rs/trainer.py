@@ -188,8 +188,10 @@ class Trainer:
     def save_checkpoint(self, path: str | None = None) -> str:
         """Writes networks, optimizer state, step, LR and config to one safetensors file,
         atomically (a crash mid-write leaves the previous file intact). Returns the path."""
+        from .distributed import world_size
+
         path = path or self.checkpoint_path()
-        self._native.save_checkpoint(os.fspath(path))
+        self._native.save_checkpoint(os.fspath(path), [("world_size", str(world_size()))])
         return path
 
     def load_checkpoint(self, path: str) -> int:
@@ -323,8 +325,9 @@ class Trainer:
         }
         if cfg.resume:
             resumed = self.resume()
-            if resumed:
+            if resumed and lead:
                 print(f"resumed from {resumed} (step {self.step_count})", file=sys.stderr)
+                _warn_if_global_batch_changes(resumed, cfg.batch_size * world)
         start = self.step_count
         for loader in loaders.values():
             loader.seek(start)  # batch k feeds iteration k + 1, whatever happened before
@@ -462,6 +465,22 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"Trainer(step={self.step_count}, device='{self.device}', config={self.config!r})"
+
+
+def _warn_if_global_batch_changes(checkpoint: str, global_batch: int) -> None:
+    """The data stream and the update depend on the global batch (per-rank batch × ranks):
+    say so when a resume changes it."""
+    meta = dict(_native.read_checkpoint_metadata(checkpoint))
+    try:
+        saved = json.loads(meta["config"])["batch_size"] * int(meta.get("world_size", 1))
+    except (KeyError, ValueError, TypeError):
+        return
+    if saved != global_batch:
+        print(
+            f"warning: the global batch changes from {saved} (when {checkpoint} was written) to {global_batch}: "
+            "the resumed run sees other batches and takes other steps than the original would have",
+            file=sys.stderr,
+        )
 
 
 def _check_grad_mode() -> None:

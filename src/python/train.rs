@@ -230,8 +230,9 @@ impl PyTrainer {
     }
 
     /// Writes the full training state to `path` (atomically).
-    fn save_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        unlocked(py, || checkpoint::save(&lock(&self.inner), &path))?;
+    #[pyo3(signature = (path, metadata=Vec::new()))]
+    fn save_checkpoint(&self, py: Python<'_>, path: PathBuf, metadata: Vec<(String, String)>) -> PyResult<()> {
+        unlocked(py, || checkpoint::save_with_metadata(&lock(&self.inner), &path, &metadata))?;
         Ok(())
     }
 

@@ -249,6 +249,12 @@ impl SafetensorsFile {
 /// Saves the trainer's full state to `path` (atomically). Refuses, naming the tensor, to write a
 /// state holding NaN or Inf, so the last checkpoint on disk is always a usable one.
 pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
+    save_with_metadata(trainer, path, &[])
+}
+
+/// [`save`] with extra metadata entries (e.g. the data-parallel world size); the reserved keys
+/// (`format`, `step`, `lr`, `config`, `optim.*`) cannot be overridden.
+pub fn save_with_metadata(trainer: &Trainer, path: &Path, extra: &[(String, String)]) -> Result<()> {
     let mut tensors = Vec::new();
     trainer.for_each_network(|net, store| {
         for var in store.vars() {
@@ -276,6 +282,9 @@ pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
     // `{:?}` prints the shortest string that parses back to the same f64.
     metadata.insert("lr".into(), format!("{:?}", trainer.lr()));
     metadata.insert("config".into(), serde_json::to_string(trainer.config()).expect("config json"));
+    for (key, value) in extra {
+        metadata.entry(key.clone()).or_insert_with(|| value.clone());
+    }
     write_safetensors_atomic(path, &tensors, &metadata)
 }
 
