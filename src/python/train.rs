@@ -212,7 +212,7 @@ impl PyTrainer {
         grad_hook: Option<PyObject>,
     ) -> PyResult<Vec<(String, f64)>> {
         let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
-        Ok(unlocked(py, move || losses_to_floats(&losses))?)
+        unlocked(py, move || losses_to_floats(&losses))
     }
 
     /// One iteration; returns the losses as 0-d tensors on the device (no host sync), plus lr.
