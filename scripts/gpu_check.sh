@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the accelerator machine (see TOOLCHAIN.md): installs the carried wheel, runs the CUDA
 # parity tests and the GPU benchmarks, writing results to $OUT. `bash scripts/gpu_check.sh full`
-# also runs the whole test suite there.
+# also runs the whole test suite there; `dist` measures one NCCL rank against the single-process
+# trainer (docs/distributed.md). The metrics' Inception weights (87 MB) exceed what a device call
+# can carry, so the GPU feature-extraction benchmark needs them installed there another way.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
@@ -13,6 +15,23 @@ if [ "${1:-}" = "full" ]; then
     timeout 200 python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.txt" | tail -4
 elif [ "${1:-}" = "bench" ]; then
     echo "benchmarks only"
+elif [ "${1:-}" = "dist" ]; then
+    # Issue #11: one NCCL rank vs the single-process trainer, same config (overhead target <= 5 %).
+    python3 -c "from ugatit_rs import _native; _native.write_demo_dataset('/tmp/dp/demo', 64, 4, 256, 0)"
+    FLAGS="--dataset /tmp/dp/demo --light true --img_size 256 --device cuda --iteration 80 --save_freq 1000 --print_freq 1000 --num_workers 4 --no_progress"
+    # shellcheck disable=SC2086
+    timeout 200 python3 -m ugatit_rs train $FLAGS --result_dir /tmp/dp/single > "$OUT/dp_single.txt" 2>&1
+    # shellcheck disable=SC2086
+    timeout 200 python3 -m torch.distributed.run --nproc_per_node=1 -m ugatit_rs train $FLAGS --result_dir /tmp/dp/nccl > "$OUT/dp_nccl.txt" 2>&1
+    python3 - <<'PY' | tee "$OUT/dp_overhead.txt"
+import json
+def step_time(run):
+    t = [json.loads(line)["time"] for line in open(f"/tmp/dp/{run}/demo/log.jsonl") if '"d_loss"' in line]
+    return (t[-1] - t[19]) / (len(t) - 20)
+single, nccl = step_time("single"), step_time("nccl")
+print(f"single process {single * 1000:.1f} ms/step, one NCCL rank {nccl * 1000:.1f} ms/step, overhead {100 * (nccl / single - 1):.1f} %")
+PY
+    exit 0
 else
     timeout 100 python3 -m pytest -q -p no:cacheprovider -k "cuda" tests/test_parity_networks.py tests/test_trainer_parity.py 2>&1 | tee "$OUT/pytest.txt" | tail -3
 fi
