@@ -140,7 +140,6 @@ impl Generator {
 
     fn forward_impl(&self, input: &Tensor) -> Result<Output> {
         self.check_input(input)?;
-        let batch = input.size()[0];
 
         // Encoder: RP3-conv7-IN-ReLU, two RP1-conv3/s2-IN-ReLU, then the residual blocks.
         let mut x = instance_norm(&self.down_convs[0].forward(&reflection_pad(input, 3)?)?)?.f_relu()?;
@@ -155,11 +154,8 @@ impl Generator {
         let (x, cam_logit, heatmap) = (cam.features, cam.cam_logit, cam.heatmap);
 
         // γ/β MLP: light mode pools the attention features; full mode flattens them (NCHW).
-        let mlp_in = if self.config.light {
-            x.f_adaptive_avg_pool2d([1, 1])?.f_reshape([batch, -1])?
-        } else {
-            x.f_reshape([batch, -1])?
-        };
+        let mlp_in =
+            if self.config.light { x.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)? } else { x.f_flatten(1, -1)? };
         let mut h = mlp_in;
         for fc in &self.fc {
             h = fc.forward(&h)?.f_relu()?;
@@ -172,8 +168,9 @@ impl Generator {
             x = block.forward(&x, &gamma, &beta)?;
         }
         for stage in &self.up_stages {
-            let size = x.size();
-            x = x.f_upsample_nearest2d([size[2] * 2, size[3] * 2], 2.0, 2.0)?;
+            // `nn.Upsample(scale_factor=2)`: scale factors only, no output size, so that a traced
+            // graph (export) keeps the image size dynamic.
+            x = x.f_upsample_nearest2d_vec(None::<&[i64]>, &[2.0, 2.0][..])?;
             x = stage.norm.forward(&stage.conv.forward(&reflection_pad(&x, 1)?)?)?.f_relu()?;
         }
         let out = self.out_conv.forward(&reflection_pad(&x, 3)?)?.f_tanh()?;

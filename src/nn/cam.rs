@@ -81,15 +81,16 @@ impl<F: CamScorer> Cam<F> {
         })
     }
 
+    /// Shapes stay symbolic (flatten, not a reshape to a Rust-side batch size), so a traced graph
+    /// of the network keeps a dynamic batch and image size.
     pub fn forward(&self, x: &Tensor, training: bool) -> Result<CamOutput> {
-        let batch = x.size()[0];
         let reweight =
             |fc: &F| -> Result<Tensor> { Ok(x.f_mul(&fc.channel_weight().f_unsqueeze(2)?.f_unsqueeze(3)?)?) };
         let gap = x.f_adaptive_avg_pool2d([1, 1])?;
-        let gap_logit = self.gap_fc.logit(&gap.f_reshape([batch, -1])?, training)?;
+        let gap_logit = self.gap_fc.logit(&gap.f_flatten(1, -1)?, training)?;
         let gap = reweight(&self.gap_fc)?;
         let (gmp, _) = x.f_adaptive_max_pool2d([1, 1])?;
-        let gmp_logit = self.gmp_fc.logit(&gmp.f_reshape([batch, -1])?, training)?;
+        let gmp_logit = self.gmp_fc.logit(&gmp.f_flatten(1, -1)?, training)?;
         let gmp = reweight(&self.gmp_fc)?;
         let cam_logit = Tensor::f_cat(&[gap_logit, gmp_logit], 1)?;
         let reduced = self.conv1x1.forward(&Tensor::f_cat(&[gap, gmp], 1)?)?;
