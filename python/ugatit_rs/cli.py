@@ -8,6 +8,7 @@ Sub-commands (``ugatit-rs <command> --help`` for each):
     prepare    build trainA/trainB/testA/testB from raw image folders
     demo       train on built-in photo/cartoon faces; translations, heatmaps, quality numbers
     eval       KID and FID of a checkpoint on testA/testB (the paper's table), or of two folders
+    export     a checkpoint's generator as ONNX or TorchScript
 """
 
 from __future__ import annotations
@@ -264,6 +265,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import export
+    from .translate import Translator
+
+    generator = Translator.from_checkpoint(args.checkpoint, direction=args.direction, device="cpu").generator
+    target = args.output or os.path.splitext(os.path.basename(args.checkpoint))[0] + (
+        f"_{args.direction}.onnx" if args.format == "onnx" else f"_{args.direction}.pt"
+    )
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{parent}: output folder not found")
+    attention = not args.no_attention
+    if args.format == "onnx":
+        export.onnx(generator, target, attention=attention)
+    else:
+        export.torchscript(generator, target, attention=attention)
+    print(f"wrote {target}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ugatit-rs", description="U-GAT-IT in Rust on libtorch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,6 +345,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", default="eval.json", help="where to write the numbers (default: eval.json)")
     ev.add_argument("--no_progress", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    exp = sub.add_parser("export", help="a checkpoint's generator as ONNX or TorchScript (traced from the Rust model)")
+    exp.add_argument("checkpoint", help="a .safetensors (ours) or official .pt checkpoint")
+    exp.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
+    exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    exp.add_argument("-o", "--output", default=None, help="file to write (default: <checkpoint>_<direction>.onnx/.pt)")
+    exp.add_argument("--no_attention", action="store_true", help="export the translation only")
+    exp.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="train on built-in photo/cartoon faces and measure the translation")
     demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")

@@ -35,6 +35,10 @@ fn standardize(x: &Tensor, dims: &[i64]) -> Result<Tensor> {
 /// kernel gives each sample one thread block, which for a whole (C, H, W) feature map with a
 /// batch of 1 leaves the GPU nearly idle (it made the generator 2-4x slower on an H100).
 fn instance_layer_mix(x: &Tensor, rho: &Tensor) -> Result<Tensor> {
+    if OFFICIAL_FORMULA.with(|flag| flag.get()) {
+        let one_minus_rho = rho.f_rsub_scalar(1.0)?;
+        return Ok(standardize(x, &[2, 3])?.f_mul(rho)?.f_add(&standardize(x, &[1, 2, 3])?.f_mul(&one_minus_rho)?)?);
+    }
     let size = x.size();
     let n_in = (size[2] * size[3]) as f64;
     let out_in = x.f_instance_norm::<Tensor>(None, None, None, None, true, 0.1, EPS * (n_in - 1.0) / n_in, true)?;
@@ -48,6 +52,24 @@ fn instance_layer_mix(x: &Tensor, rho: &Tensor) -> Result<Tensor> {
         (out_ln, one_minus_rho.f_mul_scalar(((n_ln - 1.0) / n_ln).sqrt())?)
     };
     Ok(out_in.f_mul(&scale_in)?.f_add(&out_ln.f_mul(&scale_ln)?)?)
+}
+
+thread_local! {
+    /// Set while a network is traced for export: the fast path above folds the feature-map size
+    /// into constants, which a trace would bake in; the official reductions keep it symbolic.
+    static OFFICIAL_FORMULA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with ILN/AdaILN computed by the official formula (mean/var reductions) on this thread.
+pub fn with_official_formula<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            OFFICIAL_FORMULA.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(OFFICIAL_FORMULA.with(|flag| flag.replace(true)));
+    f()
 }
 
 /// `adaILN(C)`: `rho` (1,C,1,1) starts at 0.9; γ and β (B,C) come from the generator's MLP.
