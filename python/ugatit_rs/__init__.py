@@ -16,7 +16,7 @@ if not torch.__version__.startswith(_REQUIRED_TORCH):
         f"{torch.__version__} is installed; install torch==2.11.0"
     )
 
-from . import convert, data, distributed, metrics, translate, viz  # noqa: E402, F401  (ug.translate.Translator, ...)
+from . import convert, data, distributed, export, metrics, translate, viz  # noqa: E402, F401  (ug.translate.Translator, ...)
 from ._native import StateDictError, TrainConfig, __version__  # noqa: E402
 from .models import Discriminator, Generator  # noqa: E402
 from .trainer import NonFiniteLossError, Trainer  # noqa: E402

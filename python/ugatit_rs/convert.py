@@ -61,19 +61,13 @@ def split_networks(flat: dict[str, torch.Tensor]) -> dict[str, OrderedDict]:
 
 def is_official(path: str | os.PathLike) -> bool:
     """True for an official ``.pt`` (a torch zip archive or legacy pickle), whatever its extension."""
-    with open(path, "rb") as f:
-        start = f.read(8)
-    if len(start) < 8 or int.from_bytes(start, "little") <= 100 << 20:
-        return False  # a safetensors file starts with its (bounded) header length
-    return start.startswith(b"PK\x03\x04") or (start[0] == 0x80 and 2 <= start[1] <= 5)
+    return _native.is_torch_save(os.fspath(path))
 
 
 def read_network(path: str | os.PathLike, network: str) -> OrderedDict:
     """One network's state dict from our checkpoint (reading only its tensors) or an official ``.pt``."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    if is_official(path):
+    if is_official(path):  # also refuses, naming it, a missing file or one that is no regular file
         sd = split_networks(read_official(path))[network]
     else:
         prefix = network + "."

@@ -104,11 +104,7 @@ class TrainingEvaluator:
             if len(paths) < 2:
                 raise ValueError(f"in-training KID needs at least 2 test{domain} images, found {len(paths)}")
             self.inputs[domain] = torch.cat([load_image(p, size) for p in paths])
-            self.real[domain] = self.features(list(self._as_uint8(self.inputs[domain])))
-
-    @staticmethod
-    def _as_uint8(x: torch.Tensor) -> torch.Tensor:
-        return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu()
+            self.real[domain] = self.features(self.inputs[domain])
 
     @torch.no_grad()
     def _translate(self, generator, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +122,7 @@ class TrainingEvaluator:
             ("A2B", self.trainer.gen_a2b, "A", "B"),
             ("B2A", self.trainer.gen_b2a, "B", "A"),
         ):
-            fake = self.features(list(self._as_uint8(self._translate(generator, self.inputs[source]))))
+            fake = self.features(self._translate(generator, self.inputs[source]))
             out[f"kid_{direction}"] = 100 * metrics.kid(self.real[target], fake, protocol=self.protocol).mean
         out["kid_mean"] = (out["kid_A2B"] + out["kid_B2A"]) / 2
         return out

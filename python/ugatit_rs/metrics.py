@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from . import _native
+from . import _native, viz
 
 __all__ = ["InceptionFeatures", "KID", "kid", "fid", "default_weights", "PROTOCOLS"]
 
@@ -141,7 +141,7 @@ class InceptionFeatures:
         if isinstance(images, torch.Tensor):
             if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
                 raise ValueError(f"a tensor of images must be float (N, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
-            images = list(((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1))
+            images = [viz.to_image(x) for x in images]  # 8 bits, as a saved PNG
         if not isinstance(images, Sequence) or isinstance(images, (str, bytes)):
             raise TypeError(f"expected a folder, a list of images or a tensor, got {type(images).__name__}")
         items = list(images)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 
 from . import _native, viz
+from . import distributed as dp
 from ._native import TrainConfig
 from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
@@ -188,10 +189,8 @@ class Trainer:
     def save_checkpoint(self, path: str | None = None) -> str:
         """Writes networks, optimizer state, step, LR and config to one safetensors file,
         atomically (a crash mid-write leaves the previous file intact). Returns the path."""
-        from .distributed import world_size
-
         path = path or self.checkpoint_path()
-        self._native.save_checkpoint(os.fspath(path), [("world_size", str(world_size()))])
+        self._native.save_checkpoint(os.fspath(path), [("world_size", str(dp.world_size()))])
         return path
 
     def load_checkpoint(self, path: str) -> int:
@@ -302,8 +301,6 @@ class Trainer:
             self._fitting.release()
 
     def _fit(self, progress, callback, log_every, until) -> str:
-        from . import distributed as dp
-
         cfg = self.config
         if log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {log_every}")
@@ -526,11 +523,9 @@ class RunLog:
         pending, self._pending = self._pending, []
         names = [n for n, _ in pending[0][1]]
         stacked = torch.stack([torch.stack([t for _, t in losses]) for _, losses, _ in pending]).double()
-        from .distributed import any_rank
-
         # Every rank reaches the same verdict, so a NaN on one stops all at the same step.
         locally_finite = bool(torch.isfinite(stacked).all())
-        if agree and any_rank(not locally_finite, stacked.device) and locally_finite:
+        if agree and dp.any_rank(not locally_finite, stacked.device) and locally_finite:
             raise NonFiniteLossError(pending[-1][0], {"loss on another rank": float("nan")})
         values = stacked.cpu().tolist()
         record = None

@@ -66,12 +66,6 @@ impl LoaderConfig {
         }
         Ok(())
     }
-
-    /// Floats in one full batch, or an error when that cannot be addressed.
-    fn batch_floats(&self) -> Result<usize> {
-        let side = self.img_size as usize;
-        self.batch_size.checked_mul(3 * side * side).ok_or_else(|| Error::config("batch too large to address"))
-    }
 }
 
 /// One finished batch: (B, 3, S, S) floats.
@@ -216,7 +210,6 @@ impl Shared {
 impl DomainLoader {
     pub fn new(folder: &Path, config: LoaderConfig) -> Result<Self> {
         config.validate()?;
-        config.batch_floats()?;
         let paths = scan_images(folder)?;
         let prefetch = (2 * config.num_workers.max(1)) as i64;
         let shared = Arc::new(Shared {

@@ -86,11 +86,6 @@ impl PyDomainLoader {
 /// Loads one image file resized to `img_size` as a (1, 3, S, S) float32 tensor in [-1, 1].
 #[pyfunction(name = "load_image")]
 pub fn py_load_image(py: Python<'_>, path: PathBuf, img_size: u32) -> PyResult<PyTensor> {
-    if !(1..=8192).contains(&img_size) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "img_size must be between 1 and 8192, got {img_size}"
-        )));
-    }
     let t = unlocked(py, || load_image(&path, img_size))?;
     Ok(PyTensor(t))
 }

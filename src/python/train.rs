@@ -139,10 +139,19 @@ pub fn read_checkpoint(py: Python<'_>, path: PathBuf, prefix: &str) -> PyResult<
     let prefix = prefix.to_string();
     let tensors = unlocked(py, move || {
         let file = checkpoint::SafetensorsFile::open(&path)?;
-        let tensors = file.tensors_with_prefix(&prefix, Device::Cpu)?;
-        Ok(tensors.into_iter().map(|(n, t)| (format!("{prefix}{n}"), t)).collect::<Vec<_>>())
+        file.entries()
+            .iter()
+            .filter(|e| e.name.starts_with(&prefix))
+            .map(|e| Ok((e.name.clone(), file.read(e, Device::Cpu)?)))
+            .collect::<Result<Vec<_>>>()
     })?;
     Ok(tensors.into_iter().map(|(n, t)| (n, PyTensor(t))).collect())
+}
+
+/// Whether `path` is a `torch.save` file (an official checkpoint) rather than a safetensors one.
+#[pyfunction]
+pub fn is_torch_save(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
+    unlocked(py, move || checkpoint::is_torch_save(&path))
 }
 
 /// A checkpoint's metadata (step, lr, config JSON, ...), read from its header alone.

@@ -128,7 +128,16 @@ fn crash_point(_written: usize, _w: &mut BufWriter<File>, _tmp: &Path) -> Result
 /// The first bytes of a `torch.save` file: a zip archive, or a legacy pickle (protocol 2-5). A
 /// safetensors file starts with its header length instead, which is never that large.
 fn looks_like_torch_save(start: &[u8; 8]) -> bool {
-    start.starts_with(b"PK\x03\x04") || (start[0] == 0x80 && (2..=5).contains(&start[1]))
+    u64::from_le_bytes(*start) > MAX_HEADER
+        && (start.starts_with(b"PK\x03\x04") || (start[0] == 0x80 && (2..=5).contains(&start[1])))
+}
+
+/// Whether `path` is a `torch.save` file (an official UGATIT-pytorch checkpoint, whatever its
+/// extension) rather than a safetensors one. Reads 8 bytes of a regular file, never blocks.
+pub fn is_torch_save(path: &Path) -> Result<bool> {
+    let file = crate::files::open_regular(path)?;
+    let mut start = [0u8; 8];
+    Ok(file.read_exact_at(&mut start, 0).is_ok() && looks_like_torch_save(&start))
 }
 
 /// Where one tensor lies in a safetensors file.
@@ -163,7 +172,7 @@ impl SafetensorsFile {
         let mut start = [0u8; 8];
         file.read_exact_at(&mut start, 0).map_err(|_| invalid(format!("only {size} bytes long")))?;
         let header_len = u64::from_le_bytes(start);
-        if header_len > MAX_HEADER && looks_like_torch_save(&start) {
+        if looks_like_torch_save(&start) {
             return Err(Error::StateDict(format!(
                 "{}: this is a PyTorch .pt file (zip/pickle), not a ugatit-rs safetensors checkpoint; \
                  convert it first: `ugatit-rs convert {} OUT.safetensors` or ugatit_rs.convert.official_to_ours",
@@ -227,17 +236,6 @@ impl SafetensorsFile {
             self.file.read_exact_at(data, entry.offset).map_err(io_err(&self.path))?;
         }
         Ok(if device == Device::Cpu { t } else { t.f_to_device(device)? })
-    }
-
-    /// Every tensor whose name starts with `prefix`, with the prefix removed, on `device`.
-    pub fn tensors_with_prefix(&self, prefix: &str, device: Device) -> Result<Vec<(String, Tensor)>> {
-        let mut out = Vec::new();
-        for entry in &self.entries {
-            if let Some(rest) = entry.name.strip_prefix(prefix) {
-                out.push((rest.to_string(), self.read(entry, device)?));
-            }
-        }
-        Ok(out)
     }
 
     /// (name without `prefix`, entry) for every tensor under `prefix`.
@@ -367,10 +365,6 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
         }
     }
     // 1. Names, dtypes and shapes, from the header alone.
-    let mut prefixes: Vec<String> = Vec::new();
-    for net in NETWORK_NAMES {
-        prefixes.push(format!("{net}."));
-    }
     trainer.for_each_network(|net, store| {
         let prefix = format!("{net}.");
         let specs: Vec<TensorSpec> =
@@ -401,7 +395,8 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
     // 2. Values: finite everywhere, second moments non-negative.
     let device = trainer.device();
     for entry in file.entries() {
-        let is_network = prefixes.iter().any(|p| entry.name.starts_with(p.as_str()));
+        let is_network =
+            NETWORK_NAMES.iter().any(|net| entry.name.strip_prefix(net).is_some_and(|r| r.starts_with('.')));
         let is_optim = optim_entries
             .as_ref()
             .is_some_and(|o| o.iter().any(|(m, v, _)| m.name == entry.name || v.name == entry.name));

@@ -265,15 +265,7 @@ impl Adam {
         (&self.exp_avg, &self.exp_avg_sq, self.step)
     }
 
-    /// Checks that a saved state fits this optimizer.
-    pub fn check_state(&self, exp_avg: &Tensor, exp_avg_sq: &Tensor) -> Result<()> {
-        for src in [exp_avg, exp_avg_sq] {
-            self.check_state_spec(&src.size(), src.f_kind()?)?;
-        }
-        Ok(())
-    }
-
-    /// [`Adam::check_state`] on a shape and dtype alone (a file header).
+    /// Checks that a saved moment's shape and dtype (e.g. from a file header) fit this optimizer.
     pub fn check_state_spec(&self, shape: &[i64], kind: Kind) -> Result<()> {
         if shape != self.exp_avg.size() || kind != Kind::Float {
             return Err(Error::StateDict(format!(
@@ -307,18 +299,6 @@ impl Adam {
 
     pub fn set_step_count(&mut self, step: i64) {
         self.step = step;
-    }
-
-    /// Restores a state saved by [`Adam::state`].
-    pub fn load_state(&mut self, exp_avg: &Tensor, exp_avg_sq: &Tensor, step: i64) -> Result<()> {
-        self.check_state(exp_avg, exp_avg_sq)?;
-        tch::no_grad(|| -> Result<()> {
-            self.exp_avg.f_copy_(exp_avg)?;
-            self.exp_avg_sq.f_copy_(exp_avg_sq)?;
-            Ok(())
-        })?;
-        self.step = step;
-        Ok(())
     }
 }
 
