@@ -23,8 +23,6 @@ from . import _native, viz
 from .convert import is_official, read_metadata, read_network
 from .models import Generator
 
-_IMAGE_EXTS = tuple("." + ext for ext in _native.IMAGE_EXTENSIONS)
-
 
 def generator_config_from_state_dict(sd) -> dict:
     """Infers ``ngf``, ``n_blocks``, ``light`` and ``img_size`` from an official generator state dict."""
@@ -167,8 +165,9 @@ class Translator:
         return (results, heats) if return_attention else results
 
     def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> list[str]:
-        """Translates every image under ``src`` into ``dst`` (same relative paths, PNG)."""
-        paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(src) for f in fs if f.lower().endswith(_IMAGE_EXTS))
+        """Translates every image under ``src`` into ``dst`` (same relative paths, PNG). The folder is
+        scanned like a dataset (regular files only, link loops followed once)."""
+        paths = [os.fspath(p) for p in _native.list_images(os.fspath(src))]
         if not paths:
             raise FileNotFoundError(f"{src}: no images found")
         return self.translate_files(paths, dst, root=src, progress=progress, with_heatmap=with_heatmap)
