@@ -1,5 +1,6 @@
 """Type stubs for the Rust extension module (the public classes in ugatit_rs wrap these)."""
 
+import os
 from collections.abc import Callable, Sequence
 
 import torch
@@ -45,6 +46,12 @@ class Generator(Network):
 class Discriminator(Network):
     def __init__(self, ndf: int = 64, n_layers: int = 7, input_nc: int = 3, device: str = "cpu") -> None: ...
     def min_input_size(self) -> int: ...
+
+class ExportedGenerator:
+    """A TorchScript export loaded with ``tch::CModule``."""
+
+    def __init__(self, path: str | os.PathLike) -> None: ...
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 class TrainConfig:
     dataset: str

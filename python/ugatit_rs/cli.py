@@ -8,7 +8,8 @@ Sub-commands (``ugatit-rs <command> --help`` for each):
     prepare    build trainA/trainB/testA/testB from raw image folders
     demo       train on built-in photo/cartoon faces; translations, heatmaps, quality numbers
     eval       KID and FID of a checkpoint on testA/testB (the paper's table), or of two folders
-    export     a checkpoint's generator as ONNX or TorchScript
+    export     a checkpoint's generator as ONNX or TorchScript, or a web page
+    serve      a local web app translating uploads
 """
 
 from __future__ import annotations
@@ -270,18 +271,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .translate import Translator
 
     generator = Translator.from_checkpoint(args.checkpoint, direction=args.direction, device="cpu").generator
+    if args.web:
+        folder = export.web(generator, args.web, direction=args.direction, fp16=args.fp16, ort_web=args.ort_web)
+        print(f"wrote {folder}: serve it with `python -m http.server -d {folder}` and open http://localhost:8000")
+        return 0
+    if args.fp16 and args.format != "onnx":
+        raise ValueError("--fp16 is for ONNX exports (the TorchScript export computes in float32)")
     target = args.output or os.path.splitext(os.path.basename(args.checkpoint))[0] + (
         f"_{args.direction}.onnx" if args.format == "onnx" else f"_{args.direction}.pt"
     )
-    parent = os.path.dirname(os.path.abspath(target))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"{parent}: output folder not found")
-    attention = not args.no_attention
+    options = {"attention": not args.no_attention, "uint8": args.uint8}
     if args.format == "onnx":
-        export.onnx(generator, target, attention=attention)
+        export.onnx(generator, target, fp16=args.fp16, **options)
     else:
-        export.torchscript(generator, target, attention=attention)
+        export.torchscript(generator, target, **options)
     print(f"wrote {target}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .app import build_app
+
+    app = build_app(args.checkpoint, device=args.device, max_pixels=args.max_pixels)
+    app.launch(server_name=args.host, server_port=args.port, share=False, quiet=False)
     return 0
 
 
@@ -352,7 +364,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     exp.add_argument("-o", "--output", default=None, help="file to write (default: <checkpoint>_<direction>.onnx/.pt)")
     exp.add_argument("--no_attention", action="store_true", help="export the translation only")
+    exp.add_argument("--uint8", action="store_true", help="(N, H, W, 3) uint8 RGB in and out (pre/post-processing inside)")
+    exp.add_argument("--fp16", action="store_true", help="float16 weights and compute (ONNX; inputs/outputs keep their type)")
+    exp.add_argument("--web", metavar="DIR", help="write a static in-browser translator page into DIR instead")
+    exp.add_argument("--ort_web", metavar="DIR", help="onnxruntime-web files for --web (default: cache, else npm)")
     exp.set_defaults(func=cmd_export)
+
+    serve = sub.add_parser("serve", help="a local Gradio app translating uploads (the [app] extra)")
+    serve.add_argument("--checkpoint", required=True, help="a .safetensors (ours) or official .pt checkpoint")
+    serve.add_argument("--port", type=bounded_int(1, 65535), default=7860, help="default: 7860")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--device", default="cpu")
+    serve.add_argument("--max_pixels", type=bounded_int(1, 2**40), default=50_000_000, help="largest upload")
+    serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="train on built-in photo/cartoon faces and measure the translation")
     demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")
@@ -375,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, MemoryError, FloatingPointError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError, FloatingPointError, ImportError) as exc:
         print(f"ugatit-rs {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

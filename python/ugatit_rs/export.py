@@ -12,30 +12,40 @@ feature-map size symbolic: a light generator exports with a dynamic batch and im
 
 The graph takes a float (N, 3, H, W) image in [-1, 1] and returns the translation, then (with
 ``attention=True``, the default) the CAM logits (N, 2) and the heatmap (N, 1, H/4, W/4).
+With ``uint8=True`` the pre- and post-processing are part of the graph, for apps: an
+(N, H, W, 3) uint8 RGB image in, an (N, H, W, 3) uint8 translation out (quantised exactly as
+:class:`ugatit_rs.Translator` does); the heatmap stays float. ``fp16=True`` (ONNX only) stores
+and computes in float16 with float32 (or uint8) inputs and outputs, via onnxconverter-common.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import nn
 
 from .models import Generator
 
-__all__ = ["onnx", "torchscript"]
+__all__ = ["onnx", "torchscript", "web"]
 
 
 class _Traced(nn.Module):
     """The generator as ``torch.jit.trace`` sees it: its parameters plus the Rust forward."""
 
-    def __init__(self, generator: Generator, attention: bool):
+    def __init__(self, generator: Generator, attention: bool, uint8: bool):
         super().__init__()
         self.generator = generator
         self.attention = attention
+        self.uint8 = uint8
 
     def forward(self, x: torch.Tensor):
+        if self.uint8:  # NHWC uint8 RGB -> NCHW [-1, 1], as viz.from_image
+            x = x.permute(0, 3, 1, 2).float().div(127.5).sub(1)
         out, cam_logit, heatmap = self.generator._native.forward_for_export(x)
+        if self.uint8:  # -> NHWC uint8, as viz.to_image (round half to even)
+            out = out.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
         return (out, cam_logit, heatmap) if self.attention else out
 
 
@@ -44,36 +54,58 @@ def _check(generator) -> None:
         raise TypeError(f"export expects a ugatit_rs.Generator, got {type(generator).__name__}")
 
 
-def _example(generator: Generator, batch: int = 1) -> torch.Tensor:
-    size = generator.config["img_size"]
-    return torch.zeros(batch, generator.config["input_nc"], size, size, device=generator.device)
+def _example(generator: Generator, uint8: bool) -> torch.Tensor:
+    size, channels = generator.config["img_size"], generator.config["input_nc"]
+    if uint8:
+        return torch.zeros(1, size, size, channels, dtype=torch.uint8, device=generator.device)
+    return torch.zeros(1, channels, size, size, device=generator.device)
 
 
-def _traced(generator: Generator, attention: bool) -> nn.Module:
+def _writable(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{parent}: output folder not found")
+    return path
+
+
+def _traced(generator: Generator, attention: bool, uint8: bool) -> nn.Module:
     was_training = generator.training
     generator.eval()
     try:
         with torch.no_grad():
-            return torch.jit.trace(_Traced(generator, attention), _example(generator), check_trace=False)
+            module = _Traced(generator, attention, uint8)
+            return torch.jit.trace(module, _example(generator, uint8), check_trace=False)
     finally:
         generator.train(was_training)
 
 
-def torchscript(generator: Generator, path: str | os.PathLike, attention: bool = True) -> str:
-    """Writes a TorchScript file (``torch.jit.load`` in Python, ``tch::CModule`` in Rust)."""
+def torchscript(generator: Generator, path: str | os.PathLike, attention: bool = True, uint8: bool = False) -> str:
+    """Writes a TorchScript file (``torch.jit.load`` in Python, ``tch::CModule`` in Rust; see
+    ``ugatit_rs._native.ExportedGenerator``)."""
     _check(generator)
-    path = os.fspath(path)
-    _traced(generator, attention).save(path)
+    path = _writable(path)
+    _traced(generator, attention, uint8).save(path)
     return path
 
 
-def onnx(generator: Generator, path: str | os.PathLike, attention: bool = True, opset: int = 17) -> str:
+def onnx(
+    generator: Generator,
+    path: str | os.PathLike,
+    attention: bool = True,
+    uint8: bool = False,
+    fp16: bool = False,
+    opset: int = 17,
+) -> str:
     """Writes an ONNX model (input ``image``; outputs ``translation``[, ``cam_logit``, ``heatmap``])."""
     _check(generator)
-    path = os.fspath(path)
+    path = _writable(path)
     light = generator.config["light"]
     outputs = ["translation", "cam_logit", "heatmap"] if attention else ["translation"]
-    axes = {0: "batch", 2: "height", 3: "width"} if light else {0: "batch"}
+    if light:  # any size the network accepts (multiples of 4)
+        axes = {0: "batch", 1: "height", 2: "width"} if uint8 else {0: "batch", 2: "height", 3: "width"}
+    else:
+        axes = {0: "batch"}
     dynamic = {"image": axes, "translation": axes}
     if attention:
         dynamic["cam_logit"] = {0: "batch"}
@@ -81,10 +113,13 @@ def onnx(generator: Generator, path: str | os.PathLike, attention: bool = True, 
     was_training = generator.training
     generator.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript-based exporter's notes on constant folding and on instance norm's
+            # "train" flag: both are expected here (the statistics are per image by design).
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
             torch.onnx.export(
-                _Traced(generator, attention),
-                (_example(generator),),
+                _Traced(generator, attention, uint8),
+                (_example(generator, uint8),),
                 path,
                 input_names=["image"],
                 output_names=outputs,
@@ -94,4 +129,34 @@ def onnx(generator: Generator, path: str | os.PathLike, attention: bool = True, 
             )
     finally:
         generator.train(was_training)
+    if fp16:
+        _to_float16(path)
     return path
+
+
+def _to_float16(path: str) -> None:
+    """Rewrites an ONNX file in float16, keeping its inputs' and outputs' types."""
+    try:
+        import onnx as onnx_lib
+        from onnxconverter_common import float16
+    except ImportError as e:
+        raise ImportError("fp16 export needs onnx and onnxconverter-common: pip install 'ugatit-rs[export]'") from e
+    model = float16.convert_float_to_float16(onnx_lib.load(path), keep_io_types=True)
+    # The converter retypes the values but leaves Cast nodes that make floats (here: element
+    # counts of the normalisations' variance) casting to float32; make them agree.
+    declared = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
+    f32, f16 = onnx_lib.TensorProto.FLOAT, onnx_lib.TensorProto.FLOAT16
+    for node in model.graph.node:
+        if node.op_type == "Cast" and declared.get(node.output[0]) == f16:
+            for attribute in node.attribute:
+                if attribute.name == "to" and attribute.i == f32:
+                    attribute.i = f16
+    onnx_lib.save(model, path)
+
+
+def web(generator: Generator, directory: str | os.PathLike, direction: str = "A2B", **kwargs) -> str:
+    """Writes a static in-browser translator for ``generator`` into ``directory`` (see
+    :func:`ugatit_rs.web.write_page`; keyword arguments go there)."""
+    from .web import write_page
+
+    return write_page(generator, directory, direction=direction, **kwargs)

@@ -1,10 +1,12 @@
 //! The official U-GAT-IT networks: `ResnetGenerator` and `Discriminator` (docs/architecture.md §1, §3).
 
 pub mod discriminator;
+pub mod exported;
 pub mod generator;
 pub mod input;
 
 pub use discriminator::Discriminator;
+pub use exported::ExportedGenerator;
 pub use generator::Generator;
 
 use crate::nn::{ParamStore, Var};

@@ -20,6 +20,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyNetwork>()?;
     m.add_class::<models::PyGenerator>()?;
     m.add_class::<models::PyDiscriminator>()?;
+    m.add_class::<models::PyExportedGenerator>()?;
     m.add_class::<crate::config::TrainConfig>()?;
     m.add_class::<train::PyTrainer>()?;
     m.add_class::<data::PyDomainLoader>()?;

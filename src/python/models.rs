@@ -260,3 +260,26 @@ impl PyDiscriminator {
         })
     }
 }
+
+/// A TorchScript export loaded by `tch::CModule` (what a Rust program would run), so that Python
+/// can check it against `torch.jit.load` and the live network.
+#[pyclass(name = "ExportedGenerator", module = "ugatit_rs._native", frozen)]
+pub struct PyExportedGenerator {
+    module: Mutex<crate::models::ExportedGenerator>,
+}
+
+#[pymethods]
+impl PyExportedGenerator {
+    #[new]
+    fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let module = unlocked(py, || crate::models::ExportedGenerator::load(&path))?;
+        Ok(Self { module: Mutex::new(module) })
+    }
+
+    /// `(translation, cam_logit, heatmap)`; the last two are empty for a translation-only export.
+    fn forward(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
+        let x = x.0;
+        let o: Output = unlocked(py, move || lock(&self.module).forward(&x))?;
+        Ok((PyTensor(o.out), PyTensor(o.cam_logit), PyTensor(o.heatmap)))
+    }
+}

@@ -1,0 +1,116 @@
+"""A local web app for a trained model (``ugatit-rs serve --checkpoint CKPT``), built with Gradio
+(the optional extra ``[app]``): upload one or several images, choose the direction, see each
+translation beside its attention overlay, download the results.
+
+>>> from ugatit_rs.app import build_app
+>>> build_app("model.safetensors").launch()
+
+Uploads are checked before they reach the network: files that are not images, images over
+``max_pixels`` and modes other than RGB are reported in the page (converted where that is
+meaningful: grey, palette, RGBA, CMYK, 16-bit), never raised.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import viz
+from .translate import Translator
+
+DEFAULT_MAX_PIXELS = 50_000_000  # larger uploads are refused before decoding (a decompression bomb guard)
+MAX_FILES = 64  # per request
+
+__all__ = ["build_app", "translate_uploads", "DEFAULT_MAX_PIXELS"]
+
+
+def _open_rgb(path: str, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
+    """The upload as an HWC uint8 RGB array, or a message saying why not."""
+    from PIL import Image, UnidentifiedImageError
+
+    name = os.path.basename(path)
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            if width * height > max_pixels:
+                return None, f"{name}: {width}×{height} is too large (over {max_pixels:,} pixels)"
+            if width == 0 or height == 0:
+                return None, f"{name}: the image is empty"
+            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high-bit-depth grey: scale to 8 bits
+                grey = np.asarray(im, dtype=np.float64)
+                peak = grey.max() or 1.0
+                im = Image.fromarray((grey / peak * 255).round().astype(np.uint8))
+            return np.array(im.convert("RGB")), None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        return None, f"{name}: not a readable image ({type(e).__name__})"
+    except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt files
+        return None, f"{name}: could not be decoded ({e})"
+
+
+def translate_uploads(
+    translators: dict[str, Translator], paths, direction: str, out_dir: str, max_pixels: int = DEFAULT_MAX_PIXELS
+):
+    """Translates uploaded files: ``(gallery items, files to download, message)``. Never raises
+    for a bad upload; each one is named in the message."""
+    paths = [p if isinstance(p, str) else getattr(p, "name", str(p)) for p in (paths or [])]
+    if not paths:
+        return [], [], "Upload one or more images first."
+    notes = []
+    if len(paths) > MAX_FILES:
+        notes.append(f"Only the first {MAX_FILES} of {len(paths)} files were translated.")
+        paths = paths[:MAX_FILES]
+    translator = translators[direction]
+    gallery, downloads = [], []
+    for path in paths:
+        image, problem = _open_rgb(path, max_pixels)
+        if problem:
+            notes.append(problem)
+            continue
+        out, heat = translator(image, return_attention=True)
+        stem = Path(path).stem
+        target = os.path.join(out_dir, f"{stem}_{direction}.png")
+        viz.save_png(out, target)
+        overlay = viz.overlay(image, heat)
+        viz.save_png(overlay, os.path.join(out_dir, f"{stem}_{direction}_attention.png"))
+        gallery += [(out, f"{stem}: {direction}"), (overlay, f"{stem}: attention")]
+        downloads.append(target)
+    done = len(downloads)
+    notes.insert(0, f"Translated {done} image{'s' if done != 1 else ''} ({direction}).")
+    return gallery, downloads, "\n\n".join(notes)
+
+
+def build_app(checkpoint: str, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS):
+    """The Gradio Blocks app for one checkpoint (both directions loaded once)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio as gr
+    except ImportError as e:
+        raise ImportError("the app needs Gradio: pip install 'ugatit-rs[app]'") from e
+
+    translators = {d: Translator.from_checkpoint(checkpoint, direction=d, device=device) for d in ("A2B", "B2A")}
+    out_root = tempfile.mkdtemp(prefix="ugatit-rs-app-")
+
+    def run(files, direction):
+        out_dir = tempfile.mkdtemp(dir=out_root)
+        try:
+            return translate_uploads(translators, files, direction, out_dir, max_pixels)
+        except Exception as e:  # the page reports it; the server keeps serving
+            return [], [], f"Translation failed: {type(e).__name__}: {e}"
+
+    with gr.Blocks(title="ugatit-rs") as app:
+        gr.Markdown(f"## U-GAT-IT: {os.path.basename(checkpoint)}")
+        with gr.Row():
+            with gr.Column():
+                files = gr.File(label="Images", file_count="multiple", elem_id="uploads")
+                direction = gr.Radio(["A2B", "B2A"], value="A2B", label="Direction", elem_id="direction")
+                button = gr.Button("Translate", variant="primary", elem_id="translate")
+            with gr.Column():
+                message = gr.Markdown(elem_id="message")
+                gallery = gr.Gallery(label="Translation and attention", columns=2, elem_id="gallery")
+                downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads")
+        button.click(run, [files, direction], [gallery, downloads, message])
+    app._ugatit_out_root = out_root
+    return app
