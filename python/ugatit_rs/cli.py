@@ -364,8 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     exp.add_argument("-o", "--output", default=None, help="file to write (default: <checkpoint>_<direction>.onnx/.pt)")
     exp.add_argument("--no_attention", action="store_true", help="export the translation only")
-    exp.add_argument("--uint8", action="store_true", help="(N, H, W, 3) uint8 RGB in and out (pre/post-processing inside)")
-    exp.add_argument("--fp16", action="store_true", help="float16 weights and compute (ONNX; inputs/outputs keep their type)")
+    exp.add_argument(
+        "--uint8", action="store_true", help="(N, H, W, 3) uint8 RGB in and out (pre/post-processing inside)"
+    )
+    exp.add_argument(
+        "--fp16", action="store_true", help="float16 weights and compute (ONNX; inputs/outputs keep their type)"
+    )
     exp.add_argument("--web", metavar="DIR", help="write a static in-browser translator page into DIR instead")
     exp.add_argument("--ort_web", metavar="DIR", help="onnxruntime-web files for --web (default: cache, else npm)")
     exp.set_defaults(func=cmd_export)

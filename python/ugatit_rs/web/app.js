@@ -1,6 +1,7 @@
 // The in-browser translator: image -> (S, S) RGB uint8 -> the exported generator (pre- and
 // post-processing are inside the ONNX graph) -> translation and CAM heatmap on canvases.
-// `window.ugatit` exposes the state for tests and for the curious.
+// `window.ugatit` exposes the state and `translate(source)` (any canvas image source) for
+// scripts, tests and the curious.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -179,4 +180,5 @@ async function main() {
   }
 }
 
+ugatit.translate = translate;
 main();

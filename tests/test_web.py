@@ -1,0 +1,147 @@
+"""The in-browser translator page (onnxruntime-web, WebAssembly) and the Gradio app, driven in
+headless Chromium with no network beyond localhost."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import ugatit_rs as ug
+from browser import browser_page, free_port, require, serving, static_server
+from PIL import Image
+from ugatit_rs import demo
+from ugatit_rs.translate import Translator
+
+# The demo's model (light, 96 px, ch 16, 2 residual blocks), after two training steps.
+DEMO = dict(light=True, img_size=96, ch=16, n_res=2)
+
+
+@pytest.fixture(scope="module")
+def demo_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp("web")
+    trainer = ug.Trainer(ug.TrainConfig(device="cpu", **DEMO))
+    for k in range(2):
+        photo, cartoon = (demo.demo_image(d, 96, index=k) for d in "AB")
+        trainer.step(*(ug.viz.from_image(x)[None] for x in (photo, cartoon)))
+    return trainer.save_checkpoint(str(root / "demo.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def site(demo_checkpoint, tmp_path_factory):
+    """`ugatit-rs export CKPT --web DIR`, as a user runs it (onnxruntime-web from the cache or npm)."""
+    folder = str(tmp_path_factory.mktemp("site"))
+    out = subprocess.run(
+        [sys.executable, "-m", "ugatit_rs", "export", demo_checkpoint, "--direction", "A2B", "--web", folder],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if out.returncode != 0 and "could not be fetched" in out.stderr and not os.environ.get("CI"):
+        pytest.skip("onnxruntime-web is not available offline here")
+    assert out.returncode == 0, out.stderr[-3000:]
+    return folder
+
+
+def test_web_folder_is_self_contained(site):
+    names = set(os.listdir(site))
+    assert {"index.html", "app.js", "style.css", "model.onnx", "model.json", "ort"} <= names
+    meta = json.load(open(os.path.join(site, "model.json")))
+    assert meta["img_size"] == 96 and meta["direction"] == "A2B"
+    html = open(os.path.join(site, "index.html")).read() + open(os.path.join(site, "app.js")).read()
+    assert "http://" not in html and "https://" not in html  # nothing from a CDN
+
+
+def test_page_translates_like_the_translator(site, demo_checkpoint, tmp_path):
+    photo = demo.demo_image("A", 96, seed=7)  # at the model's size: the page's resize is the identity
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    expected = Translator.from_checkpoint(demo_checkpoint, "A2B")(photo)
+    with static_server(site) as url, browser_page(url) as page:
+        page.goto(url + "/")
+        page.wait_for_function("document.body.dataset.state !== 'loading'")
+        assert page.get_attribute("body", "data-state") == "ready", page.inner_text("#status")
+        page.set_input_files("#file", str(tmp_path / "photo.png"))
+        page.wait_for_function("window.ugatit.runs === 1 && document.body.dataset.state !== 'running'")
+        assert page.get_attribute("body", "data-state") == "done", page.inner_text("#status")
+        shown = page.evaluate(
+            "() => Array.from(document.getElementById('output').getContext('2d').getImageData(0, 0, 96, 96).data)"
+        )
+        ms = page.evaluate("window.ugatit.lastMs")
+        attention = page.evaluate(
+            "() => Array.from(document.getElementById('attention').getContext('2d').getImageData(0, 0, 96, 96).data)"
+        )
+        assert page.outside == [], page.outside
+    shown = np.array(shown, dtype=np.uint8).reshape(96, 96, 4)
+    assert (shown[..., 3] == 255).all()
+    diff = np.abs(shown[..., :3].astype(int) - expected.astype(int))
+    assert diff.max() <= 2, f"max |page - Translator| = {diff.max()}/255"
+    print(f"page vs Translator: max {diff.max()}/255, {(diff > 0).mean():.2%} of values differ")
+    assert np.array(attention).reshape(96, 96, 4)[..., :3].std() > 1  # a heatmap was drawn
+    print(f"in-browser (WASM, 1 thread) translation of a 96 px image: {ms:.0f} ms")
+
+
+def test_page_webcam_and_bad_files(site, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    with static_server(site) as url, browser_page(url) as page:
+        page.goto(url + "/")
+        page.wait_for_function("document.body.dataset.state === 'ready'")
+        page.set_input_files("#file", str(tmp_path / "notes.txt"))
+        page.wait_for_function("document.body.dataset.state === 'error'")
+        assert "not an image" in page.inner_text("#status")
+        page.set_input_files("#file", str(tmp_path / "broken.png"))
+        page.wait_for_function("document.getElementById('status').textContent.includes('cannot decode')")
+        page.click("#webcam")  # Chromium's synthetic camera
+        page.wait_for_selector("#capture", state="visible")
+        page.click("#capture")
+        page.wait_for_function("window.ugatit.runs === 1 && document.body.dataset.state === 'done'")
+        assert page.outside == []
+
+
+def test_translate_uploads_reports_bad_files_and_converts_modes(demo_checkpoint, tmp_path):
+    from ugatit_rs.app import translate_uploads
+
+    translators = {d: Translator.from_checkpoint(demo_checkpoint, d) for d in ("A2B", "B2A")}
+    photo = demo.demo_image("A", 96)
+    files = {
+        "rgba.png": Image.fromarray(photo).convert("RGBA"),
+        "grey.png": Image.fromarray(photo).convert("L"),
+        "palette.png": Image.fromarray(photo).convert("P"),
+        "cmyk.jpg": Image.fromarray(photo).convert("CMYK"),
+        "deep.png": Image.fromarray(np.asarray(Image.fromarray(photo).convert("L"), np.uint16) * 257),
+        "small.jpg": Image.fromarray(photo[:40, :50]),
+    }
+    for name, im in files.items():
+        im.save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("hello")
+    Image.new("RGB", (400, 300)).save(tmp_path / "huge.png")
+    paths = [str(tmp_path / n) for n in [*files, "notes.txt", "huge.png"]]
+    gallery, downloads, message = translate_uploads(translators, paths, "B2A", str(tmp_path / "out"), max_pixels=10**5)
+    assert len(downloads) == len(files) and len(gallery) == 2 * len(files)
+    assert "Translated 6 images (B2A)" in message
+    assert "notes.txt: not a readable image" in message and "huge.png: 400×300 is too large" in message
+    assert Image.open(downloads[-1]).size == (50, 40)  # back at the upload's own size
+    assert translate_uploads(translators, [], "A2B", str(tmp_path))[2].startswith("Upload")
+
+
+def test_gradio_app_translates_an_upload(demo_checkpoint, tmp_path):
+    require("gradio")
+    Image.fromarray(demo.demo_image("A", 96, seed=3)).save(tmp_path / "face.png")
+    (tmp_path / "notes.txt").write_text("hello")
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "NO_PROXY": "127.0.0.1,localhost"}
+    command = [sys.executable, "-m", "ugatit_rs", "serve", "--checkpoint", demo_checkpoint, "--port", str(port)]
+    with serving(command, port, timeout=180, env=env) as url, browser_page(url) as page:
+        page.goto(url + "/")
+        page.locator("#uploads input[type=file]").set_input_files(
+            [str(tmp_path / "face.png"), str(tmp_path / "notes.txt")]
+        )
+        page.wait_for_function(
+            "document.querySelectorAll('#uploads .file-preview tr, #uploads li, #uploads .file').length > 0"
+        )
+        page.click("#translate")
+        page.wait_for_function("document.getElementById('message').innerText.includes('Translated')")
+        message = page.inner_text("#message")
+        assert "Translated 1 image (A2B)" in message and "notes.txt: not a readable image" in message
+        page.wait_for_selector("#gallery img")
+        assert page.locator("#gallery img").count() >= 2
+        print("requests refused (not local):", page.outside)
