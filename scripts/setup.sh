@@ -21,6 +21,10 @@ python -m pip install --quiet scipy requests "onnx==1.23.2" "onnxruntime==1.32.0
 # The web page and app tests: Gradio (the [app] extra), Playwright for Python driving Debian's
 # Chromium (Playwright's own browser download is not used), which needs root to install.
 python -m pip install --quiet "gradio==6.31.0" "playwright==1.65.2"
+# Gradio 6.31 declares pillow<13 and downgrades it; the metric tests check our resize against
+# Pillow 13 (docs/metrics.md), and Gradio works with 13 (tests/test_web.py), so restore it.
+# (pip reports the declared conflict; it is expected.)
+python -m pip install --quiet "pillow>=13,<14"
 # npm fetches onnxruntime-web for the web page (`ugatit-rs export --web`), once, into ~/.cache.
 for tool in chromium:chromium npm:npm; do
     command -v "${tool%%:*}" > /dev/null && continue
