@@ -112,6 +112,60 @@ impl DiscriminatorConfig {
     }
 }
 
+/// CycleGAN's `ResnetGenerator(input_nc, output_nc, ngf, norm='instance', use_dropout=False,
+/// n_blocks)` (junyanz/pytorch-CycleGAN-and-pix2pix; docs/cyclegan.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CycleGeneratorConfig {
+    pub input_nc: i64,
+    pub output_nc: i64,
+    pub ngf: i64,
+    pub n_blocks: i64,
+}
+
+impl Default for CycleGeneratorConfig {
+    fn default() -> Self {
+        Self { input_nc: 3, output_nc: 3, ngf: 64, n_blocks: 9 }
+    }
+}
+
+impl CycleGeneratorConfig {
+    pub fn validate(&self) -> Result<()> {
+        bounded("input_nc", self.input_nc, 1, 64)?;
+        bounded("output_nc", self.output_nc, 1, 64)?;
+        bounded("ngf", self.ngf, 1, 4096)?;
+        bounded("n_blocks", self.n_blocks, 0, 256)
+    }
+}
+
+/// CycleGAN's PatchGAN `NLayerDiscriminator(input_nc, ndf, n_layers, norm='instance')`;
+/// `n_layers=3` is the 70x70 PatchGAN.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchDiscriminatorConfig {
+    pub input_nc: i64,
+    pub ndf: i64,
+    pub n_layers: i64,
+}
+
+impl Default for PatchDiscriminatorConfig {
+    fn default() -> Self {
+        Self { input_nc: 3, ndf: 64, n_layers: 3 }
+    }
+}
+
+impl PatchDiscriminatorConfig {
+    pub fn validate(&self) -> Result<()> {
+        bounded("input_nc", self.input_nc, 1, 64)?;
+        bounded("ndf", self.ndf, 1, 4096)?;
+        bounded("n_layers", self.n_layers, 1, 8)
+    }
+
+    /// The smallest square input: `n_layers` stride-2 4x4 convs (padding 1) halve the size, then
+    /// two stride-1 ones take one pixel each, and one logit must remain.
+    pub fn min_input_size(&self) -> i64 {
+        3 << self.n_layers
+    }
+}
+
 /// `lo <= value <= hi`; the upper bounds keep every shape computation far from i64 overflow.
 fn bounded(field: &str, value: i64, lo: i64, hi: i64) -> Result<()> {
     if value < lo || value > hi {
@@ -188,6 +242,14 @@ pub struct TrainConfig {
     pub eval_freq: i64,
     /// How many test images of each domain the in-training KID uses (at most).
     pub eval_images: i64,
+    /// `"ugatit"`, or `"cyclegan"`: the paper's baseline (docs/cyclegan.md), which reads `ch` as
+    /// ngf = ndf, `n_res` as its residual blocks, `cycle_weight` as λ and uses `pool_size` and
+    /// `lambda_identity`; `TrainConfig(model="cyclegan")` starts from its defaults.
+    pub model: String,
+    /// CycleGAN: the discriminators' history of generated images (0 = none).
+    pub pool_size: i64,
+    /// CycleGAN: the identity loss weight as a fraction of `cycle_weight` (their `lambda_identity`).
+    pub lambda_identity: f64,
 }
 
 impl Default for TrainConfig {
@@ -217,7 +279,43 @@ impl Default for TrainConfig {
             fused_discriminator: false,
             eval_freq: 0,
             eval_images: 100,
+            model: MODELS[0].into(),
+            pool_size: 50,
+            lambda_identity: 0.5,
         }
+    }
+}
+
+/// The models a [`TrainConfig`] can train.
+pub const MODELS: [&str; 2] = ["ugatit", "cyclegan"];
+
+impl TrainConfig {
+    /// The defaults of `model`: U-GAT-IT's `main.py`, or CycleGAN's options (lr 2e-4, no weight
+    /// decay, 9 residual blocks, cycle λ 10, identity 0.5·λ, a 50-image pool).
+    pub fn defaults_for(model: &str) -> Self {
+        match model {
+            "cyclegan" => Self {
+                model: model.into(),
+                lr: 2e-4,
+                weight_decay: 0.0,
+                n_res: 9,
+                cycle_weight: 10.0,
+                ..Self::default()
+            },
+            _ => Self::default(),
+        }
+    }
+
+    pub fn is_cyclegan(&self) -> bool {
+        self.model == "cyclegan"
+    }
+
+    pub fn cycle_generator(&self) -> CycleGeneratorConfig {
+        CycleGeneratorConfig { input_nc: 3, output_nc: 3, ngf: self.ch, n_blocks: self.n_res }
+    }
+
+    pub fn patch_discriminator(&self) -> PatchDiscriminatorConfig {
+        PatchDiscriminatorConfig { input_nc: 3, ndf: self.ch, n_layers: 3 }
     }
 }
 
@@ -247,8 +345,9 @@ impl TrainConfig {
     }
 
     /// The architecture fields, which a checkpoint must share with the trainer loading it.
-    pub fn architecture(&self) -> [(&'static str, String); 4] {
+    pub fn architecture(&self) -> [(&'static str, String); 5] {
         [
+            ("model", self.model.clone()),
             ("light", self.light.to_string()),
             ("ch", self.ch.to_string()),
             ("n_res", self.n_res.to_string()),
@@ -284,6 +383,27 @@ impl TrainConfig {
             if !(value.is_finite() && value >= 0.0) {
                 return Err(Error::config(format!("{field} must be a finite number >= 0, got {value}")));
             }
+        }
+        if !MODELS.contains(&self.model.as_str()) {
+            return Err(Error::config(format!("model must be one of {MODELS:?}, got {:?}", self.model)));
+        }
+        bounded("pool_size", self.pool_size, 0, 100_000)?;
+        if !(self.lambda_identity.is_finite() && self.lambda_identity >= 0.0) {
+            return Err(Error::config(format!(
+                "lambda_identity must be a finite number >= 0, got {}",
+                self.lambda_identity
+            )));
+        }
+        if self.is_cyclegan() {
+            let patch = self.patch_discriminator();
+            if self.img_size % 4 != 0 || self.img_size < patch.min_input_size() {
+                return Err(Error::config(format!(
+                    "img_size must be a multiple of 4 and at least {} (the PatchGAN's minimum), got {}",
+                    patch.min_input_size(),
+                    self.img_size
+                )));
+            }
+            return Ok(());
         }
         let global = self.discriminator(true);
         if self.img_size % 4 != 0 || self.img_size < global.min_input_size() {

@@ -111,14 +111,28 @@ class Trainer:
     trainer's tensors: their ``state_dict()`` or a call shows the current weights.
     """
 
+    def __new__(cls, config: TrainConfig):
+        # TrainConfig(model="cyclegan") trains the baseline with this same surface.
+        if cls is Trainer and getattr(config, "model", "ugatit") == "cyclegan":
+            from .cyclegan import CycleGANTrainer
+
+            cls = CycleGANTrainer
+        return super().__new__(cls)
+
     def __init__(self, config: TrainConfig):
         if isinstance(config, _FrozenConfig):
             config = config.copy()
         if not isinstance(config, TrainConfig):
             raise TypeError(f"Trainer expects a ugatit_rs.TrainConfig, got {type(config).__name__}")
-        self._native = _native.Trainer(config)
+        self._build(config)
         self._config = self._native.config
         self._fitting = threading.Lock()
+
+    def _build(self, config: TrainConfig) -> None:
+        """The native trainer and the Python views of its networks."""
+        if config.model != "ugatit":
+            raise ValueError(f"this trainer trains U-GAT-IT; config.model is {config.model!r}")
+        self._native = _native.Trainer(config)
         self.gen_a2b = Generator._wrap(self._native.gen_a2b)
         self.gen_b2a = Generator._wrap(self._native.gen_b2a)
         self.dis_ga = Discriminator._wrap(self._native.dis_ga)

@@ -18,6 +18,16 @@ impl Rng {
         Rng(parts.iter().fold(0x5EED_u64, |acc, &p| mix(acc ^ mix(p))))
     }
 
+    /// The generator's whole state, to save it (checkpoints) ...
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
+    /// ... and to continue from it.
+    pub fn from_state(state: u64) -> Self {
+        Rng(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix(self.0)

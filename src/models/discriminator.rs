@@ -39,10 +39,10 @@ impl Discriminator {
         let c = config.cam_channels();
 
         let cam = Cam::new(&root, c, Activation::LeakyRelu(SLOPE))?;
-        let conv = SnConv2d::new(&(&root / "conv"), c, 1, ConvConfig { stride: 1, bias: false })?;
+        let conv = SnConv2d::new(&(&root / "conv"), c, 1, ConvConfig::NO_BIAS)?;
 
         let model_path = &root / "model";
-        let down = ConvConfig { stride: 2, bias: true };
+        let down = ConvConfig { stride: 2, ..Default::default() };
         let mut model = vec![SnConv2d::new(&(&model_path / model_index(0)), config.input_nc, ndf, down)?];
         for i in 1..config.n_layers - 2 {
             let mult = 1 << (i - 1);

@@ -5,7 +5,7 @@ use super::Output;
 use crate::files;
 use crate::{Error, Result};
 use std::path::Path;
-use tch::{CModule, IValue, Kind, Tensor};
+use tch::{CModule, IValue, Tensor};
 
 /// A traced generator: `(N, 3, H, W)` in, `translation` (and, when exported with attention, the
 /// CAM logits and heatmap) out.
@@ -28,10 +28,7 @@ impl ExportedGenerator {
     pub fn forward(&self, input: &Tensor) -> Result<Output> {
         let result = tch::no_grad(|| self.module.forward_is(&[IValue::Tensor(input.shallow_clone())]))?;
         match result {
-            IValue::Tensor(out) => {
-                let empty = || Tensor::empty([0], (Kind::Float, out.device()));
-                Ok(Output { cam_logit: empty(), heatmap: empty(), out })
-            }
+            IValue::Tensor(out) => Ok(Output::image_only(out)),
             IValue::Tuple(items) => match <[IValue; 3]>::try_from(items) {
                 Ok([IValue::Tensor(out), IValue::Tensor(cam_logit), IValue::Tensor(heatmap)]) => {
                     Ok(Output { out, cam_logit, heatmap })

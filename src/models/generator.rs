@@ -70,10 +70,16 @@ impl Generator {
         for i in 0..2 {
             let mult = 1 << i;
             let path = &down / index::DOWN_CONVS[i + 1];
-            down_convs.push(Conv2d::new(&path, ngf * mult, ngf * mult * 2, 3, ConvConfig { stride: 2, bias: false })?);
+            down_convs.push(Conv2d::new(
+                &path,
+                ngf * mult,
+                ngf * mult * 2,
+                3,
+                ConvConfig { stride: 2, ..ConvConfig::NO_BIAS },
+            )?);
         }
         let res_blocks = (0..config.n_blocks)
-            .map(|i| ResnetBlock::new(&(&down / (index::FIRST_RES_BLOCK + i)), c))
+            .map(|i| ResnetBlock::new(&(&down / (index::FIRST_RES_BLOCK + i)), c, false))
             .collect::<Result<Vec<_>>>()?;
 
         let fc_path = &root / "FC";

@@ -1,5 +1,6 @@
 //! The official U-GAT-IT networks: `ResnetGenerator` and `Discriminator` (docs/architecture.md §1, §3).
 
+pub mod cyclegan;
 pub mod discriminator;
 pub mod exported;
 pub mod generator;
@@ -19,6 +20,14 @@ pub struct Output {
     pub out: Tensor,
     pub cam_logit: Tensor,
     pub heatmap: Tensor,
+}
+
+impl Output {
+    /// The output of a network without attention (CycleGAN's): empty CAM logits and heatmap.
+    pub fn image_only(out: Tensor) -> Self {
+        let empty = || Tensor::empty([0], (tch::Kind::Float, out.device()));
+        Self { cam_logit: empty(), heatmap: empty(), out }
+    }
 }
 
 /// What the generator and the discriminator share as modules: a parameter store, a train/eval

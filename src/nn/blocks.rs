@@ -1,4 +1,4 @@
-//! The generator's residual blocks (docs/architecture.md §1).
+//! Residual blocks (docs/architecture.md §1): U-GAT-IT's two kinds; the plain one is also CycleGAN's.
 
 use super::layers::{reflection_pad, Conv2d, ConvConfig};
 use super::norm::{instance_norm, AdaILN};
@@ -11,18 +11,20 @@ use tch::Tensor;
 /// `conv_block.5.weight` come from them.
 const CONV_BLOCK_CONVS: [i64; 2] = [1, 5];
 
-/// `ResnetBlock(C, use_bias=False)`: `x + [RP1, Conv3, IN, ReLU, RP1, Conv3, IN](x)`.
+/// `ResnetBlock(C, use_bias)`: `x + [RP1, Conv3, IN, ReLU, RP1, Conv3, IN](x)`. U-GAT-IT's
+/// generator builds it without biases, CycleGAN's (instance norm, hence `use_bias=True`) with.
 pub struct ResnetBlock {
     conv1: Conv2d,
     conv2: Conv2d,
 }
 
 impl ResnetBlock {
-    pub fn new(p: &Path, channels: i64) -> Result<Self> {
+    pub fn new(p: &Path, channels: i64, bias: bool) -> Result<Self> {
         let block = p / "conv_block";
+        let config = ConvConfig { bias, ..ConvConfig::NO_BIAS };
         Ok(Self {
-            conv1: Conv2d::new(&(&block / CONV_BLOCK_CONVS[0]), channels, channels, 3, ConvConfig::NO_BIAS)?,
-            conv2: Conv2d::new(&(&block / CONV_BLOCK_CONVS[1]), channels, channels, 3, ConvConfig::NO_BIAS)?,
+            conv1: Conv2d::new(&(&block / CONV_BLOCK_CONVS[0]), channels, channels, 3, config)?,
+            conv2: Conv2d::new(&(&block / CONV_BLOCK_CONVS[1]), channels, channels, 3, config)?,
         })
     }
 

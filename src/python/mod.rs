@@ -15,14 +15,19 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StateDictError", m.py().get_type::<error::StateDictError>())?;
     // Facts the Python layer needs, exported once from their Rust source of truth.
     m.add("NETWORK_NAMES", crate::train::trainer::NETWORK_NAMES.to_vec())?;
+    m.add("CYCLEGAN_NETWORK_NAMES", crate::train::CYCLEGAN_NETWORK_NAMES.to_vec())?;
+    m.add("MODELS", crate::config::MODELS.to_vec())?;
     m.add("IMAGE_EXTENSIONS", crate::data::scan::IMAGE_EXTENSIONS.to_vec())?;
     m.add("CHECKPOINT_FORMAT", crate::train::checkpoint::FORMAT)?;
     m.add_class::<models::PyNetwork>()?;
     m.add_class::<models::PyGenerator>()?;
     m.add_class::<models::PyDiscriminator>()?;
+    m.add_class::<models::PyCycleGenerator>()?;
+    m.add_class::<models::PyPatchDiscriminator>()?;
     m.add_class::<models::PyExportedGenerator>()?;
     m.add_class::<crate::config::TrainConfig>()?;
     m.add_class::<train::PyTrainer>()?;
+    m.add_class::<train::PyCycleGanTrainer>()?;
     m.add_class::<data::PyDomainLoader>()?;
     m.add_function(wrap_pyfunction!(train::read_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(train::read_checkpoint_metadata, m)?)?;

@@ -8,8 +8,9 @@
 //! by a training step whose backward pass runs a Python gradient hook, which needs the GIL.
 
 use super::error::unlocked;
-use crate::config::{DiscriminatorConfig, GeneratorConfig};
+use crate::config::{CycleGeneratorConfig, DiscriminatorConfig, GeneratorConfig, PatchDiscriminatorConfig};
 use crate::device::{device_name, parse_device};
+use crate::models::cyclegan::{CycleGenerator, PatchDiscriminator};
 use crate::models::{Discriminator, Generator, Network, Output};
 use crate::nn::VarKind;
 use pyo3::exceptions::PyTypeError;
@@ -41,11 +42,13 @@ fn extract_tensors(dict: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Tensor)>> 
     Ok(tensors)
 }
 
-/// One of the two networks, possibly shared with a Trainer (hence the `Arc<Mutex<..>>`).
+/// One of the networks, possibly shared with a Trainer (hence the `Arc<Mutex<..>>`).
 #[derive(Clone)]
 pub enum AnyNetwork {
     Generator(Arc<Mutex<Generator>>),
     Discriminator(Arc<Mutex<Discriminator>>),
+    CycleGenerator(Arc<Mutex<CycleGenerator>>),
+    PatchDiscriminator(Arc<Mutex<PatchDiscriminator>>),
 }
 
 /// Runs `$body` with `$net` bound to the locked network, whichever it is.
@@ -60,6 +63,14 @@ macro_rules! with_network {
                 let mut $net = lock(shared);
                 $body
             }
+            AnyNetwork::CycleGenerator(shared) => {
+                let mut $net = lock(shared);
+                $body
+            }
+            AnyNetwork::PatchDiscriminator(shared) => {
+                let mut $net = lock(shared);
+                $body
+            }
         }
     };
     ($any:expr, $net:ident => $body:expr) => {
@@ -69,6 +80,14 @@ macro_rules! with_network {
                 $body
             }
             AnyNetwork::Discriminator(shared) => {
+                let $net = lock(shared);
+                $body
+            }
+            AnyNetwork::CycleGenerator(shared) => {
+                let $net = lock(shared);
+                $body
+            }
+            AnyNetwork::PatchDiscriminator(shared) => {
                 let $net = lock(shared);
                 $body
             }
@@ -170,6 +189,14 @@ impl PyNetwork {
                     let c = lock(d).config().clone();
                     vec![("ndf", c.ndf), ("n_layers", c.n_layers), ("input_nc", c.input_nc)]
                 }
+                AnyNetwork::CycleGenerator(g) => {
+                    let c = lock(g).config().clone();
+                    vec![("ngf", c.ngf), ("n_blocks", c.n_blocks), ("input_nc", c.input_nc), ("output_nc", c.output_nc)]
+                }
+                AnyNetwork::PatchDiscriminator(d) => {
+                    let c = lock(d).config().clone();
+                    vec![("ndf", c.ndf), ("n_layers", c.n_layers), ("input_nc", c.input_nc)]
+                }
             })
         })?;
         let dict = PyDict::new(py);
@@ -189,6 +216,8 @@ impl PyNetwork {
         match self.net {
             AnyNetwork::Generator(_) => Generator::NAME,
             AnyNetwork::Discriminator(_) => Discriminator::NAME,
+            AnyNetwork::CycleGenerator(_) => CycleGenerator::NAME,
+            AnyNetwork::PatchDiscriminator(_) => PatchDiscriminator::NAME,
         }
     }
 }
@@ -256,7 +285,72 @@ impl PyDiscriminator {
         let net = self_.as_super().net.clone();
         unlocked(py, || match &net {
             AnyNetwork::Discriminator(d) => Ok(lock(d).config().min_input_size()),
-            AnyNetwork::Generator(_) => Err(crate::Error::internal("a Discriminator holding a generator")),
+            _ => Err(crate::Error::internal("a Discriminator holding another network")),
+        })
+    }
+}
+
+/// The native CycleGAN ResNet generator. Use `ugatit_rs.cyclegan.ResnetGenerator`, which wraps it.
+#[pyclass(extends = PyNetwork, name = "CycleGenerator", module = "ugatit_rs._native")]
+pub struct PyCycleGenerator;
+
+impl PyCycleGenerator {
+    pub fn shared(py: Python<'_>, inner: Arc<Mutex<CycleGenerator>>) -> PyResult<Py<PyCycleGenerator>> {
+        let base = PyNetwork { net: AnyNetwork::CycleGenerator(inner) };
+        Py::new(py, PyClassInitializer::from(base).add_subclass(PyCycleGenerator))
+    }
+}
+
+#[pymethods]
+impl PyCycleGenerator {
+    #[new]
+    #[pyo3(signature = (ngf=64, n_blocks=9, input_nc=3, output_nc=3, device="cpu"))]
+    fn new(
+        py: Python<'_>,
+        ngf: i64,
+        n_blocks: i64,
+        input_nc: i64,
+        output_nc: i64,
+        device: &str,
+    ) -> PyResult<(Self, PyNetwork)> {
+        let config = CycleGeneratorConfig { input_nc, output_nc, ngf, n_blocks };
+        let device = parse_device(device)?;
+        let generator = unlocked(py, || CycleGenerator::new(config, device))?;
+        Ok((PyCycleGenerator, PyNetwork { net: AnyNetwork::CycleGenerator(Arc::new(Mutex::new(generator))) }))
+    }
+}
+
+/// The native CycleGAN PatchGAN. Use `ugatit_rs.cyclegan.PatchDiscriminator`, which wraps it.
+#[pyclass(extends = PyNetwork, name = "PatchDiscriminator", module = "ugatit_rs._native")]
+pub struct PyPatchDiscriminator;
+
+impl PyPatchDiscriminator {
+    pub fn shared(py: Python<'_>, inner: Arc<Mutex<PatchDiscriminator>>) -> PyResult<Py<PyPatchDiscriminator>> {
+        let base = PyNetwork { net: AnyNetwork::PatchDiscriminator(inner) };
+        Py::new(py, PyClassInitializer::from(base).add_subclass(PyPatchDiscriminator))
+    }
+}
+
+#[pymethods]
+impl PyPatchDiscriminator {
+    #[new]
+    #[pyo3(signature = (ndf=64, n_layers=3, input_nc=3, device="cpu"))]
+    fn new(py: Python<'_>, ndf: i64, n_layers: i64, input_nc: i64, device: &str) -> PyResult<(Self, PyNetwork)> {
+        let config = PatchDiscriminatorConfig { input_nc, ndf, n_layers };
+        let device = parse_device(device)?;
+        let discriminator = unlocked(py, || PatchDiscriminator::new(config, device))?;
+        Ok((
+            PyPatchDiscriminator,
+            PyNetwork { net: AnyNetwork::PatchDiscriminator(Arc::new(Mutex::new(discriminator))) },
+        ))
+    }
+
+    /// The smallest square image size this discriminator accepts.
+    fn min_input_size(self_: PyRef<'_, Self>, py: Python<'_>) -> PyResult<i64> {
+        let net = self_.as_super().net.clone();
+        unlocked(py, || match &net {
+            AnyNetwork::PatchDiscriminator(d) => Ok(lock(d).config().min_input_size()),
+            _ => Err(crate::Error::internal("a PatchDiscriminator holding another network")),
         })
     }
 }

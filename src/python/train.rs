@@ -1,11 +1,14 @@
-//! Bindings for [`crate::config::TrainConfig`] and [`crate::train::Trainer`].
+//! Bindings for [`crate::config::TrainConfig`], [`crate::train::Trainer`] and
+//! [`crate::train::CycleGanTrainer`].
 
 use super::error::unlocked;
-use super::models::{PyDiscriminator, PyGenerator};
+use super::models::{PyCycleGenerator, PyDiscriminator, PyGenerator, PyPatchDiscriminator};
 use crate::config::TrainConfig;
 use crate::device::device_name;
+use crate::models::cyclegan::{CycleGenerator, PatchDiscriminator};
 use crate::models::{Discriminator, Generator};
-use crate::train::{checkpoint, StepLosses, Trainer};
+use crate::train::trainer::GradientHook;
+use crate::train::{checkpoint, CycleGanTrainer, StepLosses, Trainer};
 use crate::Result;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -23,7 +26,14 @@ impl TrainConfig {
     #[new]
     #[pyo3(signature = (**kwargs))]
     fn py_new(py: Python<'_>, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let defaults = TrainConfig::default();
+        // The model's own defaults first (CycleGAN's differ), then the given fields over them.
+        let model: Option<String> = match kwargs.map(|k| k.get_item("model")).transpose()?.flatten() {
+            Some(value) => {
+                Some(value.extract().map_err(|_| PyTypeError::new_err("TrainConfig.model must be a string"))?)
+            }
+            None => None,
+        };
+        let defaults = TrainConfig::defaults_for(model.as_deref().unwrap_or("ugatit"));
         let Some(kwargs) = kwargs else { return Ok(defaults) };
         let fields = defaults.py_to_dict(py)?.downcast_into::<PyDict>()?;
         for (key, value) in kwargs.iter() {
@@ -114,10 +124,27 @@ fn python_hook<'a>(
     }
 }
 
+/// What both trainers' bindings call to run an iteration.
+trait Steps: Send {
+    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses>;
+}
+
+impl Steps for Trainer {
+    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
+        Trainer::step_reduced(self, a, b, reduce)
+    }
+}
+
+impl Steps for CycleGanTrainer {
+    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
+        CycleGanTrainer::step_reduced(self, a, b, reduce)
+    }
+}
+
 /// Runs one step with an optional Python gradient hook, re-raising the hook's own exception.
-fn step_with_hook(
+fn step_with_hook<T: Steps>(
     py: Python<'_>,
-    trainer: &Mutex<Trainer>,
+    trainer: &Mutex<T>,
     a: Tensor,
     b: Tensor,
     hook: Option<PyObject>,
@@ -241,13 +268,13 @@ impl PyTrainer {
     /// Writes the full training state to `path` (atomically).
     #[pyo3(signature = (path, metadata=Vec::new()))]
     fn save_checkpoint(&self, py: Python<'_>, path: PathBuf, metadata: Vec<(String, String)>) -> PyResult<()> {
-        unlocked(py, || checkpoint::save_with_metadata(&lock(&self.inner), &path, &metadata))?;
+        unlocked(py, || checkpoint::save_with_metadata(&mut *lock(&self.inner), &path, &metadata))?;
         Ok(())
     }
 
     /// Restores a checkpoint; returns its step. Validates everything before changing anything.
     fn load_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<i64> {
-        let info = unlocked(py, || checkpoint::load(&mut lock(&self.inner), &path))?;
+        let info = unlocked(py, || checkpoint::load(&mut *lock(&self.inner), &path))?;
         Ok(info.step)
     }
 
@@ -300,5 +327,120 @@ impl PyTrainer {
     #[getter]
     fn dis_lb(&self, py: Python<'_>) -> PyResult<Py<PyDiscriminator>> {
         PyDiscriminator::shared(py, self.discriminators[3].clone())
+    }
+}
+
+/// The native CycleGAN trainer. Use `ugatit_rs.Trainer(TrainConfig(model="cyclegan"))`, which
+/// wraps it; its surface is the U-GAT-IT trainer's, with CycleGAN's four networks.
+#[pyclass(name = "CycleGanTrainer", module = "ugatit_rs._native")]
+pub struct PyCycleGanTrainer {
+    inner: Mutex<CycleGanTrainer>,
+    config: TrainConfig,
+    device: String,
+    generators: [Arc<Mutex<CycleGenerator>>; 2],
+    discriminators: [Arc<Mutex<PatchDiscriminator>>; 2],
+}
+
+#[pymethods]
+impl PyCycleGanTrainer {
+    #[new]
+    fn new(py: Python<'_>, config: TrainConfig) -> PyResult<Self> {
+        let trainer = unlocked(py, move || CycleGanTrainer::new(config))?;
+        Ok(Self {
+            config: trainer.config().clone(),
+            device: device_name(trainer.device()),
+            generators: [trainer.gen_a.clone(), trainer.gen_b.clone()],
+            discriminators: [trainer.dis_a.clone(), trainer.dis_b.clone()],
+            inner: Mutex::new(trainer),
+        })
+    }
+
+    /// One iteration; returns `[(loss_name, value), ...]` (one host sync for all of them).
+    #[pyo3(signature = (real_a, real_b, grad_hook=None))]
+    fn step(
+        &self,
+        py: Python<'_>,
+        real_a: PyTensor,
+        real_b: PyTensor,
+        grad_hook: Option<PyObject>,
+    ) -> PyResult<Vec<(String, f64)>> {
+        let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
+        unlocked(py, move || losses_to_floats(&losses))
+    }
+
+    /// One iteration; returns the losses as 0-d tensors on the device (no host sync), plus lr.
+    #[pyo3(signature = (real_a, real_b, grad_hook=None))]
+    fn step_lazy(
+        &self,
+        py: Python<'_>,
+        real_a: PyTensor,
+        real_b: PyTensor,
+        grad_hook: Option<PyObject>,
+    ) -> PyResult<(Vec<(String, PyTensor)>, f64)> {
+        let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
+        let values = losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect();
+        Ok((values, losses.lr))
+    }
+
+    /// Writes the full training state (networks, optimizers, pools) to `path` (atomically).
+    #[pyo3(signature = (path, metadata=Vec::new()))]
+    fn save_checkpoint(&self, py: Python<'_>, path: PathBuf, metadata: Vec<(String, String)>) -> PyResult<()> {
+        unlocked(py, || checkpoint::save_with_metadata(&mut *lock(&self.inner), &path, &metadata))?;
+        Ok(())
+    }
+
+    /// Restores a checkpoint; returns its step. Validates everything before changing anything.
+    fn load_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<i64> {
+        let info = unlocked(py, || checkpoint::load(&mut *lock(&self.inner), &path))?;
+        Ok(info.step)
+    }
+
+    /// How many images each pool holds: `(fake_B pool, fake_A pool)`.
+    #[getter]
+    fn pool_sizes(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
+        unlocked(py, || {
+            let t = lock(&self.inner);
+            Ok((t.pools[0].len(), t.pools[1].len()))
+        })
+    }
+
+    #[getter]
+    fn config(&self) -> TrainConfig {
+        self.config.clone()
+    }
+
+    #[getter]
+    fn step_count(&self, py: Python<'_>) -> PyResult<i64> {
+        unlocked(py, || Ok(lock(&self.inner).step_count()))
+    }
+
+    #[getter]
+    fn lr(&self, py: Python<'_>) -> PyResult<f64> {
+        unlocked(py, || Ok(lock(&self.inner).lr()))
+    }
+
+    #[getter]
+    fn device(&self) -> String {
+        self.device.clone()
+    }
+
+    #[getter]
+    fn gen_a(&self, py: Python<'_>) -> PyResult<Py<PyCycleGenerator>> {
+        PyCycleGenerator::shared(py, self.generators[0].clone())
+    }
+
+    #[getter]
+    fn gen_b(&self, py: Python<'_>) -> PyResult<Py<PyCycleGenerator>> {
+        PyCycleGenerator::shared(py, self.generators[1].clone())
+    }
+
+    #[getter]
+    fn dis_a(&self, py: Python<'_>) -> PyResult<Py<PyPatchDiscriminator>> {
+        PyPatchDiscriminator::shared(py, self.discriminators[0].clone())
+    }
+
+    #[getter]
+    fn dis_b(&self, py: Python<'_>) -> PyResult<Py<PyPatchDiscriminator>> {
+        PyPatchDiscriminator::shared(py, self.discriminators[1].clone())
     }
 }

@@ -1,11 +1,14 @@
-//! Checkpoints: one safetensors file holding the six networks under their official names
-//! (`genA2B.DownBlock.1.weight`, `disGA.model.1.weight_orig`, ...), both optimizers' state
-//! (`optim.G.exp_avg`, ...), and in the metadata the step, learning rate and config.
+//! Checkpoints: one safetensors file holding a trainer's networks under their official names
+//! (U-GAT-IT: `genA2B.DownBlock.1.weight`, `disGA.model.1.weight_orig`, ...; CycleGAN:
+//! `G_A.model.1.weight`, ...), both optimizers' state (`optim.G.exp_avg`, ...), any other state
+//! (CycleGAN's image pools), and in the metadata the step, learning rate and config.
 //!
 //! Files are written atomically — temp file, fsync, rename, fsync of the folder — so a process
 //! killed mid-save leaves the previous checkpoint intact. Loading checks every tensor (presence,
 //! dtype, shape) and the architecture before touching the trainer, so a bad file changes nothing.
 
+use super::cyclegan_trainer::{CycleGanTrainer, CYCLEGAN_NETWORK_NAMES};
+use super::optim::Adam;
 use super::trainer::{Trainer, NETWORK_NAMES};
 use crate::config::TrainConfig;
 use crate::nn::TensorSpec;
@@ -18,6 +21,139 @@ use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 pub const FORMAT: &str = "ugatit-rs/1";
+
+/// Tensors and metadata entries a trainer saves besides its networks and optimizers.
+pub type ExtraState = (Vec<(String, Tensor)>, Vec<(String, String)>);
+
+/// What a checkpoint saves and restores; both trainers implement it.
+pub trait Checkpointable {
+    fn config(&self) -> &TrainConfig;
+    fn device(&self) -> Device;
+    fn step_count(&self) -> i64;
+    fn set_step_count(&mut self, step: i64);
+    fn lr(&self) -> f64;
+    /// The networks' names, which prefix their tensors in the file.
+    fn network_names(&self) -> &'static [&'static str];
+    fn for_each_network(&self, f: &mut dyn FnMut(&'static str, &crate::nn::ParamStore) -> Result<()>) -> Result<()>;
+    /// The generators' and the discriminators' optimizers.
+    fn optimizers(&mut self) -> [&mut Adam; 2];
+    /// Further tensors and metadata to save (none by default).
+    fn extra_state(&self) -> Result<ExtraState> {
+        Ok((Vec::new(), Vec::new()))
+    }
+    /// Checks the further state in `file` (absent is fine), changing nothing.
+    fn check_extra_state(&self, _file: &SafetensorsFile) -> Result<()> {
+        Ok(())
+    }
+    /// Restores the further state (after every check passed).
+    fn load_extra_state(&mut self, _file: &SafetensorsFile) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Checkpointable for Trainer {
+    fn config(&self) -> &TrainConfig {
+        Trainer::config(self)
+    }
+    fn device(&self) -> Device {
+        Trainer::device(self)
+    }
+    fn step_count(&self) -> i64 {
+        self.step
+    }
+    fn set_step_count(&mut self, step: i64) {
+        self.set_step(step)
+    }
+    fn lr(&self) -> f64 {
+        Trainer::lr(self)
+    }
+    fn network_names(&self) -> &'static [&'static str] {
+        &NETWORK_NAMES
+    }
+    fn for_each_network(&self, f: &mut dyn FnMut(&'static str, &crate::nn::ParamStore) -> Result<()>) -> Result<()> {
+        Trainer::for_each_network(self, f)
+    }
+    fn optimizers(&mut self) -> [&mut Adam; 2] {
+        [&mut self.g_optim, &mut self.d_optim]
+    }
+}
+
+impl Checkpointable for CycleGanTrainer {
+    fn config(&self) -> &TrainConfig {
+        CycleGanTrainer::config(self)
+    }
+    fn device(&self) -> Device {
+        CycleGanTrainer::device(self)
+    }
+    fn step_count(&self) -> i64 {
+        self.step
+    }
+    fn set_step_count(&mut self, step: i64) {
+        self.set_step(step)
+    }
+    fn lr(&self) -> f64 {
+        CycleGanTrainer::lr(self)
+    }
+    fn network_names(&self) -> &'static [&'static str] {
+        &CYCLEGAN_NETWORK_NAMES
+    }
+    fn for_each_network(&self, f: &mut dyn FnMut(&'static str, &crate::nn::ParamStore) -> Result<()>) -> Result<()> {
+        CycleGanTrainer::for_each_network(self, f)
+    }
+    fn optimizers(&mut self) -> [&mut Adam; 2] {
+        [&mut self.g_optim, &mut self.d_optim]
+    }
+
+    /// The pools: `pool.fake_B.images` / `pool.fake_A.images` (when not empty) and each RNG
+    /// state in the metadata (`pool.fake_B.rng`, as a decimal u64).
+    fn extra_state(&self) -> Result<ExtraState> {
+        let (mut tensors, mut metadata) = (Vec::new(), Vec::new());
+        for (name, pool) in POOL_NAMES.iter().zip(&self.pools) {
+            let (images, rng) = pool.state()?;
+            if let Some(images) = images {
+                tensors.push((format!("pool.{name}.images"), images));
+            }
+            metadata.push((format!("pool.{name}.rng"), rng.to_string()));
+        }
+        Ok((tensors, metadata))
+    }
+
+    fn check_extra_state(&self, file: &SafetensorsFile) -> Result<()> {
+        let size = self.config().img_size;
+        for (name, pool) in POOL_NAMES.iter().zip(&self.pools) {
+            let entry = file.entries().iter().find(|e| e.name == format!("pool.{name}.images"));
+            if let Some(e) = entry {
+                if e.kind != Kind::Float {
+                    return Err(Error::StateDict(format!("{}: {} is not float32", file.path.display(), e.name)));
+                }
+            }
+            pool.check(entry.map(|e| e.shape.as_slice()), &[3, size, size], &format!("pool.{name}.images"))?;
+            if let Some(state) = file.metadata().get(&format!("pool.{name}.rng")) {
+                state.parse::<u64>().map_err(|_| {
+                    Error::StateDict(format!("{}: pool.{name}.rng is not a u64 ({state:?})", file.path.display()))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load_extra_state(&mut self, file: &SafetensorsFile) -> Result<()> {
+        let device = self.device();
+        for (name, pool) in POOL_NAMES.iter().zip(self.pools.iter_mut()) {
+            let Some(state) = file.metadata().get(&format!("pool.{name}.rng")) else { continue };
+            let rng = state.parse::<u64>().map_err(|_| Error::StateDict(format!("pool.{name}.rng: {state:?}")))?;
+            let images = match file.entries().iter().find(|e| e.name == format!("pool.{name}.images")) {
+                Some(entry) => Some(file.read(entry, device)?),
+                None => None,
+            };
+            pool.restore(images.as_ref(), rng)?;
+        }
+        Ok(())
+    }
+}
+
+/// CycleGAN's pools by what they hold: generated B images (for D_A), generated A ones (for D_B).
+const POOL_NAMES: [&str; 2] = ["fake_B", "fake_A"];
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io { path: path.to_path_buf(), source }
@@ -246,20 +382,22 @@ impl SafetensorsFile {
 
 /// Saves the trainer's full state to `path` (atomically). Refuses, naming the tensor, to write a
 /// state holding NaN or Inf, so the last checkpoint on disk is always a usable one.
-pub fn save(trainer: &Trainer, path: &Path) -> Result<()> {
+pub fn save(trainer: &mut dyn Checkpointable, path: &Path) -> Result<()> {
     save_with_metadata(trainer, path, &[])
 }
 
 /// [`save`] with extra metadata entries (e.g. the data-parallel world size); the reserved keys
 /// (`format`, `step`, `lr`, `config`, `optim.*`) cannot be overridden.
-pub fn save_with_metadata(trainer: &Trainer, path: &Path, extra: &[(String, String)]) -> Result<()> {
+pub fn save_with_metadata(trainer: &mut dyn Checkpointable, path: &Path, extra: &[(String, String)]) -> Result<()> {
     let mut tensors = Vec::new();
-    trainer.for_each_network(|net, store| {
+    trainer.for_each_network(&mut |net, store| {
         for var in store.vars() {
             tensors.push((format!("{net}.{}", var.name), var.tensor));
         }
         Ok(())
     })?;
+    let (extra_tensors, extra_metadata) = trainer.extra_state()?;
+    tensors.extend(extra_tensors);
     for (name, t) in &tensors {
         if !all_finite(t)? {
             return Err(Error::NonFinite(format!(
@@ -268,18 +406,19 @@ pub fn save_with_metadata(trainer: &Trainer, path: &Path, extra: &[(String, Stri
             )));
         }
     }
-    let mut metadata = HashMap::new();
-    for (group, optim) in [("G", &trainer.g_optim), ("D", &trainer.d_optim)] {
+    let mut metadata: HashMap<String, String> = extra_metadata.into_iter().collect();
+    let (step, lr, config) = (trainer.step_count(), trainer.lr(), trainer.config().clone());
+    for (group, optim) in ["G", "D"].into_iter().zip(trainer.optimizers()) {
         let (exp_avg, exp_avg_sq, step) = optim.state();
         tensors.push((format!("optim.{group}.exp_avg"), exp_avg.shallow_clone()));
         tensors.push((format!("optim.{group}.exp_avg_sq"), exp_avg_sq.shallow_clone()));
         metadata.insert(format!("optim.{group}.step"), step.to_string());
     }
     metadata.insert("format".into(), FORMAT.into());
-    metadata.insert("step".into(), trainer.step.to_string());
+    metadata.insert("step".into(), step.to_string());
     // `{:?}` prints the shortest string that parses back to the same f64.
-    metadata.insert("lr".into(), format!("{:?}", trainer.lr()));
-    metadata.insert("config".into(), serde_json::to_string(trainer.config()).expect("config json"));
+    metadata.insert("lr".into(), format!("{lr:?}"));
+    metadata.insert("config".into(), serde_json::to_string(&config).expect("config json"));
     for (key, value) in extra {
         metadata.entry(key.clone()).or_insert_with(|| value.clone());
     }
@@ -350,7 +489,7 @@ pub fn info(file: &SafetensorsFile) -> Result<CheckpointInfo> {
 /// architecture, every tensor's presence, dtype and shape (from the header), then every value
 /// (finite; second moments non-negative), reading one tensor at a time; only then are the
 /// tensors copied in, again one at a time. A networks-only file resets both optimizers.
-pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
+pub fn load(trainer: &mut dyn Checkpointable, path: &Path) -> Result<CheckpointInfo> {
     let file = SafetensorsFile::open(path)?;
     let info = info(&file)?;
     if let Some(saved) = &info.config {
@@ -365,7 +504,7 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
         }
     }
     // 1. Names, dtypes and shapes, from the header alone.
-    trainer.for_each_network(|net, store| {
+    trainer.for_each_network(&mut |net, store| {
         let prefix = format!("{net}.");
         let specs: Vec<TensorSpec> =
             file.entries_with_prefix(&prefix).map(|(n, e)| (n.to_string(), e.shape.clone(), e.kind)).collect();
@@ -377,7 +516,7 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
     let optim_entries = match info.optimizer_steps {
         Some(steps) => {
             let mut found = Vec::new();
-            for (group, optim, step) in [("G", &trainer.g_optim, steps[0]), ("D", &trainer.d_optim, steps[1])] {
+            for ((group, step), optim) in [("G", steps[0]), ("D", steps[1])].into_iter().zip(trainer.optimizers()) {
                 let entry = |name: &str| {
                     file.entries().iter().find(|e| e.name == format!("optim.{group}.{name}")).cloned().ok_or_else(
                         || Error::StateDict(format!("{}: checkpoint lacks optim.{group}.{name}", path.display())),
@@ -392,11 +531,13 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
         }
         None => None,
     };
+    trainer.check_extra_state(&file)?;
     // 2. Values: finite everywhere, second moments non-negative.
     let device = trainer.device();
+    let names = trainer.network_names();
     for entry in file.entries() {
-        let is_network =
-            NETWORK_NAMES.iter().any(|net| entry.name.strip_prefix(net).is_some_and(|r| r.starts_with('.')));
+        let is_network = names.iter().any(|net| entry.name.strip_prefix(net).is_some_and(|r| r.starts_with('.')))
+            || entry.name.starts_with("pool.");
         let is_optim = optim_entries
             .as_ref()
             .is_some_and(|o| o.iter().any(|(m, v, _)| m.name == entry.name || v.name == entry.name));
@@ -416,7 +557,7 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
         }
     }
     // 3. Copy in, one tensor at a time.
-    trainer.for_each_network(|net, store| {
+    trainer.for_each_network(&mut |net, store| {
         let prefix = format!("{net}.");
         for (name, entry) in file.entries_with_prefix(&prefix) {
             store.copy_from(name, &file.read(entry, device)?)?;
@@ -425,17 +566,19 @@ pub fn load(trainer: &mut Trainer, path: &Path) -> Result<CheckpointInfo> {
     })?;
     match optim_entries {
         Some(found) => {
-            for ((m, v, step), optim) in found.iter().zip([&mut trainer.g_optim, &mut trainer.d_optim]) {
+            for ((m, v, step), optim) in found.iter().zip(trainer.optimizers()) {
                 optim.load_moment("exp_avg", &file.read(m, device)?)?;
                 optim.load_moment("exp_avg_sq", &file.read(v, device)?)?;
                 optim.set_step_count(*step);
             }
         }
         None => {
-            trainer.g_optim.reset_state()?;
-            trainer.d_optim.reset_state()?;
+            for optim in trainer.optimizers() {
+                optim.reset_state()?;
+            }
         }
     }
-    trainer.set_step(info.step);
+    trainer.load_extra_state(&file)?;
+    trainer.set_step_count(info.step);
     Ok(info)
 }

@@ -25,9 +25,35 @@ pub fn lr_at(base_lr: f64, step: i64, iteration: i64, decay: bool) -> f64 {
     lr.max(0.0)
 }
 
+/// CycleGAN's `lambda` policy at step `step` (1-based), an epoch of theirs being one iteration
+/// here: the base rate for the first `iteration // 2` steps, then
+/// `lr * (1 - (step - n) / (n_decay + 1))` with `n_decay = iteration - n`, as their `LambdaLR`
+/// (stepped at the end of each epoch) computes it; 0 past the end.
+pub fn cyclegan_lr_at(base_lr: f64, step: i64, iteration: i64, decay: bool) -> f64 {
+    let n = iteration / 2;
+    let n_decay = iteration - n;
+    if !decay {
+        return base_lr;
+    }
+    if step > iteration {
+        return 0.0;
+    }
+    base_lr * (1.0 - (step - n).max(0) as f64 / (n_decay + 1) as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cyclegan_schedule_is_constant_then_linear() {
+        assert_eq!(cyclegan_lr_at(2e-4, 1, 10, true), 2e-4);
+        assert_eq!(cyclegan_lr_at(2e-4, 5, 10, true), 2e-4);
+        assert_eq!(cyclegan_lr_at(2e-4, 6, 10, true), 2e-4 * (1.0 - 1.0 / 6.0));
+        assert_eq!(cyclegan_lr_at(2e-4, 10, 10, true), 2e-4 * (1.0 - 5.0 / 6.0));
+        assert_eq!(cyclegan_lr_at(2e-4, 11, 10, true), 0.0);
+        assert_eq!(cyclegan_lr_at(2e-4, 9, 10, false), 2e-4);
+    }
 
     #[test]
     fn constant_then_linear_to_zero_and_never_negative() {

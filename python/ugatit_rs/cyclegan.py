@@ -1,0 +1,151 @@
+"""CycleGAN, the paper's first baseline, in the same framework (docs/cyclegan.md).
+
+The networks, losses, update order, image pool, optimizer and schedule are those of
+junyanz/pytorch-CycleGAN-and-pix2pix (``--model cycle_gan``, its defaults), computed in Rust;
+the state-dict names are theirs, so ``state_dict()`` loads into their ``ResnetGenerator`` /
+``NLayerDiscriminator`` and back.
+
+>>> cfg = ug.TrainConfig(model="cyclegan", dataset="data/horse2zebra", img_size=256)
+>>> tr = ug.Trainer(cfg)          # a CycleGANTrainer: same fit(), checkpoints, resume, eval
+>>> tr.fit()
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from . import _native, viz
+from .data import DomainLoader, domain_folder, load_image
+from .models import DeviceLike, _device_name, _NativeModule
+from .trainer import Trainer
+
+__all__ = ["ResnetGenerator", "PatchDiscriminator", "CycleGANTrainer", "NETWORK_NAMES"]
+
+NETWORK_NAMES: list[str] = list(_native.CYCLEGAN_NETWORK_NAMES)
+
+
+class _ImageOnly(_NativeModule):
+    """CycleGAN's networks return one tensor, as theirs do."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x)[0]
+
+
+class ResnetGenerator(_ImageOnly):
+    """CycleGAN's ResNet generator (``resnet_9blocks`` / ``resnet_6blocks``, instance norm, no dropout).
+
+    Args:
+        ngf: channels of the first conv; n_blocks: residual blocks (9 at 256 px, 6 at 128 in
+        their recipes); input_nc, output_nc: image channels; device: where it lives.
+
+    Calling it on a float32 ``(B, input_nc, H, W)`` batch in [-1, 1] (H, W multiples of 4)
+    returns the translation ``(B, output_nc, H, W)``. Weights start as theirs: N(0, 0.02), zero biases.
+    """
+
+    def __init__(self, ngf: int = 64, n_blocks: int = 9, input_nc: int = 3, output_nc: int = 3, device: DeviceLike = "cpu"):
+        super().__init__()
+        self._adopt(
+            _native.CycleGenerator(
+                ngf=ngf, n_blocks=n_blocks, input_nc=input_nc, output_nc=output_nc, device=_device_name(device)
+            )
+        )
+
+
+class PatchDiscriminator(_ImageOnly):
+    """CycleGAN's PatchGAN (``NLayerDiscriminator``; ``n_layers=3`` is the 70x70 one): one
+    real/fake logit per overlapping patch, ``(B, 1, h, w)``."""
+
+    def __init__(self, ndf: int = 64, n_layers: int = 3, input_nc: int = 3, device: DeviceLike = "cpu"):
+        super().__init__()
+        self._adopt(
+            _native.PatchDiscriminator(ndf=ndf, n_layers=n_layers, input_nc=input_nc, device=_device_name(device))
+        )
+
+    def min_input_size(self) -> int:
+        return self._native.min_input_size()
+
+
+class CycleGANTrainer(Trainer):
+    """Trains CycleGAN as their ``CycleGANModel.optimize_parameters()`` does; everything else
+    (``fit``, checkpoints, resume, Ctrl-C, logs, in-training KID, ``test``) is the
+    :class:`~ugatit_rs.Trainer`'s. ``gen_a2b`` is their ``netG_A``, ``gen_b2a`` ``netG_B``,
+    ``dis_a`` ``netD_A`` (judges domain B) and ``dis_b`` ``netD_B``.
+
+    ``step`` returns ``d_loss``, ``g_loss`` and their ``D_A, G_A, cycle_A, idt_A, D_B, G_B,
+    cycle_B, idt_B``, and ``lr``.
+    """
+
+    def _build(self, config) -> None:
+        self._native = _native.CycleGanTrainer(config)
+        self.gen_a2b = ResnetGenerator._wrap(self._native.gen_a)
+        self.gen_b2a = ResnetGenerator._wrap(self._native.gen_b)
+        self.dis_a = PatchDiscriminator._wrap(self._native.dis_a)
+        self.dis_b = PatchDiscriminator._wrap(self._native.dis_b)
+
+    def networks(self) -> dict[str, object]:
+        """``G_A, G_B, D_A, D_B`` (their names)."""
+        return dict(zip(NETWORK_NAMES, (self.gen_a2b, self.gen_b2a, self.dis_a, self.dis_b)))
+
+    @property
+    def pool_sizes(self) -> tuple[int, int]:
+        """Images held by the pool of generated B images (for ``D_A``) and of generated A ones."""
+        return self._native.pool_sizes
+
+    def load_checkpoint(self, path: str) -> int:
+        """Restores a checkpoint written by :meth:`save_checkpoint` (networks, optimizers, pools)."""
+        return self._native.load_checkpoint(os.fspath(path))
+
+    def save_samples(self, step: int | None = None, count: int = 5) -> dict[str, str]:
+        """Sample grids in ``img/A2B_<step>.png`` and ``img/B2A_<step>.png``: per column real /
+        translation / cycle, for ``count`` train and ``count`` test images (eval mode, no autograd)."""
+        step = self.step_count if step is None else step
+        if not hasattr(self, "_samples"):
+            self._samples = {
+                d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"
+            }
+        paths = {}
+        for direction, fwd, bwd, images in (
+            ("A2B", self.gen_a2b, self.gen_b2a, self._samples["A"]),
+            ("B2A", self.gen_b2a, self.gen_a2b, self._samples["B"]),
+        ):
+            path = os.path.join(self.run_dir, "img", f"{direction}_{step:07d}.png")
+            viz.save_png(np.concatenate([cycle_column(fwd, bwd, x) for x in images], axis=1), path)
+            paths[direction] = path
+        return paths
+
+    def test(self) -> dict[str, list[str]]:
+        """For every ``testA``/``testB`` image, a column real / translation / cycle in
+        ``test/A2B_<n>.png`` and ``test/B2A_<n>.png``. Returns the written paths."""
+        written: dict[str, list[str]] = {"A2B": [], "B2A": []}
+        for direction, split, fwd, bwd in (
+            ("A2B", "testA", self.gen_a2b, self.gen_b2a),
+            ("B2A", "testB", self.gen_b2a, self.gen_a2b),
+        ):
+            loader = DomainLoader(
+                domain_folder(self.config.dataset, split), self.config.img_size, 1, train=False, num_workers=0
+            )
+            for n, path in enumerate(loader.paths()):
+                x = load_image(path, self.config.img_size).to(self.device)
+                out = os.path.join(self.run_dir, "test", f"{direction}_{n + 1}.png")
+                viz.save_png(cycle_column(fwd, bwd, x), out)
+                written[direction].append(out)
+        return written
+
+    def __repr__(self) -> str:
+        return f"CycleGANTrainer(step={self.step_count}, device='{self.device}', config={self.config!r})"
+
+
+@torch.no_grad()
+def cycle_column(forward, backward, x: torch.Tensor) -> np.ndarray:
+    """One image ``x`` (1, 3, S, S) of the source domain as a column: real, translation, cycle."""
+    modes = forward.training, backward.training
+    forward.eval(), backward.eval()
+    try:
+        fake = forward(x)
+        rec = backward(fake)
+    finally:
+        forward.train(modes[0]), backward.train(modes[1])
+    return np.concatenate([viz.to_image(t) for t in (x, fake, rec)], axis=0)
