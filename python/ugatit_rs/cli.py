@@ -24,8 +24,9 @@ from . import TrainConfig, Trainer
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
+    name = "CycleGAN" if args.model == "cyclegan" else "light U-GAT-IT"
     print(
-        f"ugatit-rs demo: {args.iteration} iterations of a light U-GAT-IT ({args.img_size} px, ch {args.ch}) "
+        f"ugatit-rs demo: {args.iteration} iterations of a {name} ({args.img_size} px, ch {args.ch}) "
         f"on built-in photo/cartoon faces, on {args.device}"
     )
     summary = demo.run(
@@ -37,6 +38,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         progress=not args.no_progress,
+        model=args.model,
     )
     print("\ntranslation quality on the held-out test faces (before -> after training):")
     print(f"  {'direction':<10}{'content IoU':>22}{'style accuracy':>22}{'style score':>22}")
@@ -90,7 +92,9 @@ _INT_FLAG_BOUNDS = {"seed": (0, U64_MAX), "n_res": (0, 256), "num_workers": (0, 
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, named as in the official main.py, defaults from TrainConfig."""
+    """One flag per TrainConfig field, named as in the official main.py. A flag not given takes
+    the default of the chosen ``--model`` (U-GAT-IT's are shown; CycleGAN's differ where
+    docs/cyclegan.md says)."""
     defaults = TrainConfig().to_dict()
     helps = {
         "dataset": "dataset folder with trainA/ trainB/ testA/ testB/",
@@ -108,6 +112,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "device": "cpu, cuda or cuda:N",
         "seed": "seed for initialisation and the data streams",
         "num_workers": "image decoding threads per domain",
+        "model": "ugatit, or cyclegan (the baseline; its defaults: lr 0.0002, weight_decay 0, n_res 9)",
+        "pool_size": "cyclegan: history of generated images shown to the discriminators",
+        "lambda_identity": "cyclegan: identity loss weight as a fraction of cycle_weight",
     }
     for name, default in defaults.items():
         kind = type(default)
@@ -115,14 +122,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             f"--{name}",
             type=flag_type,
-            default=default,
+            default=None,  # not given: the model's own default (TrainConfig(model=...))
             metavar=kind.__name__.upper(),
             help=f"{helps.get(name, name.replace('_', ' '))} (default: {default})",
         )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(**{k: getattr(args, k) for k in TrainConfig().to_dict()})
+    given = {k: getattr(args, k) for k in TrainConfig().to_dict() if getattr(args, k, None) is not None}
+    return TrainConfig(**given)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -132,7 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train(args)
     # One process per GPU (or CPU rank) under torchrun: join the group, take this rank's GPU,
     # and leave the group cleanly (all ranks together) however the run ends.
-    args.device = distributed.setup(args.device)
+    args.device = distributed.setup(args.device or TrainConfig().device)
     try:
         return _train(args, rank=distributed.rank())
     finally:
@@ -164,12 +172,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     if path is None:
         raise FileNotFoundError(f"no checkpoint in {os.path.join(trainer.run_dir, 'model')}; pass --checkpoint")
     if args.checkpoint:
-        if path.lower().endswith((".pt", ".pth")):
-            from .convert import load_official_into
-
-            load_official_into(trainer, path)
-        else:
-            trainer.load_checkpoint(path)
+        trainer.load_checkpoint(path)  # ours, an official .pt, or (CycleGAN) a folder of their .pth files
     written = trainer.test()
     print(
         f"wrote {len(written['A2B'])} A2B and {len(written['B2A'])} B2A columns to {os.path.join(trainer.run_dir, 'test')}"
@@ -270,9 +273,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from . import export
     from .translate import Translator
 
-    generator = Translator.from_checkpoint(args.checkpoint, direction=args.direction, device="cpu").generator
+    translator = Translator.from_checkpoint(args.checkpoint, direction=args.direction, device="cpu")
+    generator = translator.generator
     if args.web:
-        folder = export.web(generator, args.web, direction=args.direction, fp16=args.fp16, ort_web=args.ort_web)
+        folder = export.web(
+            generator, args.web, direction=args.direction, fp16=args.fp16, ort_web=args.ort_web,
+            img_size=translator.img_size,
+        )  # fmt: skip
         print(f"wrote {folder}: serve it with `python -m http.server -d {folder}` and open http://localhost:8000")
         return 0
     if args.fp16 and args.format != "onnx":
@@ -392,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--ch", type=bounded_int(1, 4096), default=16, help="base channels (default: 16)")
     demo.add_argument("--n-res", type=bounded_int(0, 256), default=2, help="residual blocks (default: 2)")
+    demo.add_argument(
+        "--model", choices=("ugatit", "cyclegan"), default="ugatit", help="what to train (default: ugatit)"
+    )
     demo.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     demo.add_argument("--seed", type=bounded_int(0, U64_MAX), default=0)
     demo.add_argument("--no-progress", action="store_true")

@@ -23,13 +23,13 @@ from . import _native
 NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
 
 
-def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Flattens an official ``.pt`` into ``{"genA2B.DownBlock.1.weight": tensor, ...}``."""
+def load_plain(path: str | os.PathLike):
+    """``torch.load(weights_only=True)`` on the CPU: tensors and containers only, never code."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: official checkpoint not found")
+        raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
-        nested = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ValueError(
             f"{path}: refused to load: the file is not a plain tensor checkpoint "
@@ -37,6 +37,12 @@ def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         ) from None
     except Exception as exc:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Flattens an official ``.pt`` into ``{"genA2B.DownBlock.1.weight": tensor, ...}``."""
+    path = os.fspath(path)
+    nested = load_plain(path)
     if not isinstance(nested, dict) or not all(n in nested for n in NETWORK_NAMES):
         found = sorted(nested) if isinstance(nested, dict) else type(nested).__name__
         raise ValueError(f"{path}: expected a dict with {', '.join(NETWORK_NAMES)}, found {found}")

@@ -22,7 +22,15 @@ from .data import DomainLoader, domain_folder, load_image
 from .models import DeviceLike, _device_name, _NativeModule
 from .trainer import Trainer
 
-__all__ = ["ResnetGenerator", "PatchDiscriminator", "CycleGANTrainer", "NETWORK_NAMES"]
+__all__ = [
+    "ResnetGenerator",
+    "PatchDiscriminator",
+    "CycleGANTrainer",
+    "NETWORK_NAMES",
+    "read_their_network",
+    "save_their_networks",
+    "load_their_networks",
+]
 
 NETWORK_NAMES: list[str] = list(_native.CYCLEGAN_NETWORK_NAMES)
 
@@ -45,7 +53,9 @@ class ResnetGenerator(_ImageOnly):
     returns the translation ``(B, output_nc, H, W)``. Weights start as theirs: N(0, 0.02), zero biases.
     """
 
-    def __init__(self, ngf: int = 64, n_blocks: int = 9, input_nc: int = 3, output_nc: int = 3, device: DeviceLike = "cpu"):
+    def __init__(
+        self, ngf: int = 64, n_blocks: int = 9, input_nc: int = 3, output_nc: int = 3, device: DeviceLike = "cpu"
+    ):
         super().__init__()
         self._adopt(
             _native.CycleGenerator(
@@ -95,8 +105,14 @@ class CycleGANTrainer(Trainer):
         return self._native.pool_sizes
 
     def load_checkpoint(self, path: str) -> int:
-        """Restores a checkpoint written by :meth:`save_checkpoint` (networks, optimizers, pools)."""
-        return self._native.load_checkpoint(os.fspath(path))
+        """Restores a checkpoint written by :meth:`save_checkpoint` (networks, optimizers, pools;
+        returns its step), or loads the networks of a folder of their ``latest_net_*.pth`` files
+        (returns 0; optimizers and pools start afresh, as their ``--continue_train`` does)."""
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            load_their_networks(self, path)
+            return 0
+        return self._native.load_checkpoint(path)
 
     def save_samples(self, step: int | None = None, count: int = 5) -> dict[str, str]:
         """Sample grids in ``img/A2B_<step>.png`` and ``img/B2A_<step>.png``: per column real /
@@ -149,3 +165,75 @@ def cycle_column(forward, backward, x: torch.Tensor) -> np.ndarray:
     finally:
         forward.train(modes[0]), backward.train(modes[1])
     return np.concatenate([viz.to_image(t) for t in (x, fake, rec)], axis=0)
+
+
+# -- their files: <epoch>_net_G_A.pth, ... -------------------------------------------------------------
+def is_network_state_dict(obj) -> bool:
+    """A state dict of one of their networks (``model.<i>.weight`` keys, tensors only)."""
+    return (
+        isinstance(obj, dict)
+        and bool(obj)
+        and all(isinstance(k, str) and k.startswith("model.") for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
+
+
+def read_their_network(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """One network from their ``<epoch>_net_<name>.pth`` (read with ``weights_only=True``)."""
+    from .convert import load_plain
+
+    sd = load_plain(path)
+    if not is_network_state_dict(sd):
+        found = sorted(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
+        raise _native.StateDictError(f"{os.fspath(path)}: not a CycleGAN network state dict (found {found})")
+    return {k: v.contiguous() for k, v in sd.items()}
+
+
+def generator_config_from_state_dict(sd) -> dict:
+    """``ngf``, ``n_blocks``, ``input_nc``, ``output_nc`` of a CycleGAN ResNet generator state dict."""
+    if "model.1.weight" not in sd:
+        raise _native.StateDictError("not a CycleGAN ResNet generator state dict: missing model.1.weight")
+    blocks = sorted(int(k.split(".")[1]) for k in sd if k.endswith(".conv_block.1.weight"))
+    last = max(int(k.split(".")[1]) for k in sd if k.endswith(".weight"))
+    return {
+        "ngf": sd["model.1.weight"].shape[0],
+        "n_blocks": len(blocks),
+        "input_nc": sd["model.1.weight"].shape[1],
+        "output_nc": sd[f"model.{last}.weight"].shape[0],
+    }
+
+
+def save_their_networks(trainer: CycleGANTrainer, folder: str | os.PathLike, epoch: str = "latest") -> list[str]:
+    """Writes ``<folder>/<epoch>_net_G_A.pth`` ... ``_D_B.pth`` as their ``save_networks`` does
+    (CPU state dicts), loadable by their code with ``load_networks``."""
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for name, net in trainer.networks().items():
+        path = os.path.join(os.fspath(folder), f"{epoch}_net_{name}.pth")
+        torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, path)
+        written.append(path)
+    return written
+
+
+def load_their_networks(trainer: CycleGANTrainer, folder: str | os.PathLike, epoch: str = "latest") -> list[str]:
+    """Loads their ``<epoch>_net_<name>.pth`` files into ``trainer`` (all four, or only the
+    generators when the discriminators' files are absent, as their test-time save has), each
+    checked completely before it is copied."""
+    found = {n: os.path.join(os.fspath(folder), f"{epoch}_net_{n}.pth") for n in NETWORK_NAMES}
+    present = {n: p for n, p in found.items() if os.path.isfile(p)}
+    if not {"G_A", "G_B"} <= set(present):
+        raise FileNotFoundError(f"{folder}: no {epoch}_net_G_A.pth and {epoch}_net_G_B.pth")
+    state = {n: read_their_network(p) for n, p in present.items()}
+    nets = trainer.networks()
+    for name, sd in state.items():  # all checks first: a mismatch anywhere changes nothing
+        missing = set(nets[name].state_dict()) ^ set(sd)
+        if missing:
+            raise _native.StateDictError(
+                f"{present[name]}: keys differ from this trainer's {name}: {sorted(missing)[:5]}"
+            )
+        for key, value in sd.items():
+            if value.shape != nets[name].state_dict()[key].shape:
+                raise _native.StateDictError(f"{present[name]}: {key} has shape {tuple(value.shape)}")
+    for name, sd in state.items():
+        nets[name].load_state_dict(sd)
+    return list(present.values())

@@ -28,6 +28,7 @@ import torch
 from . import _native, viz
 from ._native import TrainConfig
 from .data import load_image
+from .models import translate_batch
 from .trainer import Trainer
 
 
@@ -81,7 +82,7 @@ def quality(generator, images: list[np.ndarray], target: str, scale: StyleScale)
         rows = []
         for img in images:
             x = viz.from_image(img)[None].to(generator.device)
-            out, _, _ = generator(x)
+            out, _ = translate_batch(generator, x)
             rows.append(scores(img, viz.to_image(out)))
     finally:
         generator.train(was_training)
@@ -112,6 +113,7 @@ def run(
     n_test: int = 16,
     lr: float = 2e-4,
     progress: bool = True,
+    model: str = "ugatit",
 ) -> dict:
     """Writes the demo data, trains a light U-GAT-IT on it, and writes into ``output``:
     ``translations_A2B.png`` / ``translations_B2A.png`` (input, translation, attention overlay per
@@ -121,6 +123,7 @@ def run(
     os.makedirs(output, exist_ok=True)
     dataset = write_dataset(os.path.join(output, "data", "demo"), n_train, n_test, img_size, seed)
     cfg = TrainConfig(
+        model=model,
         dataset=dataset,
         light=True,
         img_size=img_size,
@@ -164,7 +167,12 @@ def run(
         viz.save_png(translation_sheet(gen, images[:8]), path)
         files[f"translations_{direction}"] = path
     try:
-        fig = viz.loss_curves(log, keys=("d_loss", "g_loss", "G_recon_loss_A", "G_cam_loss_A"), smooth=10)
+        keys = (
+            ("d_loss", "g_loss", "cycle_A", "idt_A")
+            if model == "cyclegan"
+            else ("d_loss", "g_loss", "G_recon_loss_A", "G_cam_loss_A")
+        )
+        fig = viz.loss_curves(log, keys=keys, smooth=10)
         files["loss_curves"] = os.path.join(output, "loss_curves.png")
         fig.savefig(files["loss_curves"], dpi=90)
     except ImportError:
@@ -194,14 +202,16 @@ def _kid_evaluator(trainer, n_test: int):
 
 @torch.no_grad()
 def translation_sheet(generator, images: list[np.ndarray]) -> np.ndarray:
-    """Rows of input | translation | attention overlay (HWC uint8)."""
+    """Rows of input | translation | attention overlay (HWC uint8; no overlay for a generator
+    without attention, such as CycleGAN's)."""
     was_training = generator.training
     generator.eval()
     try:
         rows = []
         for img in images:
-            out, _, heat = generator(viz.from_image(img)[None].to(generator.device))
-            rows.append(np.concatenate([img, viz.to_image(out), viz.overlay(img, heat)], axis=1))
+            out, heat = translate_batch(generator, viz.from_image(img)[None].to(generator.device))
+            row = [img, viz.to_image(out)] + ([viz.overlay(img, heat)] if heat is not None else [])
+            rows.append(np.concatenate(row, axis=1))
     finally:
         generator.train(was_training)
     return np.concatenate(rows, axis=0)

@@ -17,6 +17,7 @@ import torch
 
 from . import metrics
 from .data import domain_folder, load_image
+from .models import translate_batch
 
 
 def _scores(real: np.ndarray, fake: np.ndarray, protocol: str) -> dict:
@@ -111,7 +112,8 @@ class TrainingEvaluator:
         was_training = generator.training
         generator.eval()
         try:
-            return torch.cat([generator(x[i : i + 8].to(self.trainer.device))[0] for i in range(0, len(x), 8)])
+            batches = [translate_batch(generator, x[i : i + 8].to(self.trainer.device))[0] for i in range(0, len(x), 8)]
+            return torch.cat(batches)
         finally:
             generator.train(was_training)
 

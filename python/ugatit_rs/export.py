@@ -50,12 +50,26 @@ class _Traced(nn.Module):
 
 
 def _check(generator) -> None:
-    if not isinstance(generator, Generator):
-        raise TypeError(f"export expects a ugatit_rs.Generator, got {type(generator).__name__}")
+    from .cyclegan import ResnetGenerator
+
+    if not isinstance(generator, (Generator, ResnetGenerator)):
+        raise TypeError(
+            f"export expects a ugatit_rs.Generator or ugatit_rs.cyclegan.ResnetGenerator, got {type(generator).__name__}"
+        )
 
 
-def _example(generator: Generator, uint8: bool) -> torch.Tensor:
-    size, channels = generator.config["img_size"], generator.config["input_nc"]
+def has_attention(generator) -> bool:
+    """U-GAT-IT generators return CAM logits and a heatmap; CycleGAN's only the translation."""
+    return isinstance(generator, Generator)
+
+
+def _fully_convolutional(generator) -> bool:
+    """Any image size works (multiples of 4): light U-GAT-IT and CycleGAN generators."""
+    return generator.config.get("light", True)
+
+
+def _example(generator, uint8: bool) -> torch.Tensor:
+    size, channels = generator.config.get("img_size", 256), generator.config["input_nc"]
     if uint8:
         return torch.zeros(1, size, size, channels, dtype=torch.uint8, device=generator.device)
     return torch.zeros(1, channels, size, size, device=generator.device)
@@ -84,6 +98,7 @@ def torchscript(generator: Generator, path: str | os.PathLike, attention: bool =
     """Writes a TorchScript file (``torch.jit.load`` in Python, ``tch::CModule`` in Rust; see
     ``ugatit_rs._native.ExportedGenerator``)."""
     _check(generator)
+    attention = attention and has_attention(generator)
     path = _writable(path)
     _traced(generator, attention, uint8).save(path)
     return path
@@ -97,10 +112,12 @@ def onnx(
     fp16: bool = False,
     opset: int = 17,
 ) -> str:
-    """Writes an ONNX model (input ``image``; outputs ``translation``[, ``cam_logit``, ``heatmap``])."""
+    """Writes an ONNX model (input ``image``; outputs ``translation``[, ``cam_logit``, ``heatmap``]).
+    A CycleGAN generator has no attention outputs: its export holds the translation only."""
     _check(generator)
+    attention = attention and has_attention(generator)
     path = _writable(path)
-    light = generator.config["light"]
+    light = _fully_convolutional(generator)
     outputs = ["translation", "cam_logit", "heatmap"] if attention else ["translation"]
     if light:  # any size the network accepts (multiples of 4)
         axes = {0: "batch", 1: "height", 2: "width"} if uint8 else {0: "batch", 2: "height", 3: "width"}

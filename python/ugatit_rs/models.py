@@ -232,3 +232,10 @@ class Discriminator(_NativeModule):
     def min_input_size(self) -> int:
         """The smallest square image this discriminator accepts."""
         return self._native.min_input_size()
+
+
+def translate_batch(generator: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(translation, heatmap)`` of any generator: a U-GAT-IT one returns its attention heatmap,
+    CycleGAN's (``ugatit_rs.cyclegan.ResnetGenerator``) has none (``None``)."""
+    result = generator(x)
+    return (result[0], result[2]) if isinstance(result, tuple) else (result, None)

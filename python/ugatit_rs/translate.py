@@ -12,6 +12,7 @@ resized back to the input's size, unless ``keep_size=False``.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 
 from . import _native, viz
 from .convert import is_official, read_metadata, read_network
-from .models import Generator
+from .models import Generator, translate_batch
 
 
 def generator_config_from_state_dict(sd) -> dict:
@@ -65,11 +66,13 @@ class Translator:
         checkpoint's config), else 256."""
         if direction not in ("A2B", "B2A"):
             raise ValueError(f"direction must be 'A2B' or 'B2A', got {direction!r}")
+        cyclegan = _cyclegan_generator(path, direction, device)
+        if cyclegan is not None:
+            generator, trained_size = cyclegan
+            return cls(generator, img_size or trained_size or 256, batch_size)
         sd = read_network(path, "gen" + direction)
         trained_size = None
         if not is_official(path):
-            import json
-
             config = read_metadata(path).get("config")
             trained_size = json.loads(config).get("img_size") if config else None
 
@@ -125,8 +128,9 @@ class Translator:
                     for t in chunk
                 ]
             ).to(dev)
-            out, _, heat = self.generator(x)
-            for t, o, h in zip(chunk, out.cpu(), heat.cpu()):
+            out, heat = translate_batch(self.generator, x)  # heat: None for CycleGAN (no attention)
+            heat = heat.cpu() if heat is not None else [None] * len(chunk)
+            for t, o, h in zip(chunk, out.cpu(), heat):
                 if keep_size and tuple(t.shape[1:]) != (self.img_size, self.img_size):
                     o = F.interpolate(o[None], size=t.shape[1:], mode="bilinear", align_corners=False, antialias=True)[
                         0
@@ -159,7 +163,7 @@ class Translator:
                 results.append(Image.fromarray(viz.to_image(out)))
         if batch_tensor:
             results = torch.stack(results)
-            heats = torch.stack(heats)
+            heats = torch.stack(heats) if heats[0] is not None else None
         elif single:
             results, heats = results[0], heats[0]
         return (results, heats) if return_attention else results
@@ -193,10 +197,37 @@ class Translator:
                 os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
                 out.save(target)
                 written.append(target)
-                if with_heatmap:
+                if with_heatmap and heat is not None:
                     viz.save_png(viz.overlay(np.asarray(out), heat), os.path.splitext(target)[0] + "_cam.png")
             if bar is not None:
                 bar.update(len(chunk))
         if bar is not None:
             bar.close()
         return written
+
+
+def _cyclegan_generator(path, direction: str, device):
+    """``(generator, trained img_size or None)`` when ``path`` is a CycleGAN checkpoint of ours
+    (``G_A`` translates A2B, ``G_B`` B2A) or one of their ``*_net_G_A.pth`` files (one
+    generator: ``direction`` is the file's own); None for a U-GAT-IT checkpoint."""
+    from . import cyclegan
+
+    path = os.fspath(path)
+    if is_official(path):
+        from .convert import load_plain
+
+        sd = load_plain(path)
+        if not cyclegan.is_network_state_dict(sd):
+            return None
+        trained_size = None
+    else:
+        config = json.loads(read_metadata(path).get("config") or "{}")
+        if config.get("model") != "cyclegan":
+            return None
+        name = "G_A" if direction == "A2B" else "G_B"
+        sd = dict(_native.read_checkpoint(path, name + "."))
+        sd = {k[len(name) + 1 :]: v for k, v in sd.items()}
+        trained_size = config.get("img_size")
+    generator = cyclegan.ResnetGenerator(device=device, **cyclegan.generator_config_from_state_dict(sd))
+    generator.load_state_dict(sd)
+    return generator, trained_size

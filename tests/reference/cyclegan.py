@@ -68,7 +68,11 @@ class ResnetGenerator(nn.Module):
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, padding=0, bias=True), norm(ngf), nn.ReLU(True)]
         for i in range(2):
             mult = 2**i
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True), norm(ngf * mult * 2), nn.ReLU(True)]
+            layers += [
+                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=True),
+                norm(ngf * mult * 2),
+                nn.ReLU(True),
+            ]
         layers += [ResnetBlock(ngf * 4) for _ in range(n_blocks)]
         for i in range(2):
             mult = 2 ** (2 - i)
@@ -91,9 +95,17 @@ class NLayerDiscriminator(nn.Module):
         mult = 1
         for n in range(1, n_layers):
             prev, mult = mult, min(2**n, 8)
-            seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=True), norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+            seq += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=True),
+                norm(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
         prev, mult = mult, min(2**n_layers, 8)
-        seq += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=True), norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+        seq += [
+            nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=True),
+            norm(ndf * mult),
+            nn.LeakyReLU(0.2, True),
+        ]
         seq += [nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1)]
         self.model = nn.Sequential(*seq)
 

@@ -107,10 +107,12 @@ def write_page(
     fp16: bool = False,
     ort_web: str | os.PathLike | None = None,
     title: str | None = None,
+    img_size: int | None = None,
 ) -> str:
     """Writes ``index.html``, its script and style, ``model.onnx`` (uint8 in and out, with the
     attention outputs), ``model.json`` and onnxruntime-web's files into ``directory``. Serve the
-    folder with any static server (``python -m http.server -d DIR``) and open it."""
+    folder with any static server (``python -m http.server -d DIR``) and open it. Photos are
+    resized to ``img_size`` (default: the generator's own, else 256)."""
     from .. import export
 
     runtime = find_onnxruntime_web(ort_web)  # fail before writing anything
@@ -119,8 +121,8 @@ def write_page(
     export.onnx(generator, directory / "model.onnx", attention=True, uint8=True, fp16=fp16)
     config = generator.config
     meta = {
-        "img_size": config["img_size"],
-        "light": config["light"],
+        "img_size": img_size or config.get("img_size", 256),
+        "attention": export.has_attention(generator),
         "direction": direction,
         "fp16": fp16,
         "title": title or f"U-GAT-IT {direction}",

@@ -106,7 +106,7 @@ async function translate(source) {
     ugatit.lastMs = performance.now() - start;
     ugatit.runs += 1;
     drawRgb($("output"), result.translation.data, size);
-    drawAttention(result.heatmap, size);
+    if (result.heatmap) drawAttention(result.heatmap, size);
     setStatus(`Translated in ${ugatit.lastMs.toFixed(0)} ms (${size}×${size}, WebAssembly).`, "done");
   } catch (error) {
     setStatus(`Translation failed: ${error.message || error}`, "error");
@@ -167,6 +167,7 @@ async function main() {
   try {
     ugatit.meta = await (await fetch("model.json")).json();
     document.title = $("title").textContent = ugatit.meta.title;
+    $("attention").parentElement.hidden = !ugatit.meta.attention; // CycleGAN has no attention map
     // Threads need a cross-origin-isolated page (COOP/COEP headers), which plain static
     // servers do not send; a single thread works everywhere.
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
