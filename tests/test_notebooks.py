@@ -11,12 +11,13 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "notebooks", "*.ipynb")))
 
 
-def test_there_are_four_notebooks():
+def test_there_are_five_notebooks():
     assert [os.path.basename(p) for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_train_your_own.ipynb",
         "03_attention_maps.ipynb",
         "04_torch_interop.ipynb",
+        "05_compare_models.ipynb",
     ]
 
 
