@@ -39,7 +39,10 @@ def main() -> None:
     dev = args.device
     cfg = ug.TrainConfig(model="cyclegan", img_size=args.img_size, ch=args.ngf, n_res=args.n_blocks, device=dev)
     ours = ug.Trainer(cfg)
-    nets = [R.ResnetGenerator(ngf=args.ngf, n_blocks=args.n_blocks), R.ResnetGenerator(ngf=args.ngf, n_blocks=args.n_blocks)]
+    nets = [
+        R.ResnetGenerator(ngf=args.ngf, n_blocks=args.n_blocks),
+        R.ResnetGenerator(ngf=args.ngf, n_blocks=args.n_blocks),
+    ]
     nets += [R.NLayerDiscriminator(ndf=args.ngf), R.NLayerDiscriminator(ndf=args.ngf)]
     for net, name in zip(nets, ("G_A", "G_B", "D_A", "D_B")):
         net.load_state_dict(ours.networks()[name].state_dict())
@@ -67,8 +70,14 @@ def main() -> None:
             if k >= args.warmup:
                 times[name].append(time.perf_counter() - start)
     ours_t, ref_t = statistics.median(times["ugatit-rs"]), statistics.median(times["reference"])
-    where = torch.cuda.get_device_name() if dev.startswith("cuda") else f"{platform.machine()}, {torch.get_num_threads()} threads"
-    print(f"### CycleGAN step · {dev} ({where}) · img {args.img_size} · ngf {args.ngf} · {args.n_blocks} blocks · batch {args.batch}\n")
+    where = (
+        torch.cuda.get_device_name()
+        if dev.startswith("cuda")
+        else f"{platform.machine()}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"### CycleGAN step · {dev} ({where}) · img {args.img_size} · ngf {args.ngf} · {args.n_blocks} blocks · batch {args.batch}\n"
+    )
     print("| implementation | median step (s) | ratio |")
     print("|---|---|---|")
     print(f"| reference loop (PyTorch) | {ref_t:.3f} | 1.00× |")
