@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from . import _native, viz
-from .data import DomainLoader, domain_folder, load_image
 from .models import DeviceLike, _device_name, _NativeModule
 from .trainer import Trainer
 
@@ -114,41 +113,9 @@ class CycleGANTrainer(Trainer):
             return 0
         return self._native.load_checkpoint(path)
 
-    def save_samples(self, step: int | None = None, count: int = 5) -> dict[str, str]:
-        """Sample grids in ``img/A2B_<step>.png`` and ``img/B2A_<step>.png``: per column real /
-        translation / cycle, for ``count`` train and ``count`` test images (eval mode, no autograd)."""
-        step = self.step_count if step is None else step
-        if not hasattr(self, "_samples"):
-            self._samples = {
-                d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"
-            }
-        paths = {}
-        for direction, fwd, bwd, images in (
-            ("A2B", self.gen_a2b, self.gen_b2a, self._samples["A"]),
-            ("B2A", self.gen_b2a, self.gen_a2b, self._samples["B"]),
-        ):
-            path = os.path.join(self.run_dir, "img", f"{direction}_{step:07d}.png")
-            viz.save_png(np.concatenate([cycle_column(fwd, bwd, x) for x in images], axis=1), path)
-            paths[direction] = path
-        return paths
-
-    def test(self) -> dict[str, list[str]]:
-        """For every ``testA``/``testB`` image, a column real / translation / cycle in
-        ``test/A2B_<n>.png`` and ``test/B2A_<n>.png``. Returns the written paths."""
-        written: dict[str, list[str]] = {"A2B": [], "B2A": []}
-        for direction, split, fwd, bwd in (
-            ("A2B", "testA", self.gen_a2b, self.gen_b2a),
-            ("B2A", "testB", self.gen_b2a, self.gen_a2b),
-        ):
-            loader = DomainLoader(
-                domain_folder(self.config.dataset, split), self.config.img_size, 1, train=False, num_workers=0
-            )
-            for n, path in enumerate(loader.paths()):
-                x = load_image(path, self.config.img_size).to(self.device)
-                out = os.path.join(self.run_dir, "test", f"{direction}_{n + 1}.png")
-                viz.save_png(cycle_column(fwd, bwd, x), out)
-                written[direction].append(out)
-        return written
+    def _column(self, forward, backward, x: torch.Tensor) -> np.ndarray:
+        """Sample grids and test outputs show, per source image, real / translation / cycle."""
+        return cycle_column(forward, backward, x)
 
     def __repr__(self) -> str:
         return f"CycleGANTrainer(step={self.step_count}, device='{self.device}', config={self.config!r})"

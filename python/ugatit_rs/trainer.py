@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from . import _native, viz
@@ -253,7 +254,8 @@ class Trainer:
 
     def save_samples(self, step: int | None = None, count: int = 5) -> dict[str, str]:
         """The official sample grids: ``count`` train and ``count`` test images per direction, as
-        columns of real / heatmap / identity / heatmap / translation / heatmap / cycle, written to
+        columns of real / heatmap / identity / heatmap / translation / heatmap / cycle (CycleGAN:
+        real / translation / cycle), written to
         ``img/A2B_<step>.png`` and ``img/B2A_<step>.png`` (networks in eval mode, no autograd)."""
         step = self.step_count if step is None else step
         if not hasattr(self, "_samples"):
@@ -270,7 +272,7 @@ class Trainer:
                 ("B2A", self.gen_b2a, self.gen_a2b, self._samples["B"]),
             ):
                 path = os.path.join(self.run_dir, "img", f"{direction}_{step:07d}.png")
-                viz.save_png(viz.sample_grid(fwd, bwd, images), path)
+                viz.save_png(np.concatenate([self._column(fwd, bwd, x) for x in images], axis=1), path)
                 paths[direction] = path
             return paths
         finally:
@@ -453,6 +455,10 @@ class Trainer:
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {type(exc).__name__}"
         print(f"\n{what}: saved {path} (step {self.step_count}); resume with resume=True", file=sys.stderr)
 
+    def _column(self, forward, backward, x: torch.Tensor) -> np.ndarray:
+        """One source image's column in sample grids and test outputs."""
+        return viz.translation_column(forward, backward, x)
+
     def test(self) -> dict[str, list[str]]:
         """The official test outputs: for every ``testA``/``testB`` image, one column of
         real / heatmap / identity / heatmap / translation / heatmap / cycle, written to
@@ -470,7 +476,7 @@ class Trainer:
             for n, path in enumerate(loader.paths()):
                 x = load_image(path, self.config.img_size).to(self.device)
                 out = os.path.join(self.run_dir, "test", f"{direction}_{n + 1}.png")
-                viz.save_png(viz.translation_column(fwd, bwd, x), out)
+                viz.save_png(self._column(fwd, bwd, x), out)
                 written[direction].append(out)
         return written
 

@@ -35,3 +35,15 @@ pub fn check_image_batch(x: &Tensor, network: &str, channels: i64, device: Devic
     }
     Ok((shape[2], shape[3]))
 }
+
+/// Checks a training batch: float32 `(B, 3, size, size)` on `device` (the trainers' inputs).
+pub fn check_training_batch(x: &Tensor, name: &str, size: i64, device: Device) -> Result<()> {
+    let (h, w) = check_image_batch(x, name, 3, device)?;
+    if h != size || w != size {
+        return Err(Error::shape(format!(
+            "{name} must be a (B, 3, {size}, {size}) batch (img_size={size}), got {:?}",
+            x.size()
+        )));
+    }
+    Ok(())
+}

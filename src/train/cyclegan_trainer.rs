@@ -13,7 +13,7 @@ use super::trainer::{GradientHook, Shared, StepLosses};
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::cyclegan::{CycleGenerator, PatchDiscriminator};
-use crate::models::input::check_image_batch;
+use crate::models::input::check_training_batch;
 use crate::models::Network;
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -114,15 +114,7 @@ impl CycleGanTrainer {
     }
 
     fn check_batch(&self, x: &Tensor, name: &str) -> Result<()> {
-        let (h, w) = check_image_batch(x, name, 3, self.device)?;
-        let size = self.config.img_size;
-        if h != size || w != size {
-            return Err(Error::shape(format!(
-                "{name} must be a (B, 3, {size}, {size}) batch (img_size={size}), got {:?}",
-                x.size()
-            )));
-        }
-        Ok(())
+        check_training_batch(x, name, self.config.img_size, self.device)
     }
 
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {

@@ -10,7 +10,7 @@ use super::optim::{Adam, AdamConfig};
 use super::schedule::lr_at;
 use crate::config::TrainConfig;
 use crate::device::parse_device;
-use crate::models::input::check_image_batch;
+use crate::models::input::check_training_batch;
 use crate::models::{Discriminator, Generator, Network, Output};
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -172,15 +172,7 @@ impl Trainer {
     }
 
     fn check_batch(&self, x: &Tensor, name: &str) -> Result<()> {
-        let (h, w) = check_image_batch(x, name, 3, self.device)?;
-        let size = self.config.img_size;
-        if h != size || w != size {
-            return Err(Error::shape(format!(
-                "{name} must be a (B, 3, {size}, {size}) batch (img_size={size}), got {:?}",
-                x.size()
-            )));
-        }
-        Ok(())
+        check_training_batch(x, name, self.config.img_size, self.device)
     }
 
     /// One official iteration: D update, G update, rho clipping, at the scheduled LR.
