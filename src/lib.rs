@@ -24,6 +24,7 @@ pub mod error;
 pub mod files;
 pub mod models;
 pub mod nn;
+pub mod tf;
 pub mod train;
 
 #[cfg(feature = "python")]

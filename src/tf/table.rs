@@ -1,0 +1,96 @@
+//! The sorted string table of a bundle's `.index` file (TensorFlow's `lib/io/table`, LevelDB's
+//! format): data blocks of prefix-compressed key/value entries, an index block pointing at
+//! them, and a 48-byte footer ending in a magic number. Every block carries a 5-byte trailer
+//! (compression type, masked CRC-32C). Index files are small (one entry per variable), so the
+//! whole table is read into a sorted list.
+
+use super::crc32c;
+use super::proto::varint;
+
+const FOOTER_LEN: usize = 48;
+const MAGIC: u64 = 0xDB47_7524_8B80_FB57;
+const TRAILER_LEN: usize = 5;
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, String> {
+    Err(message.into())
+}
+
+/// `(offset, size)` of a block, varint-encoded.
+fn block_handle(data: &[u8], pos: &mut usize) -> Result<(usize, usize), String> {
+    let offset = varint(data, pos).map_err(|e| e.to_string())?;
+    let size = varint(data, pos).map_err(|e| e.to_string())?;
+    Ok((offset as usize, size as usize))
+}
+
+/// A block's contents, after checking its trailer.
+fn block(file: &[u8], (offset, size): (usize, usize)) -> Result<&[u8], String> {
+    let end = offset.checked_add(size).and_then(|e| e.checked_add(TRAILER_LEN));
+    let Some(raw) = end.and_then(|end| file.get(offset..end)) else {
+        return invalid(format!("block at {offset} (+{size}) runs past the end of the file (truncated?)"));
+    };
+    let (contents, trailer) = raw.split_at(size);
+    let stored = u32::from_le_bytes(trailer[1..5].try_into().expect("4 bytes"));
+    let actual = crc32c::mask(crc32c::extend(crc32c::extend(0, contents), &trailer[..1]));
+    if stored != actual {
+        return invalid(format!("block at {offset}: checksum mismatch (corrupted file)"));
+    }
+    match trailer[0] {
+        0 => Ok(contents),
+        1 => invalid("snappy-compressed index blocks are not supported (TensorFlow writes them uncompressed)"),
+        other => invalid(format!("block at {offset}: unknown compression type {other}")),
+    }
+}
+
+/// Every `(key, value)` of one block, in order.
+fn entries(contents: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    if contents.len() < 4 {
+        return invalid("block too short");
+    }
+    let restarts = u32::from_le_bytes(contents[contents.len() - 4..].try_into().expect("4 bytes")) as usize;
+    let Some(end) = restarts.checked_mul(4).and_then(|n| (contents.len() - 4).checked_sub(n)) else {
+        return invalid("block restart array does not fit the block");
+    };
+    let data = &contents[..end];
+    let (mut pos, mut key, mut out) = (0usize, Vec::new(), Vec::new());
+    while pos < data.len() {
+        let mut next = || varint(data, &mut pos).map(|v| v as usize).map_err(|e| e.to_string());
+        let (shared, unshared, value_len) = (next()?, next()?, next()?);
+        if shared > key.len() {
+            return invalid("block entry shares more key bytes than the previous key has");
+        }
+        let Some(rest) = pos.checked_add(unshared).and_then(|k| k.checked_add(value_len)).filter(|&e| e <= data.len())
+        else {
+            return invalid("block entry runs past the block");
+        };
+        key.truncate(shared);
+        key.extend_from_slice(&data[pos..pos + unshared]);
+        out.push((key.clone(), data[pos + unshared..rest].to_vec()));
+        pos = rest;
+    }
+    Ok(out)
+}
+
+/// All `(key, value)` pairs of a table file, sorted by key.
+pub fn read_table(file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    if file.len() < FOOTER_LEN {
+        return invalid(format!("{} bytes: too short for a checkpoint index (truncated?)", file.len()));
+    }
+    let footer = &file[file.len() - FOOTER_LEN..];
+    let magic = u64::from_le_bytes(footer[FOOTER_LEN - 8..].try_into().expect("8 bytes"));
+    if magic != MAGIC {
+        return invalid("not a TensorFlow checkpoint index (bad magic number)");
+    }
+    let mut pos = 0;
+    let _metaindex = block_handle(footer, &mut pos)?;
+    let index = block_handle(footer, &mut pos)?;
+    let mut all = Vec::new();
+    for (_, handle) in entries(block(file, index)?)? {
+        let mut pos = 0;
+        let handle = block_handle(&handle, &mut pos)?;
+        all.extend(entries(block(file, handle)?)?);
+    }
+    if all.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return invalid("index keys are not sorted (corrupted file)");
+    }
+    Ok(all)
+}
