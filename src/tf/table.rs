@@ -7,6 +7,9 @@
 use super::crc32c;
 use super::proto::varint;
 
+/// A table's `(key, value)` pairs.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 const FOOTER_LEN: usize = 48;
 const MAGIC: u64 = 0xDB47_7524_8B80_FB57;
 const TRAILER_LEN: usize = 5;
@@ -42,7 +45,7 @@ fn block(file: &[u8], (offset, size): (usize, usize)) -> Result<&[u8], String> {
 }
 
 /// Every `(key, value)` of one block, in order.
-fn entries(contents: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn entries(contents: &[u8]) -> Result<Pairs, String> {
     if contents.len() < 4 {
         return invalid("block too short");
     }
@@ -71,7 +74,7 @@ fn entries(contents: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
 }
 
 /// All `(key, value)` pairs of a table file, sorted by key.
-pub fn read_table(file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+pub fn read_table(file: &[u8]) -> Result<Pairs, String> {
     if file.len() < FOOTER_LEN {
         return invalid(format!("{} bytes: too short for a checkpoint index (truncated?)", file.len()));
     }
