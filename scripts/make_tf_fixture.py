@@ -223,7 +223,7 @@ def randomise(sess, rng):
         else:
             value = rng.standard_normal(shape) * 0.2
         values[name] = value.astype(np.float32)
-    for name, var in variables.items():
+    for name in variables:
         if name.endswith("/u"):
             kernel = values[name[: -len("u")] + "kernel"]
             w = kernel.reshape(-1, kernel.shape[-1])

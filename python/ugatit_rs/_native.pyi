@@ -7,6 +7,8 @@ import torch
 
 __version__: str
 NETWORK_NAMES: list[str]
+CYCLEGAN_NETWORK_NAMES: list[str]
+MODELS: list[str]
 IMAGE_EXTENSIONS: list[str]
 CHECKPOINT_FORMAT: str
 
@@ -41,10 +43,22 @@ class Generator(Network):
         input_nc: int = 3,
         output_nc: int = 3,
         device: str = "cpu",
+        variant: str = "pytorch",
     ) -> None: ...
 
 class Discriminator(Network):
-    def __init__(self, ndf: int = 64, n_layers: int = 7, input_nc: int = 3, device: str = "cpu") -> None: ...
+    def __init__(
+        self, ndf: int = 64, n_layers: int = 7, input_nc: int = 3, device: str = "cpu", variant: str = "pytorch"
+    ) -> None: ...
+    def min_input_size(self) -> int: ...
+
+class CycleGenerator(Network):
+    def __init__(
+        self, ngf: int = 64, n_blocks: int = 9, input_nc: int = 3, output_nc: int = 3, device: str = "cpu"
+    ) -> None: ...
+
+class PatchDiscriminator(Network):
+    def __init__(self, ndf: int = 64, n_layers: int = 3, input_nc: int = 3, device: str = "cpu") -> None: ...
     def min_input_size(self) -> int: ...
 
 class ExportedGenerator:
@@ -52,6 +66,15 @@ class ExportedGenerator:
 
     def __init__(self, path: str | os.PathLike) -> None: ...
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+class TfCheckpoint:
+    """A TensorFlow tensor-bundle checkpoint, read one tensor at a time."""
+
+    def __init__(self, path: str | os.PathLike) -> None: ...
+    @property
+    def prefix(self) -> str: ...
+    def entries(self) -> list[tuple[str, int, list[int]]]: ...
+    def read(self, name: str) -> torch.Tensor: ...
 
 class TrainConfig:
     dataset: str
@@ -78,6 +101,9 @@ class TrainConfig:
     fused_discriminator: bool
     eval_freq: int
     eval_images: int
+    model: str
+    pool_size: int
+    lambda_identity: float
     def __init__(
         self,
         dataset: str = "",
@@ -104,6 +130,9 @@ class TrainConfig:
         fused_discriminator: bool = False,
         eval_freq: int = 0,
         eval_images: int = 100,
+        model: str = "ugatit",
+        pool_size: int = 50,
+        lambda_identity: float = 0.5,
     ) -> None: ...
     def validate(self) -> None: ...
     def to_dict(self) -> dict[str, object]: ...
@@ -144,6 +173,41 @@ class Trainer:
     def dis_la(self) -> Discriminator: ...
     @property
     def dis_lb(self) -> Discriminator: ...
+
+class CycleGanTrainer:
+    def __init__(self, config: TrainConfig) -> None: ...
+    def step(
+        self,
+        real_a: torch.Tensor,
+        real_b: torch.Tensor,
+        grad_hook: Callable[[list[torch.Tensor]], None] | None = None,
+    ) -> list[tuple[str, float]]: ...
+    def step_lazy(
+        self,
+        real_a: torch.Tensor,
+        real_b: torch.Tensor,
+        grad_hook: Callable[[list[torch.Tensor]], None] | None = None,
+    ) -> tuple[list[tuple[str, torch.Tensor]], float]: ...
+    def save_checkpoint(self, path: str, metadata: Sequence[tuple[str, str]] = ...) -> None: ...
+    def load_checkpoint(self, path: str) -> int: ...
+    @property
+    def pool_sizes(self) -> tuple[int, int]: ...
+    @property
+    def config(self) -> TrainConfig: ...
+    @property
+    def step_count(self) -> int: ...
+    @property
+    def lr(self) -> float: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def gen_a(self) -> CycleGenerator: ...
+    @property
+    def gen_b(self) -> CycleGenerator: ...
+    @property
+    def dis_a(self) -> PatchDiscriminator: ...
+    @property
+    def dis_b(self) -> PatchDiscriminator: ...
 
 class DomainLoader:
     def __init__(

@@ -4,7 +4,7 @@ Sub-commands (``ugatit-rs <command> --help`` for each):
     train      train on a dataset folder (flags mirror the official main.py)
     test       the official test outputs (translation columns with heatmaps) for testA/testB
     translate  translate files or folders with a checkpoint
-    convert    official .pt <-> ugatit-rs .safetensors
+    convert    official .pt <-> ugatit-rs .safetensors; the TensorFlow release's checkpoints -> .safetensors
     prepare    build trainA/trainB/testA/testB from raw image folders
     demo       train on built-in photo/cartoon faces; translations, heatmaps, quality numbers
     eval       KID and FID of a checkpoint on testA/testB (the paper's table), or of two folders
@@ -207,16 +207,31 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import official_to_ours, ours_to_official
 
     src, dst = args.src.lower(), args.dst.lower()
-    if src.endswith((".pt", ".pth")) and dst.endswith(".safetensors"):
+    if _is_tf_checkpoint(args.src) and dst.endswith(".safetensors"):
+        from .tf_weights import convert
+
+        convert(args.src, args.dst, img_size=args.img_size)
+    elif src.endswith((".pt", ".pth")) and dst.endswith(".safetensors"):
         official_to_ours(args.src, args.dst)
     elif src.endswith(".safetensors") and dst.endswith((".pt", ".pth")):
         ours_to_official(args.src, args.dst)
     else:
         raise ValueError(
-            f"convert official .pt -> .safetensors or .safetensors -> official .pt (got {args.src!r} -> {args.dst!r})"
+            "convert official .pt -> .safetensors, .safetensors -> official .pt, or a TensorFlow checkpoint "
+            f"(PREFIX, PREFIX.index or its folder) -> .safetensors (got {args.src!r} -> {args.dst!r})"
         )
     print(f"wrote {args.dst}")
     return 0
+
+
+def _is_tf_checkpoint(path: str) -> bool:
+    """A TensorFlow tensor bundle: PREFIX (with PREFIX.index beside it), the .index, a data
+    shard, or a folder holding them."""
+    if path.endswith(".index") or ".data-0" in os.path.basename(path):
+        return True
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, "checkpoint")) or any(f.endswith(".index") for f in os.listdir(path))
+    return os.path.isfile(path + ".index")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -347,9 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--no_progress", action="store_true")
     prep.set_defaults(func=cmd_prepare)
 
-    conv = sub.add_parser("convert", help="official .pt <-> ugatit-rs .safetensors")
-    conv.add_argument("src")
+    conv = sub.add_parser(
+        "convert", help="official .pt <-> ugatit-rs .safetensors; TensorFlow release checkpoint -> .safetensors"
+    )
+    conv.add_argument("src", help="a .pt, a .safetensors, or a TensorFlow checkpoint (PREFIX, PREFIX.index, folder)")
     conv.add_argument("dst")
+    conv.add_argument(
+        "--img_size", type=bounded_int(8, 8192), default=None, help="working size of a light TF model (default 256)"
+    )
     conv.set_defaults(func=cmd_convert)
 
     ev = sub.add_parser("eval", help="KID and FID of a checkpoint (testA/testB) or between two folders")

@@ -59,7 +59,7 @@ def evaluate_checkpoint(
         sources = [os.fspath(p) for p in metrics._native.list_images(domain_folder(dataset, source))]
         fakes = []
         for i in range(0, len(sources), batch_size):
-            fakes += [np.asarray(img) for img in translator(sources[i : i + batch_size])]
+            fakes += [np.array(img) for img in translator(sources[i : i + batch_size])]  # writable copies
         real = feats(domain_folder(dataset, target))
         result[direction] = _scores(real, feats(fakes), protocol)
     return result

@@ -181,6 +181,9 @@ class Generator(_NativeModule):
         light: pool the attention features before the γ/β MLP (the paper's "light" variant).
         input_nc, output_nc: image channels.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+        variant: ``"pytorch"`` (znxlwm/UGATIT-pytorch, the default) or ``"tf"``: the TensorFlow
+            release's network, which the authors' selfie2anime weights belong to (biases, affine
+            encoder norms, its CAM and MLP, smoothed rho; needs ``n_blocks=4``; docs/tensorflow.md).
 
     Calling it on a float32 ``(B, input_nc, H, W)`` batch in [-1, 1] returns
     ``(out, cam_logit, heatmap)``: the translated images ``(B, output_nc, H, W)``, the CAM logits
@@ -196,6 +199,7 @@ class Generator(_NativeModule):
         input_nc: int = 3,
         output_nc: int = 3,
         device: DeviceLike = "cpu",
+        variant: str = "pytorch",
     ):
         super().__init__()
         self._adopt(
@@ -207,6 +211,7 @@ class Generator(_NativeModule):
                 input_nc=input_nc,
                 output_nc=output_nc,
                 device=_device_name(device),
+                variant=variant,
             )
         )
 
@@ -219,15 +224,24 @@ class Discriminator(_NativeModule):
         n_layers: 7 for the global discriminator (needs images >= 96 px), 5 for the local one.
         input_nc: image channels.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+        variant: ``"pytorch"`` (the default) or ``"tf"``, the TensorFlow release's branch
+            (``n_layers`` 7/5 = its global/local with ``--n_dis 6``; docs/tensorflow.md).
 
     In training mode (the default) every call runs one spectral-norm power iteration, updating
     the ``weight_u`` / ``weight_v`` buffers in place, exactly like PyTorch's
-    ``nn.utils.spectral_norm``; in eval mode they are used as stored.
+    ``nn.utils.spectral_norm``; in eval mode they are used as stored. (The TF variant iterates
+    on every call, as TensorFlow does, and stores the result in training mode only.)
     """
 
-    def __init__(self, ndf: int = 64, n_layers: int = 7, input_nc: int = 3, device: DeviceLike = "cpu"):
+    def __init__(
+        self, ndf: int = 64, n_layers: int = 7, input_nc: int = 3, device: DeviceLike = "cpu", variant: str = "pytorch"
+    ):
         super().__init__()
-        self._adopt(_native.Discriminator(ndf=ndf, n_layers=n_layers, input_nc=input_nc, device=_device_name(device)))
+        self._adopt(
+            _native.Discriminator(
+                ndf=ndf, n_layers=n_layers, input_nc=input_nc, device=_device_name(device), variant=variant
+            )
+        )
 
     def min_input_size(self) -> int:
         """The smallest square image this discriminator accepts."""

@@ -71,16 +71,18 @@ class Translator:
             generator, trained_size = cyclegan
             return cls(generator, img_size or trained_size or 256, batch_size)
         sd = read_network(path, "gen" + direction)
-        trained_size = None
+        trained_size, variant = None, "pytorch"
         if not is_official(path):
-            config = read_metadata(path).get("config")
+            meta = read_metadata(path)
+            config = meta.get("config")
             trained_size = json.loads(config).get("img_size") if config else None
+            variant = meta.get("variant", "pytorch")  # "tf": converted from the TensorFlow release
 
         cfg = generator_config_from_state_dict(sd)
         size = cfg.pop("img_size") or img_size or trained_size or 256
         if img_size is not None and not cfg["light"] and img_size != size:
             raise ValueError(f"this full-mode generator only works at img_size={size}, got img_size={img_size}")
-        g = Generator(img_size=size, device=device, **cfg)
+        g = Generator(img_size=size, device=device, variant=variant, **cfg)
         g.load_state_dict(sd)
         return cls(g, img_size or size, batch_size)
 

@@ -5,6 +5,7 @@ pub mod discriminator;
 pub mod exported;
 pub mod generator;
 pub mod input;
+pub mod tf_variant;
 
 pub use discriminator::Discriminator;
 pub use exported::ExportedGenerator;

@@ -31,6 +31,8 @@ pub enum Init {
     Uniform { bound: f64 },
     /// Every element set to this value (rho, ILN gamma/beta).
     Const(f64),
+    /// N(0, std): TensorFlow's `random_normal_initializer` (the TF variant's kernels).
+    Normal { std: f64 },
 }
 
 impl Init {
@@ -223,6 +225,7 @@ impl<'a> Path<'a> {
             let _ = match init {
                 Init::Uniform { bound } => tensor.f_uniform_(-bound, bound)?,
                 Init::Const(value) => tensor.f_fill_(value)?,
+                Init::Normal { std } => tensor.f_normal_(0.0, std)?,
             };
             Ok(())
         })?;

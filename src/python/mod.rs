@@ -3,6 +3,7 @@
 pub mod data;
 pub mod error;
 pub mod models;
+pub mod tf;
 pub mod train;
 
 use pyo3::prelude::*;
@@ -25,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyCycleGenerator>()?;
     m.add_class::<models::PyPatchDiscriminator>()?;
     m.add_class::<models::PyExportedGenerator>()?;
+    m.add_class::<tf::PyTfCheckpoint>()?;
     m.add_class::<crate::config::TrainConfig>()?;
     m.add_class::<train::PyTrainer>()?;
     m.add_class::<train::PyCycleGanTrainer>()?;

@@ -11,6 +11,7 @@ use super::error::unlocked;
 use crate::config::{CycleGeneratorConfig, DiscriminatorConfig, GeneratorConfig, PatchDiscriminatorConfig};
 use crate::device::{device_name, parse_device};
 use crate::models::cyclegan::{CycleGenerator, PatchDiscriminator};
+use crate::models::tf_variant::{TfDiscriminator, TfGenerator};
 use crate::models::{Discriminator, Generator, Network, Output};
 use crate::nn::VarKind;
 use pyo3::exceptions::PyTypeError;
@@ -26,6 +27,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave a network half-updated in a way that matters
     // more than losing it, so keep serving it.
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `variant` is "pytorch" (the default) or "tf" (the TensorFlow release's network).
+fn unknown_variant(variant: &str) -> PyErr {
+    pyo3::exceptions::PyValueError::new_err(format!(
+        "variant must be 'pytorch' (znxlwm/UGATIT-pytorch) or 'tf' (the TensorFlow release), got {variant:?}"
+    ))
 }
 
 /// Reads a `{name: torch.Tensor}` mapping, naming the first key whose value is no tensor.
@@ -49,6 +57,8 @@ pub enum AnyNetwork {
     Discriminator(Arc<Mutex<Discriminator>>),
     CycleGenerator(Arc<Mutex<CycleGenerator>>),
     PatchDiscriminator(Arc<Mutex<PatchDiscriminator>>),
+    TfGenerator(Arc<Mutex<TfGenerator>>),
+    TfDiscriminator(Arc<Mutex<TfDiscriminator>>),
 }
 
 /// Runs `$body` with `$net` bound to the locked network, whichever it is.
@@ -71,6 +81,14 @@ macro_rules! with_network {
                 let mut $net = lock(shared);
                 $body
             }
+            AnyNetwork::TfGenerator(shared) => {
+                let mut $net = lock(shared);
+                $body
+            }
+            AnyNetwork::TfDiscriminator(shared) => {
+                let mut $net = lock(shared);
+                $body
+            }
         }
     };
     ($any:expr, $net:ident => $body:expr) => {
@@ -88,6 +106,14 @@ macro_rules! with_network {
                 $body
             }
             AnyNetwork::PatchDiscriminator(shared) => {
+                let $net = lock(shared);
+                $body
+            }
+            AnyNetwork::TfGenerator(shared) => {
+                let $net = lock(shared);
+                $body
+            }
+            AnyNetwork::TfDiscriminator(shared) => {
                 let $net = lock(shared);
                 $body
             }
@@ -174,8 +200,12 @@ impl PyNetwork {
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let fields: Vec<(&'static str, i64)> = unlocked(py, || {
             Ok(match &self.net {
-                AnyNetwork::Generator(g) => {
-                    let c = lock(g).config().clone();
+                AnyNetwork::Generator(_) | AnyNetwork::TfGenerator(_) => {
+                    let c = match &self.net {
+                        AnyNetwork::TfGenerator(g) => lock(g).config().clone(),
+                        AnyNetwork::Generator(g) => lock(g).config().clone(),
+                        _ => unreachable!("matched above"),
+                    };
                     vec![
                         ("ngf", c.ngf),
                         ("n_blocks", c.n_blocks),
@@ -185,8 +215,12 @@ impl PyNetwork {
                         ("output_nc", c.output_nc),
                     ]
                 }
-                AnyNetwork::Discriminator(d) => {
-                    let c = lock(d).config().clone();
+                AnyNetwork::Discriminator(_) | AnyNetwork::TfDiscriminator(_) => {
+                    let c = match &self.net {
+                        AnyNetwork::TfDiscriminator(d) => lock(d).config().clone(),
+                        AnyNetwork::Discriminator(d) => lock(d).config().clone(),
+                        _ => unreachable!("matched above"),
+                    };
                     vec![("ndf", c.ndf), ("n_layers", c.n_layers), ("input_nc", c.input_nc)]
                 }
                 AnyNetwork::CycleGenerator(g) => {
@@ -200,6 +234,11 @@ impl PyNetwork {
             })
         })?;
         let dict = PyDict::new(py);
+        match &self.net {
+            AnyNetwork::Generator(_) | AnyNetwork::Discriminator(_) => dict.set_item("variant", "pytorch")?,
+            AnyNetwork::TfGenerator(_) | AnyNetwork::TfDiscriminator(_) => dict.set_item("variant", "tf")?,
+            _ => {}
+        }
         for (key, value) in fields {
             if key == "light" {
                 dict.set_item(key, value != 0)?;
@@ -218,6 +257,8 @@ impl PyNetwork {
             AnyNetwork::Discriminator(_) => Discriminator::NAME,
             AnyNetwork::CycleGenerator(_) => CycleGenerator::NAME,
             AnyNetwork::PatchDiscriminator(_) => PatchDiscriminator::NAME,
+            AnyNetwork::TfGenerator(_) => TfGenerator::NAME,
+            AnyNetwork::TfDiscriminator(_) => TfDiscriminator::NAME,
         }
     }
 }
@@ -236,7 +277,7 @@ impl PyGenerator {
 #[pymethods]
 impl PyGenerator {
     #[new]
-    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=false, input_nc=3, output_nc=3, device="cpu"))]
+    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=false, input_nc=3, output_nc=3, device="cpu", variant="pytorch"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -247,11 +288,16 @@ impl PyGenerator {
         input_nc: i64,
         output_nc: i64,
         device: &str,
+        variant: &str,
     ) -> PyResult<(Self, PyNetwork)> {
         let config = GeneratorConfig { input_nc, output_nc, ngf, n_blocks, img_size, light };
         let device = parse_device(device)?;
-        let generator = unlocked(py, || Generator::new(config, device))?;
-        Ok((PyGenerator, PyNetwork { net: AnyNetwork::Generator(Arc::new(Mutex::new(generator))) }))
+        let net = match variant {
+            "pytorch" => AnyNetwork::Generator(Arc::new(Mutex::new(unlocked(py, || Generator::new(config, device))?))),
+            "tf" => AnyNetwork::TfGenerator(Arc::new(Mutex::new(unlocked(py, || TfGenerator::new(config, device))?))),
+            other => return Err(unknown_variant(other)),
+        };
+        Ok((PyGenerator, PyNetwork { net }))
     }
 }
 
@@ -272,12 +318,27 @@ impl PyDiscriminator {
 #[pymethods]
 impl PyDiscriminator {
     #[new]
-    #[pyo3(signature = (ndf=64, n_layers=7, input_nc=3, device="cpu"))]
-    fn new(py: Python<'_>, ndf: i64, n_layers: i64, input_nc: i64, device: &str) -> PyResult<(Self, PyNetwork)> {
+    #[pyo3(signature = (ndf=64, n_layers=7, input_nc=3, device="cpu", variant="pytorch"))]
+    fn new(
+        py: Python<'_>,
+        ndf: i64,
+        n_layers: i64,
+        input_nc: i64,
+        device: &str,
+        variant: &str,
+    ) -> PyResult<(Self, PyNetwork)> {
         let config = DiscriminatorConfig { input_nc, ndf, n_layers };
         let device = parse_device(device)?;
-        let discriminator = unlocked(py, || Discriminator::new(config, device))?;
-        Ok((PyDiscriminator, PyNetwork { net: AnyNetwork::Discriminator(Arc::new(Mutex::new(discriminator))) }))
+        let net = match variant {
+            "pytorch" => {
+                AnyNetwork::Discriminator(Arc::new(Mutex::new(unlocked(py, || Discriminator::new(config, device))?)))
+            }
+            "tf" => AnyNetwork::TfDiscriminator(Arc::new(Mutex::new(unlocked(py, || {
+                TfDiscriminator::new(config, device)
+            })?))),
+            other => return Err(unknown_variant(other)),
+        };
+        Ok((PyDiscriminator, PyNetwork { net }))
     }
 
     /// The smallest square image size this discriminator accepts.
@@ -285,6 +346,7 @@ impl PyDiscriminator {
         let net = self_.as_super().net.clone();
         unlocked(py, || match &net {
             AnyNetwork::Discriminator(d) => Ok(lock(d).config().min_input_size()),
+            AnyNetwork::TfDiscriminator(d) => Ok(lock(d).min_input_size()),
             _ => Err(crate::Error::internal("a Discriminator holding another network")),
         })
     }
