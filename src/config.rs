@@ -250,6 +250,12 @@ pub struct TrainConfig {
     pub pool_size: i64,
     /// CycleGAN: the identity loss weight as a fraction of `cycle_weight` (their `lambda_identity`).
     pub lambda_identity: f64,
+    /// U-GAT-IT's networks: `"pytorch"` (znxlwm/UGATIT-pytorch) or `"tf"` (the TensorFlow
+    /// release, which the authors' selfie2anime weights belong to; docs/tensorflow.md).
+    pub variant: String,
+    /// A checkpoint whose networks start this run (fresh optimizers, step 0): ours, an
+    /// official `.pt`, or a converted TensorFlow checkpoint. Empty: the usual initialisation.
+    pub init_from: String,
 }
 
 impl Default for TrainConfig {
@@ -282,12 +288,16 @@ impl Default for TrainConfig {
             model: MODELS[0].into(),
             pool_size: 50,
             lambda_identity: 0.5,
+            variant: VARIANTS[0].into(),
+            init_from: String::new(),
         }
     }
 }
 
 /// The models a [`TrainConfig`] can train.
 pub const MODELS: [&str; 2] = ["ugatit", "cyclegan"];
+/// The U-GAT-IT network variants.
+pub const VARIANTS: [&str; 2] = ["pytorch", "tf"];
 
 impl TrainConfig {
     /// The defaults of `model`: U-GAT-IT's `main.py`, or CycleGAN's options (lr 2e-4, no weight
@@ -345,9 +355,10 @@ impl TrainConfig {
     }
 
     /// The architecture fields, which a checkpoint must share with the trainer loading it.
-    pub fn architecture(&self) -> [(&'static str, String); 5] {
+    pub fn architecture(&self) -> [(&'static str, String); 6] {
         [
             ("model", self.model.clone()),
+            ("variant", self.variant.clone()),
             ("light", self.light.to_string()),
             ("ch", self.ch.to_string()),
             ("n_res", self.n_res.to_string()),
@@ -388,6 +399,15 @@ impl TrainConfig {
             return Err(Error::config(format!("model must be one of {MODELS:?}, got {:?}", self.model)));
         }
         bounded("pool_size", self.pool_size, 0, 100_000)?;
+        if !VARIANTS.contains(&self.variant.as_str()) {
+            return Err(Error::config(format!("variant must be one of {VARIANTS:?}, got {:?}", self.variant)));
+        }
+        if self.variant == "tf" && (self.is_cyclegan() || self.n_res != 4) {
+            return Err(Error::config(format!(
+                "variant=\"tf\" is U-GAT-IT's TensorFlow network, which needs model=\"ugatit\" and n_res=4 (got model={:?}, n_res={})",
+                self.model, self.n_res
+            )));
+        }
         if !(self.lambda_identity.is_finite() && self.lambda_identity >= 0.0) {
             return Err(Error::config(format!(
                 "lambda_identity must be a finite number >= 0, got {}",

@@ -156,3 +156,28 @@ def test_tf_variant_needs_four_blocks():
     with pytest.raises(ValueError, match="variant must be"):
         ug.Generator(variant="keras")
     assert ug.Discriminator(ndf=4, n_layers=7, variant="tf").min_input_size() == 96
+
+
+def test_fine_tune_from_the_release_checkpoint(tmp_path):
+    """`train --init_from` a TensorFlow checkpoint: the TF-variant trainer starts from exactly
+    those weights (step 0, fresh optimizers), trains with our losses, and resumes exactly."""
+    folder = os.path.join(FIXTURES, "light_96")
+    from ugatit_rs.init_from import architecture_of
+
+    arch = architecture_of(folder)
+    assert arch == {"model": "ugatit", "variant": "tf", "light": True, "ch": 4, "n_res": 4}
+    cfg = ug.TrainConfig(img_size=96, device="cpu", init_from=folder, **arch)
+    trainer = ug.Trainer(cfg)
+    state, _ = T.read(folder)
+    assert trainer.step_count == 0
+    assert all(torch.equal(v, state["genA2B"][k]) for k, v in trainer.gen_a2b.state_dict().items())
+    x = torch.rand(1, 3, 96, 96, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    losses = trainer.step(x, x)
+    assert np.isfinite(losses["g_loss"]) and trainer.step_count == 1
+    ckpt = trainer.save_checkpoint(str(tmp_path / "ft.safetensors"))
+    assert Translator.from_checkpoint(ckpt).generator.config["variant"] == "tf"
+    # A PyTorch-variant trainer refuses these weights, naming the difference.
+    with pytest.raises(ug.StateDictError, match="variant='tf'"):
+        ug.Trainer(ug.TrainConfig(light=True, ch=4, n_res=4, img_size=96, device="cpu", init_from=folder))
+    with pytest.raises(ValueError, match="n_res=4"):
+        ug.TrainConfig(variant="tf", n_res=2, device="cpu").validate()

@@ -104,6 +104,8 @@ class TrainConfig:
     model: str
     pool_size: int
     lambda_identity: float
+    variant: str
+    init_from: str
     def __init__(
         self,
         dataset: str = "",
@@ -133,6 +135,8 @@ class TrainConfig:
         model: str = "ugatit",
         pool_size: int = 50,
         lambda_identity: float = 0.5,
+        variant: str = "pytorch",
+        init_from: str = "",
     ) -> None: ...
     def validate(self) -> None: ...
     def to_dict(self) -> dict[str, object]: ...

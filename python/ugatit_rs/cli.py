@@ -115,6 +115,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "model": "ugatit, or cyclegan (the baseline; its defaults: lr 0.0002, weight_decay 0, n_res 9)",
         "pool_size": "cyclegan: history of generated images shown to the discriminators",
         "lambda_identity": "cyclegan: identity loss weight as a fraction of cycle_weight",
+        "variant": "U-GAT-IT networks: pytorch, or tf (the TensorFlow release's; docs/tensorflow.md)",
+        "init_from": "start from these weights (ours, official .pt, TF checkpoint): fresh optimizers, step 0",
     }
     for name, default in defaults.items():
         kind = type(default)
@@ -130,6 +132,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     given = {k: getattr(args, k) for k in TrainConfig().to_dict() if getattr(args, k, None) is not None}
+    if given.get("init_from"):  # the weights fix the model, variant and architecture not given
+        from .init_from import architecture_of
+
+        given = {**architecture_of(given["init_from"]), **given}
     return TrainConfig(**given)
 
 

@@ -128,6 +128,10 @@ class Trainer:
         self._build(config)
         self._config = self._native.config
         self._fitting = threading.Lock()
+        if config.init_from:  # a new run from existing weights: fresh optimizers, step 0
+            from .init_from import load_into
+
+            load_into(self, config.init_from)
 
     def _build(self, config: TrainConfig) -> None:
         """The native trainer and the Python views of its networks."""

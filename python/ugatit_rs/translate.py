@@ -74,9 +74,10 @@ class Translator:
         trained_size, variant = None, "pytorch"
         if not is_official(path):
             meta = read_metadata(path)
-            config = meta.get("config")
-            trained_size = json.loads(config).get("img_size") if config else None
-            variant = meta.get("variant", "pytorch")  # "tf": converted from the TensorFlow release
+            config = json.loads(meta.get("config") or "{}")
+            trained_size = config.get("img_size")
+            # "tf": the TensorFlow release's network (converted, or trained as variant="tf").
+            variant = meta.get("variant") or config.get("variant", "pytorch")
 
         cfg = generator_config_from_state_dict(sd)
         size = cfg.pop("img_size") or img_size or trained_size or 256

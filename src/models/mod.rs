@@ -11,6 +11,7 @@ pub use discriminator::Discriminator;
 pub use exported::ExportedGenerator;
 pub use generator::Generator;
 
+use crate::config::{DiscriminatorConfig, GeneratorConfig};
 use crate::nn::{ParamStore, Var};
 use crate::Result;
 use tch::{Device, Tensor};
@@ -49,5 +50,52 @@ pub trait Network: Send {
     /// Every tensor under its official state-dict name, in official order.
     fn named_tensors(&self) -> Vec<Var> {
         self.store().vars()
+    }
+}
+
+/// A U-GAT-IT generator as the trainer builds and trains it: the PyTorch network
+/// ([`Generator`]) or the TensorFlow release's ([`tf_variant::TfGenerator`]).
+pub trait UgatitGenerator: Network + Sized {
+    /// `TrainConfig::variant` of this network: "pytorch" or "tf".
+    const VARIANT: &'static str;
+    fn build(config: GeneratorConfig, device: Device) -> Result<Self>;
+    /// Every rho, clamped to [0, 1] after each update.
+    fn rhos(&self) -> Vec<&Tensor>;
+}
+
+/// A U-GAT-IT discriminator as the trainer builds it (either variant).
+pub trait UgatitDiscriminator: Network + Sized {
+    fn build(config: DiscriminatorConfig, device: Device) -> Result<Self>;
+}
+
+impl UgatitGenerator for Generator {
+    const VARIANT: &'static str = "pytorch";
+    fn build(config: GeneratorConfig, device: Device) -> Result<Self> {
+        Generator::new(config, device)
+    }
+    fn rhos(&self) -> Vec<&Tensor> {
+        Generator::rhos(self)
+    }
+}
+
+impl UgatitGenerator for tf_variant::TfGenerator {
+    const VARIANT: &'static str = "tf";
+    fn build(config: GeneratorConfig, device: Device) -> Result<Self> {
+        tf_variant::TfGenerator::new(config, device)
+    }
+    fn rhos(&self) -> Vec<&Tensor> {
+        tf_variant::TfGenerator::rhos(self)
+    }
+}
+
+impl UgatitDiscriminator for Discriminator {
+    fn build(config: DiscriminatorConfig, device: Device) -> Result<Self> {
+        Discriminator::new(config, device)
+    }
+}
+
+impl UgatitDiscriminator for tf_variant::TfDiscriminator {
+    fn build(config: DiscriminatorConfig, device: Device) -> Result<Self> {
+        tf_variant::TfDiscriminator::new(config, device)
     }
 }

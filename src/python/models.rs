@@ -268,9 +268,9 @@ impl PyNetwork {
 pub struct PyGenerator;
 
 impl PyGenerator {
-    /// A Python object over a generator owned elsewhere (a Trainer).
-    pub fn shared(py: Python<'_>, inner: Arc<Mutex<Generator>>) -> PyResult<Py<PyGenerator>> {
-        Py::new(py, PyClassInitializer::from(PyNetwork { net: AnyNetwork::Generator(inner) }).add_subclass(PyGenerator))
+    /// A Python object over a generator (either variant) owned elsewhere (a Trainer).
+    pub fn shared(py: Python<'_>, net: AnyNetwork) -> PyResult<Py<PyGenerator>> {
+        Py::new(py, PyClassInitializer::from(PyNetwork { net }).add_subclass(PyGenerator))
     }
 }
 
@@ -306,12 +306,9 @@ impl PyGenerator {
 pub struct PyDiscriminator;
 
 impl PyDiscriminator {
-    /// A Python object over a discriminator owned elsewhere (a Trainer).
-    pub fn shared(py: Python<'_>, inner: Arc<Mutex<Discriminator>>) -> PyResult<Py<PyDiscriminator>> {
-        Py::new(
-            py,
-            PyClassInitializer::from(PyNetwork { net: AnyNetwork::Discriminator(inner) }).add_subclass(PyDiscriminator),
-        )
+    /// A Python object over a discriminator (either variant) owned elsewhere (a Trainer).
+    pub fn shared(py: Python<'_>, net: AnyNetwork) -> PyResult<Py<PyDiscriminator>> {
+        Py::new(py, PyClassInitializer::from(PyNetwork { net }).add_subclass(PyDiscriminator))
     }
 }
 

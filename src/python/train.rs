@@ -2,11 +2,12 @@
 //! [`crate::train::CycleGanTrainer`].
 
 use super::error::unlocked;
-use super::models::{PyCycleGenerator, PyDiscriminator, PyGenerator, PyPatchDiscriminator};
+use super::models::{AnyNetwork, PyCycleGenerator, PyDiscriminator, PyGenerator, PyPatchDiscriminator};
 use crate::config::TrainConfig;
 use crate::device::device_name;
 use crate::models::cyclegan::{CycleGenerator, PatchDiscriminator};
-use crate::models::{Discriminator, Generator};
+use crate::models::tf_variant::{TfDiscriminator, TfGenerator};
+use crate::models::{UgatitDiscriminator, UgatitGenerator};
 use crate::train::trainer::GradientHook;
 use crate::train::{checkpoint, CycleGanTrainer, StepLosses, Trainer};
 use crate::Result;
@@ -129,12 +130,6 @@ trait Steps: Send {
     fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses>;
 }
 
-impl Steps for Trainer {
-    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
-        Trainer::step_reduced(self, a, b, reduce)
-    }
-}
-
 impl Steps for CycleGanTrainer {
     fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         CycleGanTrainer::step_reduced(self, a, b, reduce)
@@ -204,34 +199,68 @@ pub fn write_checkpoint(
     Ok(())
 }
 
+/// What the bindings need of a U-GAT-IT trainer of either variant.
+trait UgatitTrainer: Steps + checkpoint::Checkpointable {}
+
+impl Steps for Box<dyn UgatitTrainer> {
+    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
+        (**self).step_reduced(a, b, reduce)
+    }
+}
+
+impl<G: UgatitGenerator, D: UgatitDiscriminator> UgatitTrainer for Trainer<G, D> {}
+
+impl<G: UgatitGenerator, D: UgatitDiscriminator> Steps for Trainer<G, D> {
+    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
+        Trainer::step_reduced(self, a, b, reduce)
+    }
+}
+
+/// Builds the trainer of `config.variant`, with Python handles on its six networks.
+fn ugatit_trainer(config: TrainConfig) -> Result<(Box<dyn UgatitTrainer>, [AnyNetwork; 2], [AnyNetwork; 4])> {
+    fn parts<G: UgatitGenerator + 'static, D: UgatitDiscriminator + 'static>(
+        t: Trainer<G, D>,
+        g: fn(Arc<Mutex<G>>) -> AnyNetwork,
+        d: fn(Arc<Mutex<D>>) -> AnyNetwork,
+    ) -> (Box<dyn UgatitTrainer>, [AnyNetwork; 2], [AnyNetwork; 4]) {
+        let gens = [g(t.gen_a2b.clone()), g(t.gen_b2a.clone())];
+        let dis = [d(t.dis_ga.clone()), d(t.dis_gb.clone()), d(t.dis_la.clone()), d(t.dis_lb.clone())];
+        (Box::new(t), gens, dis)
+    }
+    Ok(if config.variant == "tf" {
+        parts(
+            Trainer::<TfGenerator, TfDiscriminator>::create(config)?,
+            AnyNetwork::TfGenerator,
+            AnyNetwork::TfDiscriminator,
+        )
+    } else {
+        parts(Trainer::new(config)?, AnyNetwork::Generator, AnyNetwork::Discriminator)
+    })
+}
+
 /// The native trainer. Use `ugatit_rs.Trainer`, which wraps it.
 ///
 /// What never changes after construction (config, device, the six network handles) is kept
 /// outside the lock; everything else is read with the GIL released (see `models.rs`).
 #[pyclass(name = "Trainer", module = "ugatit_rs._native")]
 pub struct PyTrainer {
-    inner: Mutex<Trainer>,
+    inner: Mutex<Box<dyn UgatitTrainer>>,
     config: TrainConfig,
     device: String,
-    generators: [Arc<Mutex<Generator>>; 2],
-    discriminators: [Arc<Mutex<Discriminator>>; 4],
+    generators: [AnyNetwork; 2],
+    discriminators: [AnyNetwork; 4],
 }
 
 #[pymethods]
 impl PyTrainer {
     #[new]
     fn new(py: Python<'_>, config: TrainConfig) -> PyResult<Self> {
-        let trainer = unlocked(py, move || Trainer::new(config))?;
+        let (trainer, generators, discriminators) = unlocked(py, move || ugatit_trainer(config))?;
         Ok(Self {
             config: trainer.config().clone(),
             device: device_name(trainer.device()),
-            generators: [trainer.gen_a2b.clone(), trainer.gen_b2a.clone()],
-            discriminators: [
-                trainer.dis_ga.clone(),
-                trainer.dis_gb.clone(),
-                trainer.dis_la.clone(),
-                trainer.dis_lb.clone(),
-            ],
+            generators,
+            discriminators,
             inner: Mutex::new(trainer),
         })
     }
@@ -268,13 +297,13 @@ impl PyTrainer {
     /// Writes the full training state to `path` (atomically).
     #[pyo3(signature = (path, metadata=Vec::new()))]
     fn save_checkpoint(&self, py: Python<'_>, path: PathBuf, metadata: Vec<(String, String)>) -> PyResult<()> {
-        unlocked(py, || checkpoint::save_with_metadata(&mut *lock(&self.inner), &path, &metadata))?;
+        unlocked(py, || checkpoint::save_with_metadata(&mut **lock(&self.inner), &path, &metadata))?;
         Ok(())
     }
 
     /// Restores a checkpoint; returns its step. Validates everything before changing anything.
     fn load_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<i64> {
-        let info = unlocked(py, || checkpoint::load(&mut *lock(&self.inner), &path))?;
+        let info = unlocked(py, || checkpoint::load(&mut **lock(&self.inner), &path))?;
         Ok(info.step)
     }
 

@@ -11,6 +11,7 @@ use super::cyclegan_trainer::{CycleGanTrainer, CYCLEGAN_NETWORK_NAMES};
 use super::optim::Adam;
 use super::trainer::{Trainer, NETWORK_NAMES};
 use crate::config::TrainConfig;
+use crate::models::{UgatitDiscriminator, UgatitGenerator};
 use crate::nn::TensorSpec;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -51,7 +52,7 @@ pub trait Checkpointable {
     }
 }
 
-impl Checkpointable for Trainer {
+impl<G: UgatitGenerator, D: UgatitDiscriminator> Checkpointable for Trainer<G, D> {
     fn config(&self) -> &TrainConfig {
         Trainer::config(self)
     }

@@ -11,7 +11,7 @@ use super::schedule::lr_at;
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::input::check_training_batch;
-use crate::models::{Discriminator, Generator, Network, Output};
+use crate::models::{Discriminator, Generator, Output, UgatitDiscriminator, UgatitGenerator};
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Tensor};
@@ -35,15 +35,18 @@ pub struct StepLosses {
     pub lr: f64,
 }
 
-pub struct Trainer {
+/// The U-GAT-IT trainer over either variant's networks: `Trainer` (the default types) trains the
+/// PyTorch networks, `Trainer<TfGenerator, TfDiscriminator>` the TensorFlow release's, with the
+/// same losses, order and schedule.
+pub struct Trainer<G = Generator, D = Discriminator> {
     config: TrainConfig,
     device: Device,
-    pub gen_a2b: Shared<Generator>,
-    pub gen_b2a: Shared<Generator>,
-    pub dis_ga: Shared<Discriminator>,
-    pub dis_gb: Shared<Discriminator>,
-    pub dis_la: Shared<Discriminator>,
-    pub dis_lb: Shared<Discriminator>,
+    pub gen_a2b: Shared<G>,
+    pub gen_b2a: Shared<G>,
+    pub dis_ga: Shared<D>,
+    pub dis_gb: Shared<D>,
+    pub dis_la: Shared<D>,
+    pub dis_lb: Shared<D>,
     pub(crate) g_optim: Adam,
     pub(crate) d_optim: Adam,
     /// Completed iterations.
@@ -82,21 +85,35 @@ impl Judged {
 }
 
 impl Trainer {
-    /// Builds the six networks (seeded by `config.seed`) and both optimizers.
+    /// The PyTorch-variant trainer (`config.variant` must be "pytorch").
     pub fn new(config: TrainConfig) -> Result<Self> {
+        Self::create(config)
+    }
+}
+
+impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
+    /// Builds the six networks (seeded by `config.seed`) and both optimizers.
+    pub fn create(config: TrainConfig) -> Result<Self> {
         config.validate()?;
+        if config.variant != G::VARIANT {
+            return Err(Error::config(format!(
+                "this trainer builds the {:?} networks but config.variant is {:?}",
+                G::VARIANT,
+                config.variant
+            )));
+        }
         let device = parse_device(&config.device)?;
         if device.is_cuda() {
             // Same convolutions every step at fixed sizes: let cuDNN pick the fastest algorithms.
             tch::Cuda::cudnn_set_benchmark(true);
         }
         tch::manual_seed(config.seed as i64);
-        let gen_a2b = Generator::new(config.generator(), device)?;
-        let gen_b2a = Generator::new(config.generator(), device)?;
-        let dis_ga = Discriminator::new(config.discriminator(true), device)?;
-        let dis_gb = Discriminator::new(config.discriminator(true), device)?;
-        let dis_la = Discriminator::new(config.discriminator(false), device)?;
-        let dis_lb = Discriminator::new(config.discriminator(false), device)?;
+        let gen_a2b = G::build(config.generator(), device)?;
+        let gen_b2a = G::build(config.generator(), device)?;
+        let dis_ga = D::build(config.discriminator(true), device)?;
+        let dis_gb = D::build(config.discriminator(true), device)?;
+        let dis_la = D::build(config.discriminator(false), device)?;
+        let dis_lb = D::build(config.discriminator(false), device)?;
 
         let adam = AdamConfig::ugatit(config.lr, config.weight_decay);
         let mut g_params = gen_a2b.store().parameters();
