@@ -216,13 +216,16 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Steps for Trainer<G, D> {
     }
 }
 
+/// A trainer of either variant, and handles on its generators and discriminators.
+type TrainerParts = (Box<dyn UgatitTrainer>, [AnyNetwork; 2], [AnyNetwork; 4]);
+
 /// Builds the trainer of `config.variant`, with Python handles on its six networks.
-fn ugatit_trainer(config: TrainConfig) -> Result<(Box<dyn UgatitTrainer>, [AnyNetwork; 2], [AnyNetwork; 4])> {
+fn ugatit_trainer(config: TrainConfig) -> Result<TrainerParts> {
     fn parts<G: UgatitGenerator + 'static, D: UgatitDiscriminator + 'static>(
         t: Trainer<G, D>,
         g: fn(Arc<Mutex<G>>) -> AnyNetwork,
         d: fn(Arc<Mutex<D>>) -> AnyNetwork,
-    ) -> (Box<dyn UgatitTrainer>, [AnyNetwork; 2], [AnyNetwork; 4]) {
+    ) -> TrainerParts {
         let gens = [g(t.gen_a2b.clone()), g(t.gen_b2a.clone())];
         let dis = [d(t.dis_ga.clone()), d(t.dis_gb.clone()), d(t.dis_la.clone()), d(t.dis_lb.clone())];
         (Box::new(t), gens, dis)
