@@ -1,13 +1,13 @@
 """Builds small U-GAT-IT networks with the real TensorFlow, following the structure and variable
 names of the TensorFlow release (taki0112/UGATIT, ``UGATIT.py`` and ``ops.py``), saves them with
 ``tf.compat.v1.train.Saver`` and records their outputs on fixed inputs. The files in
-``tests/fixtures/tf_ugatit/`` are what this script wrote; ``tests/test_tf_variant.py`` reads the
+``tests/fixtures/tf/`` are what this script wrote; ``tests/test_tf_variant.py`` reads the
 checkpoints with our Rust reader and compares our TF-variant networks with these outputs.
 
 Run in its own venv (TensorFlow is not a dependency of the project)::
 
     python3 -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu tf-keras
-    TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/make_tf_fixture.py --out tests/fixtures/tf_ugatit
+    TF_USE_LEGACY_KERAS=1 /tmp/tfenv/bin/python scripts/make_tf_fixture.py --out tests/fixtures/tf
 
 ``tf.contrib`` is gone from TensorFlow 2, so its ``instance_norm`` (what the release uses in the
 encoder) is written here the way contrib computed it: moments over H, W, then
@@ -235,7 +235,13 @@ def randomise(sess, rng):
     return values
 
 
-def build(out_dir, light, size, ch=4, n_res=4, n_dis=6, batch=2, adam=False, seed=0):
+def fixture_inputs(seed, batch, size):
+    """The two NHWC input batches of a fixture, drawn from its seed (tests draw the same)."""
+    rng = np.random.default_rng(1000 + seed)
+    return [rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32) for _ in range(2)]
+
+
+def build(out_dir, light, size, ch=2, n_res=4, n_dis=6, batch=2, adam=False, seed=0):
     tag = f"{'light' if light else 'full'}_{size}"
     folder = os.path.join(out_dir, tag)
     os.makedirs(folder, exist_ok=True)
@@ -254,10 +260,7 @@ def build(out_dir, light, size, ch=4, n_res=4, n_dis=6, batch=2, adam=False, see
         sess.run(v1.global_variables_initializer())
         randomise(sess, rng)
         v1.train.Saver().save(sess, os.path.join(folder, "UGATIT.model"), global_step=1000, write_meta_graph=False)
-        inputs = {
-            "x_a": rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32),
-            "x_b": rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32),
-        }
+        inputs = dict(zip(("x_a", "x_b"), fixture_inputs(seed, batch, size)))
         feed = {x_a: inputs["x_a"], x_b: inputs["x_b"]}
         names = {
             "a2b": a2b, "b2a": b2a,
@@ -267,9 +270,15 @@ def build(out_dir, light, size, ch=4, n_res=4, n_dis=6, batch=2, adam=False, see
         for key, (out, cam, heat) in names.items():
             o, c, h = sess.run([out, cam, heat], feed)
             outputs[f"{key}.out"], outputs[f"{key}.cam_logit"], outputs[f"{key}.heatmap"] = o, c, h
+    # The `checkpoint` file records where the Saver wrote; name a folder of another machine, as
+    # a downloaded checkpoint does (the reader then finds the files beside it).
+    with open(os.path.join(folder, "checkpoint"), "w") as f:
+        for key in ("model_checkpoint_path", "all_model_checkpoint_paths"):
+            f.write(f'{key}: "/home/author/checkpoint/{tag}/UGATIT.model-1000"\n')
+    del outputs["x_a"], outputs["x_b"]  # the tests draw them again from the seed (fixture_inputs)
     np.savez_compressed(os.path.join(folder, "outputs.npz"), **outputs)
     meta = {"light": light, "img_size": size, "ch": ch, "n_res": n_res, "n_dis": n_dis, "batch": batch,
-            "adam": adam, "tensorflow": tf.__version__, "layout": "NHWC"}  # fmt: skip
+            "adam": adam, "seed": seed, "tensorflow": tf.__version__, "layout": "NHWC"}  # fmt: skip
     with open(os.path.join(folder, "config.json"), "w") as f:
         json.dump(meta, f, indent=2)
     print(f"wrote {folder}")
@@ -277,12 +286,13 @@ def build(out_dir, light, size, ch=4, n_res=4, n_dis=6, batch=2, adam=False, see
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "tf_ugatit"))
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "tf"))
     args = ap.parse_args()
-    # ch 4 keeps the files small (the global discriminator's conv_last has 16·(16·ch)·(32·ch)
-    # weights); n_res must be 4 (the MLP is ch·n_res wide, AdaLIN scales ch·4 channels).
-    build(args.out, light=True, size=96)
-    build(args.out, light=True, size=128, adam=True, seed=1)
+    # ch 2 keeps all three under 5 MB (the global discriminator's conv_last alone has
+    # 16·(16·ch)·(32·ch) weights); n_res must be 4 (the MLP is ch·n_res wide, AdaLIN scales ch·4
+    # channels). One checkpoint keeps Adam's slots and beta powers, as the release's does.
+    build(args.out, light=True, size=96, adam=True)
+    build(args.out, light=True, size=128, seed=1)
     build(args.out, light=False, size=96, seed=2)
 
 

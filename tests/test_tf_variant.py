@@ -1,5 +1,5 @@
 """The TensorFlow variant and the TensorFlow checkpoint reader, against outputs and checkpoints
-written by the real TensorFlow 2.21 (tests/fixtures/tf_ugatit/, made by
+written by the real TensorFlow 2.21 (tests/fixtures/tf/, made by
 scripts/make_tf_fixture.py from the release's structure and variable names).
 
 Tolerance: the generators differ from TensorFlow's outputs by up to ~4e-5 on the translation.
@@ -21,7 +21,7 @@ from ugatit_rs import _native
 from ugatit_rs import tf_weights as T
 from ugatit_rs.translate import Translator
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "tf_ugatit")
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "tf")
 TAGS = ["light_96", "light_128", "full_96"]
 
 
@@ -29,7 +29,12 @@ def _fixture(tag):
     folder = os.path.join(FIXTURES, tag)
     with open(os.path.join(folder, "config.json")) as f:
         config = json.load(f)
-    return folder, config, np.load(os.path.join(folder, "outputs.npz"))
+    ref = dict(np.load(os.path.join(folder, "outputs.npz")))
+    # The inputs are drawn from the fixture's seed, as scripts/make_tf_fixture.py drew them.
+    rng = np.random.default_rng(1000 + config["seed"])
+    shape = (config["batch"], config["img_size"], config["img_size"], 3)
+    ref["x_a"], ref["x_b"] = (rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(2))
+    return folder, config, ref
 
 
 def _nchw(a):
@@ -85,13 +90,13 @@ def test_discriminators_match_tensorflow(tag):
 
 
 def test_reader_lists_and_checks_every_variable():
-    ckpt = _native.TfCheckpoint(os.path.join(FIXTURES, "light_128"))
+    ckpt = _native.TfCheckpoint(os.path.join(FIXTURES, "light_96"))
     names = {name for name, _, _ in ckpt.entries()}
     # The release's CAM keeps two kernels: the dense logit's and the attention weights'.
     assert {"generator_B/CAM_logit/dense/kernel", "generator_B/CAM_logit/kernel"} <= names
     assert "generator_B/conv/conv2d/kernel/Adam" in names and "beta1_power" in names  # optimizer state
     kernel = ckpt.read("generator_B/conv/conv2d/kernel")
-    assert kernel.shape == (7, 7, 3, 4) and kernel.dtype == torch.float32
+    assert kernel.shape == (7, 7, 3, 2) and kernel.dtype == torch.float32
     with pytest.raises(KeyError, match="no variable"):
         ckpt.read("generator_B/nope")
     with pytest.raises(FileNotFoundError):
@@ -165,7 +170,7 @@ def test_fine_tune_from_the_release_checkpoint(tmp_path):
     from ugatit_rs.init_from import architecture_of
 
     arch = architecture_of(folder)
-    assert arch == {"model": "ugatit", "variant": "tf", "light": True, "ch": 4, "n_res": 4}
+    assert arch == {"model": "ugatit", "variant": "tf", "light": True, "ch": 2, "n_res": 4}
     cfg = ug.TrainConfig(img_size=96, device="cpu", init_from=folder, **arch)
     trainer = ug.Trainer(cfg)
     state, _ = T.read(folder)

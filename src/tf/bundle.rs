@@ -67,7 +67,16 @@ pub fn resolve_prefix(path: &Path) -> Result<PathBuf> {
             })
         });
         match listed {
-            Some(name) => path.join(name),
+            // TensorFlow often records absolute paths of the machine that saved the checkpoint:
+            // when that path is not here, the same file name in this folder is meant.
+            Some(name) => {
+                let listed = path.join(&name);
+                let here = PathBuf::from(format!("{}.index", listed.display()));
+                match Path::new(&name).file_name() {
+                    Some(file) if !here.is_file() => path.join(file),
+                    _ => listed,
+                }
+            }
             None => {
                 let mut indexes: Vec<PathBuf> = std::fs::read_dir(path)
                     .map_err(|source| Error::Io { path: path.to_path_buf(), source })?
@@ -202,7 +211,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf_ugatit/light_128")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tf/light_96")
     }
 
     #[test]
@@ -210,7 +219,7 @@ mod tests {
         let ckpt = TfCheckpoint::open(&fixture()).unwrap(); // the folder: its `checkpoint` file
         assert!(ckpt.prefix().ends_with("UGATIT.model-1000"));
         let kernel = ckpt.entry("generator_B/conv/conv2d/kernel").unwrap();
-        assert_eq!((kernel.kind(), kernel.shape.clone()), (Some(Kind::Float), vec![7, 7, 3, 4]));
+        assert_eq!((kernel.kind(), kernel.shape.clone()), (Some(Kind::Float), vec![7, 7, 3, 2]));
         // Adam's slots and beta powers are there too (the release has them).
         assert!(ckpt.entry("generator_B/conv/conv2d/kernel/Adam_1").is_some());
         assert!(ckpt.entries().iter().any(|e| e.name == "beta1_power"));
