@@ -96,22 +96,38 @@ def _our_key(scope: str, rest: str, strided: int) -> str | None:
     return None
 
 
-def _to_ours(value: torch.Tensor) -> torch.Tensor:
-    """TensorFlow layouts to ours: conv kernels HWIO -> OIHW, dense kernels (in, out) ->
-    (out, in), spectral-norm ``u`` (1, out) -> (out,)."""
-    if value.dim() == 4:
+def _layout(name: str, shape: list[int]) -> str:
+    """How the TensorFlow variable is laid out against ours: conv kernels HWIO (ours OIHW),
+    dense kernels (in, out) (ours (out, in)), spectral-norm ``u`` (1, out) (ours (out,))."""
+    if len(shape) == 4:
+        return "conv"
+    if name.endswith("/u"):
+        return "u"
+    return "dense" if len(shape) == 2 else "same"
+
+
+_SHAPES = {
+    "conv": lambda s: [s[3], s[2], s[0], s[1]],
+    "dense": lambda s: [s[1], s[0]],
+    "u": lambda s: [s[1]],
+    "same": lambda s: list(s),
+}
+
+
+def _to_ours(value: torch.Tensor, layout: str) -> torch.Tensor:
+    if layout == "conv":
         return value.permute(3, 2, 0, 1).contiguous()
-    if value.dim() == 2 and value.shape[0] == 1:  # u
-        return value.reshape(-1).contiguous()
-    if value.dim() == 2:
+    if layout == "dense":
         return value.t().contiguous()
+    if layout == "u":
+        return value.reshape(-1).contiguous()
     return value.contiguous()
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, OrderedDict], dict]:
-    """The six state dicts of a release checkpoint (our names and layouts) and the architecture
-    it implies (``ch``, ``n_res``, ``light``, ``img_size``). Raises ``StateDictError`` naming
-    every variable that is unknown, missing or mis-shaped."""
+def plan(path: str | os.PathLike):
+    """``(checkpoint, [(TensorFlow name, our name, layout)], architecture)`` for a release
+    checkpoint, from its index alone (no tensor read). Raises ``StateDictError`` naming every
+    variable that is unknown, missing or mis-shaped."""
     ckpt = _native.TfCheckpoint(os.fspath(path))
     entries = {name: shape for name, _, shape in ckpt.entries()}
     names = [n for n in entries if not OPTIMIZER_STATE.search(n)]
@@ -119,25 +135,26 @@ def read(path: str | os.PathLike) -> tuple[dict[str, OrderedDict], dict]:
     for scope in SCOPES:
         if scope.startswith("discriminator"):
             strided[scope] = sum(1 for n in names if re.fullmatch(re.escape(scope) + r"/conv_\d+/kernel", n))
-    state = {net: OrderedDict() for net in SCOPES.values()}
-    unknown = []
+    steps, shapes, unknown = [], {net: OrderedDict() for net in SCOPES.values()}, []
     for name in names:
         scope = next((s for s in SCOPES if name.startswith(s + "/")), None)
         key = _our_key(scope, name[len(scope) + 1 :], strided.get(scope, 0)) if scope else None
         if key is None:
             unknown.append(name)
             continue
-        state[SCOPES[scope]][key] = _to_ours(ckpt.read(name))
+        layout = _layout(name, entries[name])
+        steps.append((name, f"{SCOPES[scope]}.{key}", layout))
+        shapes[SCOPES[scope]][key] = tuple(_SHAPES[layout](entries[name]))
     if unknown:
         raise _native.StateDictError(
             f"{ckpt.prefix}: {len(unknown)} variable(s) are not the release's U-GAT-IT: " + ", ".join(unknown[:20])
         )
-    gen = state["genA2B"]
+    gen = shapes["genA2B"]
     if "DownBlock.1.weight" not in gen or "FC.0.weight" not in gen:
         raise _native.StateDictError(f"{ckpt.prefix}: no generator_B/conv or MLP/linear_0 variables")
-    ch = gen["DownBlock.1.weight"].shape[0]
+    ch = gen["DownBlock.1.weight"][0]
     n_res = sum(1 for k in gen if k.startswith("UpBlock1_") and k.endswith(".conv1.weight"))
-    fc_in = gen["FC.0.weight"].shape[1]
+    fc_in = gen["FC.0.weight"][1]
     light = fc_in == 4 * ch
     img_size = None if light else 4 * round((fc_in / (4 * ch)) ** 0.5)  # a light model takes any size
     arch = {
@@ -147,11 +164,23 @@ def read(path: str | os.PathLike) -> tuple[dict[str, OrderedDict], dict]:
         "img_size": img_size,
         "n_dis": strided["discriminator_A/global"] + 1,
     }
-    _check_against_networks(ckpt.prefix, state, arch)
+    _check_against_networks(ckpt.prefix, shapes, arch)
+    return ckpt, steps, arch
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, OrderedDict], dict]:
+    """The six state dicts of a release checkpoint (our names and layouts, all in memory) and
+    the architecture (``ch``, ``n_res``, ``light``, ``img_size``). For large checkpoints prefer
+    :func:`convert`, which holds one tensor at a time."""
+    ckpt, steps, arch = plan(path)
+    state = {net: OrderedDict() for net in SCOPES.values()}
+    for tf_name, ours, layout in steps:
+        net, _, key = ours.partition(".")
+        state[net][key] = _to_ours(ckpt.read(tf_name), layout)
     return state, arch
 
 
-def _check_against_networks(prefix, state, arch) -> None:
+def _check_against_networks(prefix, shapes, arch) -> None:
     """Every tensor present, with the shape our TF-variant networks expect."""
     from .models import Discriminator, Generator
 
@@ -164,13 +193,13 @@ def _check_against_networks(prefix, state, arch) -> None:
     }
     nets["genB2A"], nets["disGB"], nets["disLB"] = nets["genA2B"], nets["disGA"], nets["disLA"]
     problems = []
-    for net, sd in state.items():
+    for net, sd in shapes.items():
         expected = nets[net].state_dict()
         problems += [f"{net}.{k} is missing" for k in expected if k not in sd]
         problems += [
-            f"{net}.{k} has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}"
+            f"{net}.{k} has shape {sd[k]}, expected {tuple(v.shape)}"
             for k, v in expected.items()
-            if k in sd and sd[k].shape != v.shape
+            if k in sd and tuple(sd[k]) != tuple(v.shape)
         ]
     if problems:
         raise _native.StateDictError(f"{prefix}: " + "; ".join(problems[:20]))
@@ -178,19 +207,21 @@ def _check_against_networks(prefix, state, arch) -> None:
 
 def convert(path: str | os.PathLike, out: str | os.PathLike, img_size: int | None = None) -> str:
     """Writes the release checkpoint at ``path`` as a networks-only ugatit-rs checkpoint of the
-    TF-variant networks (``variant: tf`` and the architecture in its metadata); ``Translator``,
-    ``ugatit-rs translate``/``eval``/``export`` then take it. ``img_size`` is the working size
-    of a light model (a full model's is fixed by its weights; default 256 for light)."""
-    state, arch = read(path)
+    TF-variant networks (``variant: tf`` and the architecture in its metadata), one tensor in
+    memory at a time; ``Translator``, ``ugatit-rs translate``/``eval``/``export`` and
+    ``--init_from`` then take it. ``img_size`` is the working size of a light model (a full
+    model's is fixed by its weights; default 256 for light)."""
+    ckpt, steps, arch = plan(path)
     size = arch["img_size"] if not arch["light"] else (img_size or 256)
-    flat = [(f"{net}.{k}", v) for net, sd in state.items() for k, v in sd.items()]
-    config = _native.TrainConfig(light=arch["light"], ch=arch["ch"], n_res=arch["n_res"], img_size=size).to_dict()
+    config = _native.TrainConfig(
+        light=arch["light"], ch=arch["ch"], n_res=arch["n_res"], img_size=size, variant="tf"
+    ).to_dict()
     meta = [
         ("format", _native.CHECKPOINT_FORMAT),
         ("step", "0"),
         ("variant", "tf"),
         ("config", json.dumps(config)),
-        ("source", os.fspath(_native.TfCheckpoint(os.fspath(path)).prefix)),
+        ("source", os.fspath(ckpt.prefix)),
     ]
-    _native.write_checkpoint(os.fspath(out), flat, meta)
+    ckpt.convert(steps, os.fspath(out), meta)
     return os.fspath(out)

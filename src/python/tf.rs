@@ -1,6 +1,7 @@
 //! Bindings for [`crate::tf`]: a TensorFlow checkpoint, read one tensor at a time.
 
 use super::error::unlocked;
+use crate::tf::convert::{convert, Layout};
 use crate::tf::TfCheckpoint;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
@@ -37,5 +38,23 @@ impl PyTfCheckpoint {
             pyo3::exceptions::PyKeyError::new_err(format!("{}: no variable {name:?}", self.inner.prefix().display()))
         })?;
         Ok(PyTensor(unlocked(py, || self.inner.read(entry, Device::Cpu))?))
+    }
+
+    /// Writes `plan` (`[(tensorflow name, our name, "conv" | "dense" | "u" | "same")]`) to a
+    /// safetensors file with `metadata`, one tensor in memory at a time, atomically.
+    fn convert(
+        &self,
+        py: Python<'_>,
+        plan: Vec<(String, String, String)>,
+        out: PathBuf,
+        metadata: Vec<(String, String)>,
+    ) -> PyResult<()> {
+        let plan = plan
+            .into_iter()
+            .map(|(tf, ours, layout)| Ok((tf, ours, Layout::parse(&layout)?)))
+            .collect::<crate::Result<Vec<_>>>()?;
+        let metadata = metadata.into_iter().collect();
+        unlocked(py, || convert(&self.inner, &plan, &out, &metadata))?;
+        Ok(())
     }
 }

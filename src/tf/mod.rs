@@ -8,6 +8,7 @@
 //!   masked CRC-32C ([`crc32c`]); tensors are read one at a time ([`bundle`]).
 
 pub mod bundle;
+pub mod convert;
 pub mod crc32c;
 pub mod proto;
 pub mod table;

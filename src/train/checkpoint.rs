@@ -195,15 +195,28 @@ pub fn write_safetensors_atomic(
     tensors: &[(String, Tensor)],
     metadata: &HashMap<String, String>,
 ) -> Result<()> {
+    let specs = tensors.iter().map(|(n, t)| Ok((n.clone(), t.size(), t.f_kind()?))).collect::<Result<Vec<_>>>()?;
+    write_safetensors_streaming(path, &specs, metadata, |i| Ok(tensors[i].1.shallow_clone()))
+}
+
+/// [`write_safetensors_atomic`] for tensors produced one at a time by `produce(i)` (each must
+/// have the shape and dtype of `specs[i]`): the header is written from the specs, then each
+/// tensor as it comes, so memory holds one tensor at a time (conversions of multi-GB files).
+pub fn write_safetensors_streaming(
+    path: &Path,
+    specs: &[TensorSpec],
+    metadata: &HashMap<String, String>,
+    mut produce: impl FnMut(usize) -> Result<Tensor>,
+) -> Result<()> {
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!(metadata));
     let mut offset = 0usize;
-    for (name, tensor) in tensors {
-        let kind = tensor.f_kind()?;
-        let bytes = tensor.numel() * kind.elt_size_in_bytes();
+    for (name, shape, kind) in specs {
+        let numel: i64 = shape.iter().product();
+        let bytes = numel as usize * kind.elt_size_in_bytes();
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": dtype_name(kind)?, "shape": tensor.size(), "data_offsets": [offset, offset + bytes]}),
+            serde_json::json!({"dtype": dtype_name(*kind)?, "shape": shape, "data_offsets": [offset, offset + bytes]}),
         );
         offset += bytes;
     }
@@ -221,11 +234,18 @@ pub fn write_safetensors_atomic(
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
         w.write_all(&header_bytes).map_err(io_err(&tmp))?;
-        for (i, (_, tensor)) in tensors.iter().enumerate() {
+        for (i, (name, shape, kind)) in specs.iter().enumerate() {
             crash_point(i, &mut w, &tmp)?;
             // On the host and contiguous: a no-op for CPU tensors, one tensor's copy otherwise.
-            let t = tensor.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
-            let bytes = t.numel() * t.f_kind()?.elt_size_in_bytes();
+            let t = produce(i)?.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
+            if t.size() != *shape || t.f_kind()? != *kind {
+                return Err(Error::internal(format!(
+                    "{name}: produced {:?} {:?}, announced {shape:?} {kind:?}",
+                    t.size(),
+                    t.f_kind()?
+                )));
+            }
+            let bytes = t.numel() * kind.elt_size_in_bytes();
             // SAFETY: `t` is a contiguous CPU tensor of `bytes` bytes, alive (and not written to,
             // the trainer being locked) for the duration of the borrow.
             let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, bytes) };
