@@ -289,3 +289,20 @@ def test_short_run_on_the_demo_domains_learns(tmp_path):
     # Measured: IoU 0.12 -> 0.32, style score 0.07 -> 0.43 (0 = photo, 1 = cartoon).
     assert after["iou"] > before["iou"] + 0.1, (before, after)
     assert after["style_score"] > before["style_score"] + 0.15, (before, after)
+
+
+def test_cyclegan_trains_on_bicubic_resizes_and_ugatit_on_bilinear(tmp_path):
+    data = make_dataset(tmp_path / "data" / "toy", n_train=2)
+    loaders = {
+        r: ug.data.DomainLoader(os.path.join(data, "trainA"), 64, 1, seed=1, train=True, num_workers=0, resize=r)
+        for r in ("bilinear", "bicubic")
+    }
+    a, b = (loaders[r].next_batch() for r in ("bilinear", "bicubic"))
+    assert a.shape == b.shape == (1, 3, 64, 64) and not torch.equal(a, b)  # same crop, other filter
+    assert (a - b).abs().mean().item() < 0.1
+    with pytest.raises(ValueError, match="resize must be"):
+        ug.data.DomainLoader(os.path.join(data, "trainA"), 64, resize="lanczos")
+    from ugatit_rs.cyclegan import CycleGANTrainer
+    from ugatit_rs.trainer import Trainer
+
+    assert (Trainer._resize, CycleGANTrainer._resize) == ("bilinear", "bicubic")

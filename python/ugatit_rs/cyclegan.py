@@ -113,6 +113,9 @@ class CycleGANTrainer(Trainer):
             return 0
         return self._native.load_checkpoint(path)
 
+    # Their `resize_and_crop`: bicubic to img_size + 30 (286 for 256), random crop, flip.
+    _resize = "bicubic"
+
     def _column(self, forward, backward, x: torch.Tensor) -> np.ndarray:
         """Sample grids and test outputs show, per source image, real / translation / cycle."""
         return cycle_column(forward, backward, x)

@@ -1,9 +1,9 @@
 """Image data: the Rust batch loader and single-image loading.
 
-``DomainLoader(folder, img_size, batch_size, seed, domain, train, strict, num_workers)`` streams
-float32 ``(B, 3, S, S)`` batches in [-1, 1] from a folder (recursively; jpg, jpeg, png, bmp, ppm,
-pgm, tif, tiff, webp in any case), decoded and augmented in background Rust threads with the
-official transforms. The stream depends only on the seed, never on the number of workers.
+``DomainLoader(folder, img_size, batch_size, seed, domain, train, strict, num_workers, resize)``
+streams float32 ``(B, 3, S, S)`` batches in [-1, 1] from a folder (recursively; jpg, jpeg, png,
+bmp, ppm, pgm, tif, tiff, webp in any case), decoded and augmented in background Rust threads with
+the official transforms (``resize="bilinear"``, U-GAT-IT's; ``"bicubic"`` is CycleGAN's). The stream depends only on the seed, never on the number of workers.
 Unreadable files are skipped and listed by ``skipped()``; ``strict=True`` raises instead.
 """
 

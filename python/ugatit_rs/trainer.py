@@ -337,6 +337,7 @@ class Trainer:
                 domain=i,
                 train=True,
                 num_workers=cfg.num_workers,
+                resize=self._resize,
             )
             for i, d in enumerate("AB")
         }
@@ -458,6 +459,9 @@ class Trainer:
             return
         what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {type(exc).__name__}"
         print(f"\n{what}: saved {path} (step {self.step_count}); resume with resume=True", file=sys.stderr)
+
+    # The training transforms' resize filter (U-GAT-IT's torchvision default).
+    _resize = "bilinear"
 
     def _column(self, forward, backward, x: torch.Tensor) -> np.ndarray:
         """One source image's column in sample grids and test outputs."""

@@ -18,7 +18,7 @@
 use super::decode::decode_rgb;
 use super::rng::Rng;
 use super::scan::scan_images;
-use super::transforms::{push_normalized, test_transform, train_transform};
+use super::transforms::{push_normalized, test_transform, train_transform, Resize};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,6 +48,8 @@ pub struct LoaderConfig {
     pub train: bool,
     pub strict: bool,
     pub num_workers: usize,
+    /// The resize filter of the transforms (U-GAT-IT: bilinear; CycleGAN: bicubic).
+    pub resize: Resize,
 }
 
 impl LoaderConfig {
@@ -142,9 +144,9 @@ impl Shared {
             let (index, img) = self.decode_from(&order, pos)?;
             let img = if self.config.train {
                 let mut rng = Rng::from_parts(&[self.config.seed, self.config.domain, epoch, pos as u64, index as u64]);
-                train_transform(&img, size, &mut rng)
+                train_transform(&img, size, self.config.resize, &mut rng)
             } else {
-                test_transform(&img, size)
+                test_transform(&img, size, self.config.resize)
             };
             push_normalized(&img, &mut values);
         }
@@ -346,7 +348,7 @@ pub fn load_image(path: &Path, img_size: u32) -> Result<Tensor> {
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
     })?;
     let mut values = Vec::new();
-    push_normalized(&test_transform(&img, img_size), &mut values);
+    push_normalized(&test_transform(&img, img_size, Resize::Bilinear), &mut values);
     let s = img_size as i64;
     Ok(Tensor::f_from_slice(&values)?.f_view_([1, 3, s, s])?)
 }
@@ -381,6 +383,7 @@ mod tests {
             train: true,
             strict: false,
             num_workers: workers,
+            resize: Resize::Bilinear,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The official image transforms (docs/architecture.md §6), producing normalised CHW float32 in [-1, 1].
-//! - train: RandomHorizontalFlip(0.5) → Resize((s+30, s+30)) bilinear → RandomCrop(s)
-//! - test:  Resize((s, s)) bilinear
+//! - train: RandomHorizontalFlip(0.5) → Resize((s+30, s+30)) → RandomCrop(s)
+//! - test:  Resize((s, s))
 //!
-//! (Resizing ignores the aspect ratio, like the official code.)
+//! U-GAT-IT resizes bilinearly; CycleGAN (its `resize_and_crop`, 286 then 256) bicubically.
+//! Resizing ignores the aspect ratio, like both official codes.
 
 use super::rng::Rng;
 use image::imageops::{self, FilterType};
@@ -25,10 +26,37 @@ pub fn push_normalized(img: &RgbImage, out: &mut Vec<f32>) {
     }
 }
 
-pub fn train_transform(img: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
+/// The resampling filter of the resize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resize {
+    /// U-GAT-IT's (`transforms.Resize` default).
+    #[default]
+    Bilinear,
+    /// CycleGAN's (`Image.BICUBIC`).
+    Bicubic,
+}
+
+impl Resize {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "bilinear" => Some(Self::Bilinear),
+            "bicubic" => Some(Self::Bicubic),
+            _ => None,
+        }
+    }
+
+    fn filter(self) -> FilterType {
+        match self {
+            Self::Bilinear => FilterType::Triangle,
+            Self::Bicubic => FilterType::CatmullRom,
+        }
+    }
+}
+
+pub fn train_transform(img: &RgbImage, size: u32, resize: Resize, rng: &mut Rng) -> RgbImage {
     let flip = rng.uniform() < 0.5;
     let big = size + CROP_MARGIN;
-    let mut resized = imageops::resize(img, big, big, FilterType::Triangle);
+    let mut resized = imageops::resize(img, big, big, resize.filter());
     if flip {
         imageops::flip_horizontal_in_place(&mut resized);
     }
@@ -37,11 +65,11 @@ pub fn train_transform(img: &RgbImage, size: u32, rng: &mut Rng) -> RgbImage {
     imageops::crop_imm(&resized, x, y, size, size).to_image()
 }
 
-pub fn test_transform(img: &RgbImage, size: u32) -> RgbImage {
+pub fn test_transform(img: &RgbImage, size: u32, resize: Resize) -> RgbImage {
     if img.dimensions() == (size, size) {
         return img.clone();
     }
-    imageops::resize(img, size, size, FilterType::Triangle)
+    imageops::resize(img, size, size, resize.filter())
 }
 
 #[cfg(test)]
@@ -61,10 +89,11 @@ mod tests {
     #[test]
     fn train_transform_size_and_determinism() {
         let img = RgbImage::from_fn(50, 40, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let a = train_transform(&img, 32, &mut Rng::from_parts(&[1]));
-        let b = train_transform(&img, 32, &mut Rng::from_parts(&[1]));
+        let a = train_transform(&img, 32, Resize::Bilinear, &mut Rng::from_parts(&[1]));
+        let b = train_transform(&img, 32, Resize::Bilinear, &mut Rng::from_parts(&[1]));
         assert_eq!(a.dimensions(), (32, 32));
         assert_eq!(a, b);
-        assert_eq!(test_transform(&img, 24).dimensions(), (24, 24));
+        assert_eq!(test_transform(&img, 24, Resize::Bilinear).dimensions(), (24, 24));
+        assert_eq!(test_transform(&img, 24, Resize::Bicubic).dimensions(), (24, 24));
     }
 }

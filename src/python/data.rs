@@ -1,6 +1,7 @@
 //! Bindings for the image pipeline ([`crate::data`]).
 
 use super::error::unlocked;
+use crate::data::transforms::Resize;
 use crate::data::{load_image, DomainLoader, LoaderConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -17,7 +18,7 @@ pub struct PyDomainLoader {
 #[pymethods]
 impl PyDomainLoader {
     #[new]
-    #[pyo3(signature = (folder, img_size, batch_size=1, seed=0, domain=0, train=true, strict=false, num_workers=2))]
+    #[pyo3(signature = (folder, img_size, batch_size=1, seed=0, domain=0, train=true, strict=false, num_workers=2, resize="bilinear"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -29,6 +30,7 @@ impl PyDomainLoader {
         train: bool,
         strict: bool,
         num_workers: i64,
+        resize: &str,
     ) -> PyResult<Self> {
         let usize_of = |field: &str, v: i64| {
             usize::try_from(v).map_err(|_| PyValueError::new_err(format!("DomainLoader {field} must be >= 0, got {v}")))
@@ -37,7 +39,10 @@ impl PyDomainLoader {
         let img_size = u32::try_from(img_size).map_err(|_| {
             PyValueError::new_err(format!("DomainLoader img_size must be between 1 and 8192, got {img_size}"))
         })?;
-        let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers };
+        let resize = Resize::parse(resize).ok_or_else(|| {
+            PyValueError::new_err(format!("DomainLoader resize must be 'bilinear' or 'bicubic', got {resize:?}"))
+        })?;
+        let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers, resize };
         let inner = unlocked(py, || DomainLoader::new(&folder, config))?;
         Ok(Self { inner })
     }
