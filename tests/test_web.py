@@ -145,3 +145,18 @@ def test_gradio_app_translates_an_upload(demo_checkpoint, tmp_path):
         page.wait_for_selector("#gallery img")
         assert page.locator("#gallery img").count() >= 2
         print("requests refused (not local):", page.outside)
+
+
+def test_translate_uploads_with_a_cyclegan_checkpoint(tmp_path):
+    """CycleGAN has no attention: the app shows and writes the translations only."""
+    from ugatit_rs.app import translate_uploads
+
+    trainer = ug.Trainer(ug.TrainConfig(model="cyclegan", img_size=96, ch=4, n_res=1, device="cpu"))
+    ckpt = trainer.save_checkpoint(str(tmp_path / "cg.safetensors"))
+    translators = {d: Translator.from_checkpoint(ckpt, d) for d in ("A2B", "B2A")}
+    Image.fromarray(demo.demo_image("B", 96)).save(tmp_path / "face.png")
+    gallery, downloads, message = translate_uploads(
+        translators, [str(tmp_path / "face.png")], "B2A", str(tmp_path / "o")
+    )
+    assert "Translated 1 image (B2A)" in message and len(gallery) == 1 and len(downloads) == 1
+    assert os.listdir(tmp_path / "o") == ["face_B2A.png"]

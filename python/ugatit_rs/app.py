@@ -1,6 +1,7 @@
-"""A local web app for a trained model (``ugatit-rs serve --checkpoint CKPT``), built with Gradio
-(the optional extra ``[app]``): upload one or several images, choose the direction, see each
-translation beside its attention overlay, download the results.
+"""A local web app for a trained model (``ugatit-rs serve --checkpoint CKPT``; U-GAT-IT of either
+variant, or CycleGAN), built with Gradio (the optional extra ``[app]``): upload one or several
+images, choose the direction, see each translation beside its attention overlay (U-GAT-IT),
+download the results.
 
 >>> from ugatit_rs.app import build_app
 >>> build_app("model.safetensors").launch()
@@ -12,7 +13,9 @@ meaningful: grey, palette, RGBA, CMYK, 16-bit), never raised.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -73,9 +76,11 @@ def translate_uploads(
         stem = Path(path).stem
         target = os.path.join(out_dir, f"{stem}_{direction}.png")
         viz.save_png(out, target)
-        overlay = viz.overlay(image, heat)
-        viz.save_png(overlay, os.path.join(out_dir, f"{stem}_{direction}_attention.png"))
-        gallery += [(out, f"{stem}: {direction}"), (overlay, f"{stem}: attention")]
+        gallery.append((out, f"{stem}: {direction}"))
+        if heat is not None:  # U-GAT-IT's attention; CycleGAN has none
+            overlay = viz.overlay(image, heat)
+            viz.save_png(overlay, os.path.join(out_dir, f"{stem}_{direction}_attention.png"))
+            gallery.append((overlay, f"{stem}: attention"))
         downloads.append(target)
     done = len(downloads)
     notes.insert(0, f"Translated {done} image{'s' if done != 1 else ''} ({direction}).")
@@ -91,7 +96,8 @@ def build_app(checkpoint: str, device: str = "cpu", max_pixels: int = DEFAULT_MA
         raise ImportError("the app needs Gradio: pip install 'ugatit-rs[app]'") from e
 
     translators = {d: Translator.from_checkpoint(checkpoint, direction=d, device=device) for d in ("A2B", "B2A")}
-    out_root = tempfile.mkdtemp(prefix="ugatit-rs-app-")
+    out_root = tempfile.mkdtemp(prefix="ugatit-rs-app-")  # the downloads; removed when the process exits
+    atexit.register(shutil.rmtree, out_root, ignore_errors=True)
 
     def run(files, direction):
         out_dir = tempfile.mkdtemp(dir=out_root)
@@ -112,5 +118,4 @@ def build_app(checkpoint: str, device: str = "cpu", max_pixels: int = DEFAULT_MA
                 gallery = gr.Gallery(label="Translation and attention", columns=2, elem_id="gallery")
                 downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads")
         button.click(run, [files, direction], [gallery, downloads, message])
-    app._ugatit_out_root = out_root
     return app
