@@ -2,7 +2,8 @@
 # Runs on the accelerator machine (see TOOLCHAIN.md): installs the carried wheel, runs the CUDA
 # parity tests and the GPU benchmarks, writing results to $OUT. `bash scripts/gpu_check.sh full`
 # also runs the whole test suite there; `dist` measures one NCCL rank against the single-process
-# trainer (docs/distributed.md). The metrics' Inception weights (87 MB) exceed what a device call
+# trainer (docs/distributed.md); `cyclegan` times the CycleGAN step against the reference loop at
+# their 256 px configuration (docs/cyclegan.md). The metrics' Inception weights (87 MB) exceed what a device call
 # can carry, so the GPU feature-extraction benchmark needs them installed there another way.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
@@ -15,6 +16,12 @@ if [ "${1:-}" = "full" ]; then
     timeout 200 python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.txt" | tail -4
 elif [ "${1:-}" = "bench" ]; then
     echo "benchmarks only"
+elif [ "${1:-}" = "cyclegan" ]; then
+    for cfg in "--img-size 256 --ngf 64 --n-blocks 9" "--img-size 128 --ngf 64 --n-blocks 6"; do
+        # shellcheck disable=SC2086
+        timeout 200 python3 bench/cyclegan_step.py --device cuda $cfg --steps 20 --warmup 5 2>&1 | tee -a "$OUT/cyclegan_step.md" | tail -3
+    done
+    exit 0
 elif [ "${1:-}" = "dist" ]; then
     # Issue #11: one NCCL rank vs the single-process trainer, same config (overhead target <= 5 %).
     python3 -c "from ugatit_rs import _native; _native.write_demo_dataset('/tmp/dp/demo', 64, 4, 256, 0)"
