@@ -115,8 +115,11 @@ def test_unknown_or_missing_variables_are_named(monkeypatch):
             kept = [e for e in self.inner.entries() if e[0] != "generator_A/G_logit/conv2d/bias"]
             return kept + [("generator_B/something_new/kernel", 1, [3])]
 
-        def read(self, name):
-            return self.inner.read(name)
+        def read(self, name, layout="same"):
+            return self.inner.read(name, layout)
+
+        def shape_as(self, name, layout):
+            return self.inner.shape_as(name, layout)
 
     monkeypatch.setattr(_native, "TfCheckpoint", Extra)
     with pytest.raises(ug.StateDictError, match="generator_B/something_new/kernel"):

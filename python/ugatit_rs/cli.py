@@ -213,9 +213,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import official_to_ours, ours_to_official
 
     src, dst = args.src.lower(), args.dst.lower()
-    if _is_tf_checkpoint(args.src) and dst.endswith(".safetensors"):
-        from .tf_weights import convert
+    from .tf_weights import convert, is_tf_checkpoint
 
+    if is_tf_checkpoint(args.src) and dst.endswith(".safetensors"):
         convert(args.src, args.dst, img_size=args.img_size)
     elif src.endswith((".pt", ".pth")) and dst.endswith(".safetensors"):
         official_to_ours(args.src, args.dst)
@@ -228,16 +228,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.dst}")
     return 0
-
-
-def _is_tf_checkpoint(path: str) -> bool:
-    """A TensorFlow tensor bundle: PREFIX (with PREFIX.index beside it), the .index, a data
-    shard, or a folder holding them."""
-    if path.endswith(".index") or ".data-0" in os.path.basename(path):
-        return True
-    if os.path.isdir(path):
-        return os.path.isfile(os.path.join(path, "checkpoint")) or any(f.endswith(".index") for f in os.listdir(path))
-    return os.path.isfile(path + ".index")
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:

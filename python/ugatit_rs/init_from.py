@@ -13,12 +13,7 @@ import json
 import os
 
 from . import _native
-
-
-def _is_tf(path: str) -> bool:
-    from .cli import _is_tf_checkpoint
-
-    return _is_tf_checkpoint(path)
+from .tf_weights import is_tf_checkpoint as _is_tf
 
 
 def architecture_of(path: str | os.PathLike) -> dict:

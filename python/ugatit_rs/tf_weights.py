@@ -17,8 +17,6 @@ import os
 import re
 from collections import OrderedDict
 
-import torch
-
 from . import _native
 
 # The release's scopes: generator_B translates A -> B; discriminator_A judges domain A.
@@ -96,6 +94,16 @@ def _our_key(scope: str, rest: str, strided: int) -> str | None:
     return None
 
 
+def is_tf_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a TensorFlow checkpoint (its prefix, ``.index``, a data shard or
+    its folder), as the reader resolves it."""
+    try:
+        _native.tf_checkpoint_prefix(os.fspath(path))
+    except OSError:
+        return False
+    return True
+
+
 def _layout(name: str, shape: list[int]) -> str:
     """How the TensorFlow variable is laid out against ours: conv kernels HWIO (ours OIHW),
     dense kernels (in, out) (ours (out, in)), spectral-norm ``u`` (1, out) (ours (out,))."""
@@ -104,24 +112,6 @@ def _layout(name: str, shape: list[int]) -> str:
     if name.endswith("/u"):
         return "u"
     return "dense" if len(shape) == 2 else "same"
-
-
-_SHAPES = {
-    "conv": lambda s: [s[3], s[2], s[0], s[1]],
-    "dense": lambda s: [s[1], s[0]],
-    "u": lambda s: [s[1]],
-    "same": lambda s: list(s),
-}
-
-
-def _to_ours(value: torch.Tensor, layout: str) -> torch.Tensor:
-    if layout == "conv":
-        return value.permute(3, 2, 0, 1).contiguous()
-    if layout == "dense":
-        return value.t().contiguous()
-    if layout == "u":
-        return value.reshape(-1).contiguous()
-    return value.contiguous()
 
 
 def plan(path: str | os.PathLike):
@@ -144,7 +134,7 @@ def plan(path: str | os.PathLike):
             continue
         layout = _layout(name, entries[name])
         steps.append((name, f"{SCOPES[scope]}.{key}", layout))
-        shapes[SCOPES[scope]][key] = tuple(_SHAPES[layout](entries[name]))
+        shapes[SCOPES[scope]][key] = tuple(ckpt.shape_as(name, layout))
     if unknown:
         raise _native.StateDictError(
             f"{ckpt.prefix}: {len(unknown)} variable(s) are not the release's U-GAT-IT: " + ", ".join(unknown[:20])
@@ -176,7 +166,7 @@ def read(path: str | os.PathLike) -> tuple[dict[str, OrderedDict], dict]:
     state = {net: OrderedDict() for net in SCOPES.values()}
     for tf_name, ours, layout in steps:
         net, _, key = ours.partition(".")
-        state[net][key] = _to_ours(ckpt.read(tf_name), layout)
+        state[net][key] = ckpt.read(tf_name, layout)
     return state, arch
 
 

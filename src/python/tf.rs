@@ -14,6 +14,21 @@ pub struct PyTfCheckpoint {
     inner: TfCheckpoint,
 }
 
+impl PyTfCheckpoint {
+    fn entry(&self, name: &str) -> PyResult<&crate::tf::TfEntry> {
+        self.inner.entry(name).ok_or_else(|| {
+            pyo3::exceptions::PyKeyError::new_err(format!("{}: no variable {name:?}", self.inner.prefix().display()))
+        })
+    }
+}
+
+/// The checkpoint prefix `path` names (the prefix, its `.index` or a data shard, or the folder);
+/// `FileNotFoundError` when it names no TensorFlow checkpoint.
+#[pyfunction]
+pub fn tf_checkpoint_prefix(path: PathBuf) -> PyResult<PathBuf> {
+    Ok(crate::tf::resolve_prefix(&path)?)
+}
+
 #[pymethods]
 impl PyTfCheckpoint {
     /// `path`: the prefix, its `.index` or a data file, or the folder holding them.
@@ -32,12 +47,17 @@ impl PyTfCheckpoint {
         self.inner.entries().iter().map(|e| (e.name.clone(), e.dtype, e.shape.clone())).collect()
     }
 
-    /// One variable as a CPU tensor, its checksum verified.
-    fn read(&self, py: Python<'_>, name: &str) -> PyResult<PyTensor> {
-        let entry = self.inner.entry(name).ok_or_else(|| {
-            pyo3::exceptions::PyKeyError::new_err(format!("{}: no variable {name:?}", self.inner.prefix().display()))
-        })?;
-        Ok(PyTensor(unlocked(py, || self.inner.read(entry, Device::Cpu))?))
+    /// One variable as a CPU tensor, its checksum verified, in `layout` ("same": TensorFlow's;
+    /// "conv", "dense", "u": ours, as [`Layout`] says).
+    #[pyo3(signature = (name, layout="same"))]
+    fn read(&self, py: Python<'_>, name: &str, layout: &str) -> PyResult<PyTensor> {
+        let (entry, layout) = (self.entry(name)?, Layout::parse(layout)?);
+        Ok(PyTensor(unlocked(py, || layout.apply(self.inner.read(entry, Device::Cpu)?))?))
+    }
+
+    /// The shape `read(name, layout)` returns, from the index alone.
+    fn shape_as(&self, name: &str, layout: &str) -> PyResult<Vec<i64>> {
+        Ok(Layout::parse(layout)?.shape(&self.entry(name)?.shape)?)
     }
 
     /// Writes `plan` (`[(tensorflow name, our name, "conv" | "dense" | "u" | "same")]`) to a

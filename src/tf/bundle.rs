@@ -38,8 +38,9 @@ impl TfEntry {
         }
     }
 
-    pub fn numel(&self) -> i64 {
-        self.shape.iter().product()
+    /// The element count, or None for a negative or overflowing shape (a corrupt entry).
+    pub fn numel(&self) -> Option<i64> {
+        self.shape.iter().try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) })
     }
 }
 
@@ -180,8 +181,8 @@ impl TfCheckpoint {
         let kind = entry.kind().ok_or_else(|| {
             invalid(&path, format!("{} has TensorFlow dtype {}, which is not read here", entry.name, entry.dtype))
         })?;
-        let expected = entry.numel() as u64 * kind.elt_size_in_bytes() as u64;
-        if entry.shape.iter().any(|&d| d < 0) || expected != entry.size {
+        let expected = entry.numel().and_then(|n| (n as u64).checked_mul(kind.elt_size_in_bytes() as u64));
+        if expected != Some(entry.size) {
             return Err(invalid(
                 &path,
                 format!("{}: {} bytes do not hold a {:?} tensor", entry.name, entry.size, entry.shape),

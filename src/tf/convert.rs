@@ -33,7 +33,8 @@ impl Layout {
         }
     }
 
-    fn shape(self, tf: &[i64]) -> Result<Vec<i64>> {
+    /// Our shape for a variable of TensorFlow shape `tf`.
+    pub fn shape(self, tf: &[i64]) -> Result<Vec<i64>> {
         Ok(match (self, tf) {
             (Self::Conv, [h, w, i, o]) => vec![*o, *i, *h, *w],
             (Self::Dense, [i, o]) => vec![*o, *i],
@@ -43,7 +44,8 @@ impl Layout {
         })
     }
 
-    fn apply(self, t: Tensor) -> Result<Tensor> {
+    /// The variable's value in our layout.
+    pub fn apply(self, t: Tensor) -> Result<Tensor> {
         Ok(match self {
             Self::Conv => t.f_permute([3, 2, 0, 1])?.f_contiguous()?,
             Self::Dense => t.f_tr()?.f_contiguous()?,
