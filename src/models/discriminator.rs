@@ -6,7 +6,7 @@ use super::{Network, Output};
 use crate::config::DiscriminatorConfig;
 use crate::nn::cam::{Activation, Cam};
 use crate::nn::layers::{leaky_relu, reflection_pad, ConvConfig};
-use crate::nn::spectral_norm::{SnConv2d, SnLinear};
+use crate::nn::spectral_norm::{Passes, SnConv2d, SnLinear};
 use crate::nn::ParamStore;
 use crate::{Error, Result};
 use tch::{Device, Tensor};
@@ -72,16 +72,33 @@ impl Discriminator {
         Ok(())
     }
 
-    fn forward_impl(&self, input: &Tensor) -> Result<Output> {
+    fn forward_impl(&self, input: &Tensor, passes: Passes) -> Result<Output> {
         self.check_input(input)?;
         let train = self.training;
         let mut x = input.shallow_clone();
         for conv in &self.model {
-            x = leaky_relu(&conv.forward(&reflection_pad(&x, 1)?, train)?, SLOPE)?;
+            x = leaky_relu(&conv.forward(&reflection_pad(&x, 1)?, train, passes)?, SLOPE)?;
         }
-        let cam = self.cam.forward(&x, train)?;
-        let out = self.conv.forward(&reflection_pad(&cam.features, 1)?, train)?;
+        let cam = self.cam.forward(&x, train, passes)?;
+        let out = self.conv.forward(&reflection_pad(&cam.features, 1)?, train, passes)?;
         Ok(Output { out, cam_logit: cam.cam_logit, heatmap: cam.heatmap })
+    }
+
+    /// `(self.forward(first), self.forward(second))` — in training mode two power iterations
+    /// per layer, in that order — computed as one batched forward: every spectral-norm layer
+    /// divides its output for `first`'s images by the first estimate and for `second`'s by the
+    /// second. Half the calls of two forwards, the same function to float rounding.
+    pub fn forward_twice(&self, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
+        if first.size()[1..] != second.size()[1..] {
+            return Err(Error::shape(format!(
+                "Discriminator.forward_twice needs images of one size, got {:?} and {:?}",
+                first.size(),
+                second.size()
+            )));
+        }
+        let n = first.size()[0];
+        let both = Tensor::f_cat(&[first.shallow_clone(), second.shallow_clone()], 0)?;
+        self.forward_impl(&both, Passes::Two(n))?.split_batch(n)
     }
 }
 
@@ -106,7 +123,7 @@ impl Network for Discriminator {
     }
 
     fn forward(&self, input: &Tensor) -> Result<Output> {
-        self.forward_impl(input)
+        self.forward_impl(input, Passes::One)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::nn::blocks::{ResnetAdaILNBlock, ResnetBlock};
 use crate::nn::cam::{Activation, Cam};
 use crate::nn::layers::{reflection_pad, Conv2d, ConvConfig, Linear};
 use crate::nn::norm::{instance_norm, ILN};
+use crate::nn::spectral_norm::Passes;
 use crate::nn::ParamStore;
 use crate::{Error, Result};
 use tch::{Device, Tensor};
@@ -156,7 +157,7 @@ impl Generator {
             x = block.forward(&x)?;
         }
 
-        let cam = self.cam.forward(&x, self.training)?;
+        let cam = self.cam.forward(&x, self.training, Passes::One)?;
         let (x, cam_logit, heatmap) = (cam.features, cam.cam_logit, cam.heatmap);
 
         // γ/β MLP: light mode pools the attention features; full mode flattens them (NCHW).

@@ -30,6 +30,26 @@ impl Output {
         let empty = || Tensor::empty([0], (tch::Kind::Float, out.device()));
         Self { cam_logit: empty(), heatmap: empty(), out }
     }
+
+    /// Splits the output of a concatenated batch into its first `n` images and the rest (views).
+    pub fn split_batch(self, n: i64) -> Result<(Output, Output)> {
+        let part = |t: &Tensor, first: bool| -> Result<Tensor> {
+            let total = t.size()[0];
+            Ok(if first { t.f_narrow(0, 0, n)? } else { t.f_narrow(0, n, total - n)? })
+        };
+        Ok((
+            Output {
+                out: part(&self.out, true)?,
+                cam_logit: part(&self.cam_logit, true)?,
+                heatmap: part(&self.heatmap, true)?,
+            },
+            Output {
+                out: part(&self.out, false)?,
+                cam_logit: part(&self.cam_logit, false)?,
+                heatmap: part(&self.heatmap, false)?,
+            },
+        ))
+    }
 }
 
 /// What the generator and the discriminator share as modules: a parameter store, a train/eval
@@ -66,6 +86,12 @@ pub trait UgatitGenerator: Network + Sized {
 /// A U-GAT-IT discriminator as the trainer builds it (either variant).
 pub trait UgatitDiscriminator: Network + Sized {
     fn build(config: DiscriminatorConfig, device: Device) -> Result<Self>;
+
+    /// `(forward(first), forward(second))`, in that order (in training mode, two power
+    /// iterations). Networks that can batch the two calls exactly do so.
+    fn forward_twice(&self, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
+        Ok((self.forward(first)?, self.forward(second)?))
+    }
 }
 
 impl UgatitGenerator for Generator {
@@ -91,6 +117,9 @@ impl UgatitGenerator for tf_variant::TfGenerator {
 impl UgatitDiscriminator for Discriminator {
     fn build(config: DiscriminatorConfig, device: Device) -> Result<Self> {
         Discriminator::new(config, device)
+    }
+    fn forward_twice(&self, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
+        Discriminator::forward_twice(self, first, second)
     }
 }
 

@@ -5,7 +5,7 @@
 //! heatmap is the channel sum of the result.
 
 use super::layers::{leaky_relu, Conv2d, ConvConfig, Linear};
-use super::spectral_norm::SnLinear;
+use super::spectral_norm::{Passes, SnLinear};
 use super::store::Path;
 use crate::Result;
 use tch::Tensor;
@@ -15,7 +15,7 @@ use tch::Tensor;
 pub trait CamScorer: Sized {
     fn build(p: &Path, channels: i64) -> Result<Self>;
     /// The logit of a pooled (B, C) vector.
-    fn logit(&self, pooled: &Tensor, training: bool) -> Result<Tensor>;
+    fn logit(&self, pooled: &Tensor, training: bool, passes: Passes) -> Result<Tensor>;
     /// The (1, C) weight that re-weights the channels: the *raw* weight, also under spectral
     /// norm (the official code reads `parameters()[0]`, which is then `weight_orig`).
     fn channel_weight(&self) -> &Tensor;
@@ -26,7 +26,7 @@ impl CamScorer for Linear {
         Linear::new(p, channels, 1)
     }
 
-    fn logit(&self, pooled: &Tensor, _training: bool) -> Result<Tensor> {
+    fn logit(&self, pooled: &Tensor, _training: bool, _passes: Passes) -> Result<Tensor> {
         self.forward(pooled)
     }
 
@@ -40,8 +40,8 @@ impl CamScorer for SnLinear {
         SnLinear::new(p, channels, 1)
     }
 
-    fn logit(&self, pooled: &Tensor, training: bool) -> Result<Tensor> {
-        self.forward(pooled, training)
+    fn logit(&self, pooled: &Tensor, training: bool, passes: Passes) -> Result<Tensor> {
+        self.forward(pooled, training, passes)
     }
 
     fn channel_weight(&self) -> &Tensor {
@@ -83,14 +83,14 @@ impl<F: CamScorer> Cam<F> {
 
     /// Shapes stay symbolic (flatten, not a reshape to a Rust-side batch size), so a traced graph
     /// of the network keeps a dynamic batch and image size.
-    pub fn forward(&self, x: &Tensor, training: bool) -> Result<CamOutput> {
+    pub fn forward(&self, x: &Tensor, training: bool, passes: Passes) -> Result<CamOutput> {
         let reweight =
             |fc: &F| -> Result<Tensor> { Ok(x.f_mul(&fc.channel_weight().f_unsqueeze(2)?.f_unsqueeze(3)?)?) };
         let gap = x.f_adaptive_avg_pool2d([1, 1])?;
-        let gap_logit = self.gap_fc.logit(&gap.f_flatten(1, -1)?, training)?;
+        let gap_logit = self.gap_fc.logit(&gap.f_flatten(1, -1)?, training, passes)?;
         let gap = reweight(&self.gap_fc)?;
         let (gmp, _) = x.f_adaptive_max_pool2d([1, 1])?;
-        let gmp_logit = self.gmp_fc.logit(&gmp.f_flatten(1, -1)?, training)?;
+        let gmp_logit = self.gmp_fc.logit(&gmp.f_flatten(1, -1)?, training, passes)?;
         let gmp = reweight(&self.gmp_fc)?;
         let cam_logit = Tensor::f_cat(&[gap_logit, gmp_logit], 1)?;
         let reduced = self.conv1x1.forward(&Tensor::f_cat(&[gap, gmp], 1)?)?;

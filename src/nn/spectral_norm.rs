@@ -16,6 +16,17 @@ fn normalize(x: &Tensor) -> Result<Tensor> {
     Ok(x.f_div(&norm)?)
 }
 
+/// How many spectral-norm estimates a forward makes, and which images each one serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passes {
+    /// One estimate (one power iteration in training mode) for the whole batch: a plain forward.
+    One,
+    /// Two consecutive estimates: the first `n` images are judged with the first, the rest with
+    /// the second. Exactly two official forwards — on the first `n` images, then on the rest —
+    /// batched into one (`Discriminator::forward_twice`).
+    Two(i64),
+}
+
 pub struct SpectralNorm {
     pub weight_orig: Tensor,
     pub weight_u: Tensor,
@@ -47,26 +58,44 @@ impl SpectralNorm {
     pub fn sigma(&self, training: bool) -> Result<Tensor> {
         let rows = self.weight_orig.size()[0];
         let w_mat = self.weight_orig.f_reshape([rows, -1])?;
-        let (u, v) = if training {
-            tch::no_grad(|| -> Result<()> {
-                let w_mat = w_mat.f_detach()?;
-                let v = normalize(&w_mat.f_transpose(0, 1)?.f_mv(&self.weight_u)?)?;
-                self.weight_v.shallow_clone().f_copy_(&v)?;
-                let u = normalize(&w_mat.f_mv(&self.weight_v)?)?;
-                self.weight_u.shallow_clone().f_copy_(&u)?;
-                Ok(())
-            })?;
-            // Clones, so that the next call's in-place update does not invalidate this graph.
-            (self.weight_u.f_detach_copy()?, self.weight_v.f_detach_copy()?)
-        } else {
-            (self.weight_u.shallow_clone(), self.weight_v.shallow_clone())
-        };
-        Ok(u.f_dot(&w_mat.f_mv(&v)?)?)
+        if !training {
+            return Ok(self.weight_u.f_dot(&w_mat.f_mv(&self.weight_v)?)?);
+        }
+        // One power iteration. `W v` serves both the new `u` (detached) and σ = uᵀ(W v) (with its
+        // graph): the official code computes this product twice, bit for bit the same.
+        let v = tch::no_grad(|| -> Result<Tensor> {
+            let v = normalize(&w_mat.f_detach()?.f_transpose(0, 1)?.f_mv(&self.weight_u)?)?;
+            self.weight_v.shallow_clone().f_copy_(&v)?;
+            Ok(v)
+        })?;
+        let w_v = w_mat.f_mv(&v)?;
+        let u = tch::no_grad(|| -> Result<Tensor> {
+            let u = normalize(&w_v.f_detach()?)?;
+            self.weight_u.shallow_clone().f_copy_(&u)?;
+            Ok(u)
+        })?;
+        Ok(u.f_dot(&w_v)?)
     }
 }
 
-/// `spectral_norm(nn.Conv2d(c_in, c_out, 4, stride, padding=0, bias))`, the discriminator's convolution. The official state
-/// dict lists `bias` before `weight_orig`, `weight_u`, `weight_v`.
+impl SpectralNorm {
+    /// σ for each image of a `batch`-image forward, shaped to divide an output with `rank`
+    /// dimensions: (batch, 1, ...) for [`Passes::Two`], a single broadcast value for [`Passes::One`].
+    pub fn divisor(&self, training: bool, passes: Passes, batch: i64, rank: usize) -> Result<Tensor> {
+        let sigma = match passes {
+            Passes::One => self.sigma(training)?,
+            Passes::Two(n) => {
+                let first = self.sigma(training)?.f_expand([n], false)?;
+                let second = self.sigma(training)?.f_expand([batch - n], false)?;
+                Tensor::f_cat(&[first, second], 0)?
+            }
+        };
+        let mut shape = vec![1i64; rank];
+        shape[0] = -1;
+        Ok(sigma.f_reshape(shape)?)
+    }
+}
+
 pub struct SnConv2d {
     bias: Option<Tensor>,
     sn: SpectralNorm,
@@ -85,17 +114,18 @@ impl SnConv2d {
         Ok(Self { bias, sn, stride })
     }
 
-    /// `conv(x, weight_orig / sigma) + bias`. Convolution is linear in the weight, so when the
-    /// weight has more elements than the output, `conv(x, weight_orig) / sigma + bias` computes
-    /// the same thing (to float rounding) at a fraction of the cost, forward and backward.
-    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
+    /// `conv(x, weight_orig / sigma) + bias`. Convolution is linear in the weight, so
+    /// `conv(x, weight_orig) / sigma + bias` computes the same thing (to float rounding); when the
+    /// weight has more elements than the output that is a fraction of the cost, forward and
+    /// backward, and it is the only way to judge a batch with two estimates ([`Passes::Two`]).
+    pub fn forward(&self, x: &Tensor, training: bool, passes: Passes) -> Result<Tensor> {
         let size = x.size();
         let out_h = (size[2] - 4) / self.stride + 1;
         let out_w = (size[3] - 4) / self.stride + 1;
         let weight_numel = self.sn.weight_orig.numel() as i64;
         let out_numel = size[0] * self.sn.weight_orig.size()[0] * out_h * out_w;
-        if weight_numel > out_numel {
-            let sigma = self.sn.sigma(training)?;
+        if weight_numel > out_numel || passes != Passes::One {
+            let sigma = self.sn.divisor(training, passes, size[0], 4)?;
             let out =
                 x.f_conv2d::<Tensor>(&self.sn.weight_orig, None, [self.stride; 2], [0, 0], [1, 1], 1)?.f_div(&sigma)?;
             match &self.bias {
@@ -121,8 +151,8 @@ impl SnLinear {
 
     /// `x @ (weight_orig / sigma)ᵀ`, computed as `(x @ weight_origᵀ) / sigma`: the output
     /// (B, 1) is far smaller than the weight.
-    pub fn forward(&self, x: &Tensor, training: bool) -> Result<Tensor> {
-        let sigma = self.sn.sigma(training)?;
+    pub fn forward(&self, x: &Tensor, training: bool, passes: Passes) -> Result<Tensor> {
+        let sigma = self.sn.divisor(training, passes, x.size()[0], 2)?;
         Ok(x.f_linear::<Tensor>(&self.sn.weight_orig, None)?.f_div(&sigma)?)
     }
 }

@@ -62,26 +62,17 @@ struct Judged {
 impl Judged {
     /// Splits a judgement of a concatenated batch into its first `n` images and the rest.
     fn split(self, n: i64) -> Result<(Judged, Judged)> {
-        let halves = |o: Output| -> Result<(Output, Output)> {
-            let total = o.out.size()[0];
-            let part = |t: &Tensor, start: i64, len: i64| t.f_narrow(0, start, len);
-            Ok((
-                Output {
-                    out: part(&o.out, 0, n)?,
-                    cam_logit: part(&o.cam_logit, 0, n)?,
-                    heatmap: part(&o.heatmap, 0, n)?,
-                },
-                Output {
-                    out: part(&o.out, n, total - n)?,
-                    cam_logit: part(&o.cam_logit, n, total - n)?,
-                    heatmap: part(&o.heatmap, n, total - n)?,
-                },
-            ))
-        };
-        let (global_first, global_rest) = halves(self.global)?;
-        let (local_first, local_rest) = halves(self.local)?;
+        let (global_first, global_rest) = self.global.split_batch(n)?;
+        let (local_first, local_rest) = self.local.split_batch(n)?;
         Ok((Judged { global: global_first, local: local_first }, Judged { global: global_rest, local: local_rest }))
     }
+}
+
+/// `gen` over `first` and `second` in one batched call, split back into the two outputs: the same
+/// per-image result (every layer works per image) with half the calls, hence half the kernels.
+fn forward_pair<G: UgatitGenerator>(gen: &G, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
+    let both = Tensor::f_cat(&[first.shallow_clone(), second.shallow_clone()], 0)?;
+    gen.forward(&both)?.split_batch(first.size()[0])
 }
 
 impl Trainer {
@@ -261,8 +252,17 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
                 judge_b(&Tensor::f_cat(&[real_b.shallow_clone(), a2b.out.f_detach()?], 0)?)?.split(real_b.size()[0])?;
             (ra, fa, rb, fb)
         } else {
-            let (ra, rb) = (judge_a(real_a)?, judge_b(real_b)?);
-            (ra, judge_a(&b2a.out.f_detach()?)?, rb, judge_b(&a2b.out.f_detach()?)?)
+            let twice = |global: &D, local: &D, real: &Tensor, fake: &Tensor| -> Result<(Judged, Judged)> {
+                let (real_global, fake_global) = global.forward_twice(real, fake)?;
+                let (real_local, fake_local) = local.forward_twice(real, fake)?;
+                Ok((
+                    Judged { global: real_global, local: real_local },
+                    Judged { global: fake_global, local: fake_local },
+                ))
+            };
+            let (ra, fa) = twice(dis_ga, dis_la, real_a, &b2a.out.f_detach()?)?;
+            let (rb, fb) = twice(dis_gb, dis_lb, real_b, &a2b.out.f_detach()?)?;
+            (ra, fa, rb, fb)
         };
         let d_loss_a = d_domain_loss(&real_judged_a, &fake_judged_a, cfg.adv_weight, ["GA", "LA"], &mut values)?;
         let d_loss_b = d_domain_loss(&real_judged_b, &fake_judged_b, cfg.adv_weight, ["GB", "LB"], &mut values)?;
@@ -280,10 +280,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         drop(d_grads);
 
         // ---- G update.
-        let a2b2a = gen_b2a.forward(&a2b.out)?;
-        let b2a2b = gen_a2b.forward(&b2a.out)?;
-        let a2a = gen_b2a.forward(real_a)?;
-        let b2b = gen_a2b.forward(real_b)?;
+        let (a2b2a, a2a) = forward_pair(&*gen_b2a, &a2b.out, real_a)?;
+        let (b2a2b, b2b) = forward_pair(&*gen_a2b, &b2a.out, real_b)?;
         let fake_judged_a = judge_a(&b2a.out)?;
         let fake_judged_b = judge_b(&a2b.out)?;
         let g_loss_a = g_domain_loss(
