@@ -1,6 +1,7 @@
 """Side-by-side benchmark: ugatit-rs vs the official-style PyTorch loop (tests/reference), same
 machine, same config. Each implementation runs in its own subprocess (so peak memory and global
-flags such as cuDNN benchmark mode do not leak between them).
+flags such as cuDNN benchmark mode do not leak between them); the two alternate over --rounds
+rounds and each side's fastest round is reported, so a host whose speed drifts slows both alike.
 
 Measures, per implementation:
   - training step time: median over --steps steps after --warmup, synchronised
@@ -51,48 +52,74 @@ def _median_time(fn, device, steps, warmup):
     return statistics.median(times)
 
 
+def _batches(args):
+    import torch
+
+    s, b = args.img_size, args.batch
+    return [
+        (torch.rand(b, 3, s, s, device=args.device) * 2 - 1, torch.rand(b, 3, s, s, device=args.device) * 2 - 1)
+        for _ in range(4)
+    ]
+
+
+def make_step(impl, args, batches):
+    """(one training step over the batches in turn, the A2B generator) for `impl`."""
+    counter = [0]
+    if impl == "ours":
+        import ugatit_rs as ug
+
+        cfg = ug.TrainConfig(
+            light=args.light,
+            img_size=args.img_size,
+            ch=args.ch,
+            n_res=args.n_res,
+            batch_size=args.batch,
+            iteration=1_000_000,
+            device=args.device,
+            **json.loads(args.opt_ins),
+        )
+        model = ug.Trainer(cfg)
+        gen = model.gen_a2b
+    else:
+        from reference.training import OfficialLoop
+
+        model = OfficialLoop(args.light, args.img_size, args.ch, args.n_res, 1_000_000, device=args.device)
+        gen = model.genA2B
+
+    def step():
+        a, b = batches[counter[0] % 4]
+        counter[0] += 1
+        model.step(a, b)
+
+    return step, gen
+
+
+def run_interleaved(args) -> dict:
+    """Both implementations in one process, one step each in turn: on a host whose speed drifts
+    (shared CPUs) both see the same conditions, so the step ratio is far steadier."""
+    import torch
+
+    torch.manual_seed(0)
+    batches = _batches(args)
+    steps = {impl: make_step(impl, args, batches)[0] for impl in ("oracle", "ours")}
+    times = {impl: [] for impl in steps}
+    for i in range(args.warmup + args.steps):
+        for impl in ("oracle", "ours") if i % 2 else ("ours", "oracle"):
+            t = time.perf_counter()
+            steps[impl]()
+            _sync(args.device)
+            if i >= args.warmup:
+                times[impl].append(time.perf_counter() - t)
+    return {f"{impl}_step_ms": statistics.median(t) * 1e3 for impl, t in times.items()}
+
+
 def run_one(args) -> dict:
     """Runs inside the subprocess for one implementation."""
     import torch
 
     torch.manual_seed(0)
-    dev = args.device
-    s, b = args.img_size, args.batch
-    batches = [
-        (torch.rand(b, 3, s, s, device=dev) * 2 - 1, torch.rand(b, 3, s, s, device=dev) * 2 - 1) for _ in range(4)
-    ]
-    counter = [0]
-
-    if args.impl == "ours":
-        import ugatit_rs as ug
-
-        cfg = ug.TrainConfig(
-            light=args.light,
-            img_size=s,
-            ch=args.ch,
-            n_res=args.n_res,
-            batch_size=b,
-            iteration=1_000_000,
-            device=dev,
-            **json.loads(args.opt_ins),
-        )
-        trainer = ug.Trainer(cfg)
-        gen = trainer.gen_a2b
-
-        def step():
-            a, bb = batches[counter[0] % 4]
-            counter[0] += 1
-            trainer.step(a, bb)
-    else:
-        from reference.training import OfficialLoop
-
-        loop = OfficialLoop(args.light, s, args.ch, args.n_res, 1_000_000, device=dev)
-        gen = loop.genA2B
-
-        def step():
-            a, bb = batches[counter[0] % 4]
-            counter[0] += 1
-            loop.step(a, bb)
+    dev, s = args.device, args.img_size
+    step, gen = make_step(args.impl, args, _batches(args))
 
     for _ in range(args.warmup):
         step()
@@ -160,14 +187,20 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--infer-batch", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2, help="alternating runs per implementation; the fastest counts")
     ap.add_argument("--amp", action="store_true", help="also time fp16 autocast inference (CUDA)")
     ap.add_argument("--opt-ins", default="{}", help="JSON of extra TrainConfig fields for ugatit-rs")
-    ap.add_argument("--impl", choices=("ours", "oracle"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--interleave",
+        action="store_true",
+        help="also time both steps alternately in one process (the steadier ratio on a shared host)",
+    )
+    ap.add_argument("--impl", choices=("ours", "oracle", "both"), help=argparse.SUPPRESS)
     ap.add_argument("--markdown", help="append a results table to this markdown file")
     args = ap.parse_args()
 
     if args.impl:
-        print(json.dumps(run_one(args)))
+        print(json.dumps(run_interleaved(args) if args.impl == "both" else run_one(args)))
         return
 
     child_args, skip = [], False
@@ -178,13 +211,24 @@ def main():
             skip = True
         elif not a.startswith("--markdown="):
             child_args.append(a)
-    results = {}
-    for impl in ("oracle", "ours"):
-        cmd = [sys.executable, __file__, "--impl", impl] + child_args
+    # Alternate the two implementations over --rounds rounds and keep each one's fastest round:
+    # a machine whose speed drifts (shared hosts) then slows both sides alike.
+    runs = {"oracle": [], "ours": []}
+    for _ in range(args.rounds):
+        for impl in runs:
+            cmd = [sys.executable, __file__, "--impl", impl] + child_args
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                sys.exit(f"{impl} run failed:\n{out.stderr[-3000:]}")
+            runs[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {impl: min(rounds, key=lambda r: r["step_ms"]) for impl, rounds in runs.items()}
+    interleaved = None
+    if args.interleave:
+        cmd = [sys.executable, __file__, "--impl", "both"] + child_args
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
-            sys.exit(f"{impl} run failed:\n{out.stderr[-3000:]}")
-        results[impl] = json.loads(out.stdout.strip().splitlines()[-1])
+            sys.exit(f"interleaved run failed:\n{out.stderr[-3000:]}")
+        interleaved = json.loads(out.stdout.strip().splitlines()[-1])
     rate = data_rate(args)
     ours, ref = results["ours"], results["oracle"]
     consumed = 2 * args.batch / (ours["step_ms"] / 1e3)
@@ -193,6 +237,14 @@ def main():
         "oracle": ref,
         "ours": ours,
         "step_ratio": ours["step_ms"] / ref["step_ms"],
+        **(
+            {
+                "interleaved": interleaved,
+                "step_ratio_interleaved": interleaved["ours_step_ms"] / interleaved["oracle_step_ms"],
+            }
+            if interleaved
+            else {}
+        ),
         "rss_ratio": ours["peak_rss_mib"] / ref["peak_rss_mib"],
         "data_img_s": rate,
         "train_consumes_img_s": consumed,
@@ -229,6 +281,13 @@ def append_markdown(args, s):
         "| measure | official-style loop | ugatit-rs | ratio (ours / official) |",
         "|---|---|---|---|",
         f"| training step, median ms | {r['step_ms']:.1f} | {o['step_ms']:.1f} | **{s['step_ratio']:.2f}×** |",
+    ]
+    if "interleaved" in s:
+        i = s["interleaved"]
+        lines.append(
+            f"| training step, median ms, alternating in one process | {i['oracle_step_ms']:.1f} | {i['ours_step_ms']:.1f} | **{s['step_ratio_interleaved']:.2f}×** |"
+        )
+    lines += [
         f"| peak RSS, MiB | {r['peak_rss_mib']:.0f} | {o['peak_rss_mib']:.0f} | {s['rss_ratio']:.2f}× |",
     ]
     if "peak_gpu_mib" in o:

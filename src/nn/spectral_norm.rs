@@ -6,7 +6,7 @@
 use super::layers::ConvConfig;
 use super::store::{Init, Path};
 use crate::Result;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 const EPS: f64 = 1e-12;
 
@@ -56,8 +56,7 @@ impl SpectralNorm {
     /// divide their *output* by sigma instead of the weight: the same function, and much less
     /// work when the weight is larger than the output (the deep discriminator layers).
     pub fn sigma(&self, training: bool) -> Result<Tensor> {
-        let rows = self.weight_orig.size()[0];
-        let w_mat = self.weight_orig.f_reshape([rows, -1])?;
+        let w_mat = self.matrix()?;
         if !training {
             return Ok(self.weight_u.f_dot(&w_mat.f_mv(&self.weight_v)?)?);
         }
@@ -76,23 +75,65 @@ impl SpectralNorm {
         })?;
         Ok(u.f_dot(&w_v)?)
     }
-}
 
-impl SpectralNorm {
+    /// `weight_orig` as the (out, in·kh·kw) matrix the power iteration works on (a view).
+    fn matrix(&self) -> Result<Tensor> {
+        Ok(self.weight_orig.f_reshape([self.weight_orig.size()[0], -1])?)
+    }
+
+    /// The `(u, v)` pairs that `count` consecutive training-mode forwards would use — each after
+    /// one more power iteration, all without autograd, left in the buffers as those forwards
+    /// would leave them — or the stored pair `count` times in eval mode. σ_k = u_kᵀ W v_k.
+    fn estimates(&self, training: bool, count: usize) -> Result<Vec<(Tensor, Tensor)>> {
+        if !training {
+            return Ok((0..count).map(|_| (self.weight_u.shallow_clone(), self.weight_v.shallow_clone())).collect());
+        }
+        tch::no_grad(|| {
+            let w_mat = self.matrix()?.f_detach()?;
+            (0..count)
+                .map(|_| -> Result<(Tensor, Tensor)> {
+                    let v = normalize(&w_mat.f_transpose(0, 1)?.f_mv(&self.weight_u)?)?;
+                    self.weight_v.shallow_clone().f_copy_(&v)?;
+                    let u = normalize(&w_mat.f_mv(&v)?)?;
+                    self.weight_u.shallow_clone().f_copy_(&u)?;
+                    Ok((u, v))
+                })
+                .collect()
+        })
+    }
+
     /// σ for each image of a `batch`-image forward, shaped to divide an output with `rank`
     /// dimensions: (batch, 1, ...) for [`Passes::Two`], a single broadcast value for [`Passes::One`].
     pub fn divisor(&self, training: bool, passes: Passes, batch: i64, rank: usize) -> Result<Tensor> {
-        let sigma = match passes {
-            Passes::One => self.sigma(training)?,
-            Passes::Two(n) => {
-                let first = self.sigma(training)?.f_expand([n], false)?;
-                let second = self.sigma(training)?.f_expand([batch - n], false)?;
-                Tensor::f_cat(&[first, second], 0)?
-            }
+        let sigmas = match passes {
+            Passes::One => vec![self.sigma(training)?],
+            Passes::Two(_) => vec![self.sigma(training)?, self.sigma(training)?],
         };
-        let mut shape = vec![1i64; rank];
-        shape[0] = -1;
-        Ok(sigma.f_reshape(shape)?)
+        per_image(&sigmas, passes, batch, rank)
+    }
+}
+
+/// Spreads one σ per estimate over the images each serves (see [`Passes`]), shaped to divide an
+/// output with `rank` dimensions.
+fn per_image(sigmas: &[Tensor], passes: Passes, batch: i64, rank: usize) -> Result<Tensor> {
+    let sigma = match (passes, sigmas) {
+        (Passes::One, [sigma]) => sigma.shallow_clone(),
+        (Passes::Two(n), [first, second]) => {
+            Tensor::f_cat(&[first.f_expand([n], false)?, second.f_expand([batch - n], false)?], 0)?
+        }
+        _ => return Err(crate::Error::internal("one spectral-norm estimate per pass")),
+    };
+    let mut shape = vec![1i64; rank];
+    shape[0] = -1;
+    Ok(sigma.f_reshape(shape)?)
+}
+
+impl Passes {
+    fn count(self) -> usize {
+        match self {
+            Passes::One => 1,
+            Passes::Two(_) => 2,
+        }
     }
 }
 
@@ -125,9 +166,16 @@ impl SnConv2d {
         let weight_numel = self.sn.weight_orig.numel() as i64;
         let out_numel = size[0] * self.sn.weight_orig.size()[0] * out_h * out_w;
         if weight_numel > out_numel || passes != Passes::One {
-            let sigma = self.sn.divisor(training, passes, size[0], 4)?;
-            let out =
-                x.f_conv2d::<Tensor>(&self.sn.weight_orig, None, [self.stride; 2], [0, 0], [1, 1], 1)?.f_div(&sigma)?;
+            let (c_out, n) = (self.sn.weight_orig.size()[0], size[0]);
+            let (conv, sigma) = if x.device() == Device::Cpu && passes != Passes::One && weight_numel >= 64 * out_numel
+            {
+                self.forward_gemm(x, training, passes)?
+            } else {
+                let conv = x.f_conv2d::<Tensor>(&self.sn.weight_orig, None, [self.stride; 2], [0, 0], [1, 1], 1)?;
+                (conv, self.sn.divisor(training, passes, n, 4)?)
+            };
+            let conv = conv.f_view([n, c_out, out_h, out_w])?;
+            let out = conv.f_div(&sigma)?;
             match &self.bias {
                 Some(bias) => Ok(out.f_add(&bias.f_view_([1, -1, 1, 1])?)?),
                 None => Ok(out),
@@ -136,6 +184,35 @@ impl SnConv2d {
             let weight = self.sn.weight(training)?;
             Ok(x.f_conv2d(&weight, self.bias.as_ref(), [self.stride; 2], [0, 0], [1, 1], 1)?)
         }
+    }
+
+    /// The D step's batched forward on the CPU for a weight far larger than the output (the
+    /// deepest discriminator layers): `(conv(x, W), σ per image)` as im2col and one GEMM, with
+    /// each estimate's `v` appended to the im2col columns so that `W v` — hence σ = uᵀ(W v) —
+    /// comes out of the same product. Its backward then computes the weight gradient, the
+    /// convolution's and every σ's rank-1 term alike, in one GEMM, where a libtorch convolution
+    /// plus `mv` takes a convolution backward (slow on the CPU for these shapes: measured twice
+    /// the GEMM's time) and a full-size outer product and sum per estimate.
+    fn forward_gemm(&self, x: &Tensor, training: bool, passes: Passes) -> Result<(Tensor, Tensor)> {
+        let n = x.size()[0];
+        let w_mat = self.sn.matrix()?;
+        let estimates = self.sn.estimates(training, passes.count())?;
+        // Rows, not columns: (rows, K) @ W_matᵀ reads W in its stored order, which MKL does
+        // about three times faster than W_mat @ (K, rows) at these shapes.
+        let cols = x.f_im2col([4, 4], [1, 1], [0, 0], [self.stride; 2])?; // (n, K = in·16, L)
+        let (k, l) = (cols.size()[1], cols.size()[2]);
+        let mut rows = vec![cols.f_transpose(1, 2)?.f_reshape([n * l, k])?];
+        for (_, v) in &estimates {
+            rows.push(v.f_unsqueeze(0)?);
+        }
+        let product = Tensor::f_cat(&rows, 0)?.f_mm(&w_mat.f_transpose(0, 1)?)?; // (n·L + estimates, out)
+        let sigmas = estimates
+            .iter()
+            .enumerate()
+            .map(|(i, (u, _))| Ok(u.f_dot(&product.f_select(0, n * l + i as i64)?)?))
+            .collect::<Result<Vec<_>>>()?;
+        let conv = product.f_narrow(0, 0, n * l)?.f_reshape([n, l, -1])?.f_transpose(1, 2)?.f_contiguous()?;
+        Ok((conv, per_image(&sigmas, passes, n, 4)?))
     }
 }
 
