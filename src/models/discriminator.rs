@@ -146,6 +146,53 @@ mod tests {
         assert!(names.contains(&"model.10.weight_v".to_string()));
     }
 
+    /// `forward_twice` is two consecutive forwards: outputs, the gradients of a loss over both,
+    /// and the spectral-norm vectors it leaves behind. The global D at 96 px with ndf 4 takes the
+    /// CPU GEMM path in its deepest layer (weight 128× its output), the local D does not.
+    #[test]
+    fn forward_twice_is_two_forwards() {
+        for n_layers in [7, 5] {
+            let build =
+                || Discriminator::new(DiscriminatorConfig { ndf: 4, n_layers, input_nc: 3 }, Device::Cpu).unwrap();
+            let (one_by_one, batched) = (build(), build());
+            // Copied rather than seeded alike: tests share libtorch's generator across threads.
+            tch::no_grad(|| {
+                for (a, b) in one_by_one.named_tensors().iter().zip(batched.named_tensors()) {
+                    b.tensor.shallow_clone().copy_(&a.tensor);
+                }
+            });
+            let real = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
+            let fake = Tensor::randn([2, 3, 96, 96], (Kind::Float, Device::Cpu));
+            let loss = |r: &Output, f: &Output| {
+                (&r.out - 1.0).square().mean(Kind::Float)
+                    + f.out.square().mean(Kind::Float)
+                    + (&r.cam_logit - 1.0).square().mean(Kind::Float)
+                    + f.cam_logit.square().mean(Kind::Float)
+            };
+            let (r1, f1) = (one_by_one.forward(&real).unwrap(), one_by_one.forward(&fake).unwrap());
+            let (r2, f2) = batched.forward_twice(&real, &fake).unwrap();
+            let close = |a: &Tensor, b: &Tensor, what: &str| {
+                let diff = (a - b).abs().max().double_value(&[]);
+                let scale = b.abs().max().double_value(&[]).max(1.0);
+                assert!(diff <= 1e-5 * scale, "n_layers {n_layers}, {what}: {diff}");
+            };
+            for (a, b, what) in [(&r1, &r2, "real"), (&f1, &f2, "fake")] {
+                close(&a.out, &b.out, what);
+                close(&a.cam_logit, &b.cam_logit, what);
+                close(&a.heatmap, &b.heatmap, what);
+            }
+            let params = |d: &Discriminator| d.store().parameters();
+            let g1 = Tensor::run_backward(&[loss(&r1, &f1)], &params(&one_by_one), false, false);
+            let g2 = Tensor::run_backward(&[loss(&r2, &f2)], &params(&batched), false, false);
+            for (a, b) in g1.iter().zip(&g2) {
+                close(a, b, "gradient");
+            }
+            for (a, b) in one_by_one.named_tensors().iter().zip(batched.named_tensors()) {
+                close(&a.tensor, &b.tensor, &a.name);
+            }
+        }
+    }
+
     #[test]
     fn output_shapes_and_size_check() {
         let cfg = DiscriminatorConfig { ndf: 4, n_layers: 7, input_nc: 3 };
