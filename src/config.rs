@@ -256,6 +256,14 @@ pub struct TrainConfig {
     /// A checkpoint whose networks start this run (fresh optimizers, step 0): ours, an
     /// official `.pt`, or a converted TensorFlow checkpoint. Empty: the usual initialisation.
     pub init_from: String,
+    /// Opt-in mixed precision that changes the numbers: `"fp32"` (the default), or `"bf16"` —
+    /// convolutions and matrix products in bfloat16 on float32 master weights; normalisation
+    /// statistics, the spectral norm, losses and the optimizer in float32 (src/nn/compute.rs).
+    /// U-GAT-IT's PyTorch networks only.
+    pub precision: String,
+    /// Opt-in: images and activations in channels-last (NHWC) memory order, which cuDNN's tensor
+    /// core kernels prefer. The same function; the rounding may differ.
+    pub channels_last: bool,
 }
 
 impl Default for TrainConfig {
@@ -290,6 +298,8 @@ impl Default for TrainConfig {
             lambda_identity: 0.5,
             variant: VARIANTS[0].into(),
             init_from: String::new(),
+            precision: PRECISIONS[0].into(),
+            channels_last: false,
         }
     }
 }
@@ -298,6 +308,8 @@ impl Default for TrainConfig {
 pub const MODELS: [&str; 2] = ["ugatit", "cyclegan"];
 /// The U-GAT-IT network variants.
 pub const VARIANTS: [&str; 2] = ["pytorch", "tf"];
+/// The training precisions (fp16 is for inference only: training it needs loss scaling).
+pub const PRECISIONS: [&str; 2] = ["fp32", "bf16"];
 
 impl TrainConfig {
     /// The defaults of `model`: U-GAT-IT's `main.py`, or CycleGAN's options (lr 2e-4, no weight
@@ -406,6 +418,15 @@ impl TrainConfig {
             return Err(Error::config(format!(
                 "variant=\"tf\" is U-GAT-IT's TensorFlow network, which needs model=\"ugatit\" and n_res=4 (got model={:?}, n_res={})",
                 self.model, self.n_res
+            )));
+        }
+        if !PRECISIONS.contains(&self.precision.as_str()) {
+            return Err(Error::config(format!("precision must be one of {PRECISIONS:?}, got {:?}", self.precision)));
+        }
+        if (self.precision != "fp32" || self.channels_last) && (self.is_cyclegan() || self.variant != "pytorch") {
+            return Err(Error::config(format!(
+                "precision={:?} and channels_last are for U-GAT-IT's PyTorch networks (got model={:?}, variant={:?})",
+                self.precision, self.model, self.variant
             )));
         }
         if !(self.lambda_identity.is_finite() && self.lambda_identity >= 0.0) {

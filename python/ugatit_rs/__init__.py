@@ -17,6 +17,7 @@ if not torch.__version__.startswith(_REQUIRED_TORCH):
     )
 
 from . import convert, data, distributed, export, metrics, translate, viz  # noqa: E402, F401  (ug.translate.Translator, ...)
+from ._compute import compute  # noqa: E402
 from ._native import StateDictError, TrainConfig, __version__  # noqa: E402
 from .models import Discriminator, Generator  # noqa: E402
 from .trainer import NonFiniteLossError, Trainer  # noqa: E402
@@ -27,6 +28,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "StateDictError",
+    "compute",
     "NonFiniteLossError",
     "__version__",
 ]

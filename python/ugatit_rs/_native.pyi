@@ -112,6 +112,8 @@ class TrainConfig:
     lambda_identity: float
     variant: str
     init_from: str
+    precision: str
+    channels_last: bool
     def __init__(
         self,
         dataset: str = "",
@@ -143,6 +145,8 @@ class TrainConfig:
         lambda_identity: float = 0.5,
         variant: str = "pytorch",
         init_from: str = "",
+        precision: str = "fp32",
+        channels_last: bool = False,
     ) -> None: ...
     def validate(self) -> None: ...
     def to_dict(self) -> dict[str, object]: ...
@@ -270,3 +274,4 @@ def prepare_dataset(
     overwrite: bool = False,
     callback: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]: ...
+def set_compute(precision: str, channels_last: bool) -> tuple[str, bool]: ...

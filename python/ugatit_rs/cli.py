@@ -117,6 +117,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "lambda_identity": "cyclegan: identity loss weight as a fraction of cycle_weight",
         "variant": "U-GAT-IT networks: pytorch, or tf (the TensorFlow release's; docs/tensorflow.md)",
         "init_from": "start from these weights (ours, official .pt, TF checkpoint): fresh optimizers, step 0",
+        "precision": "fp32, or bf16: opt-in mixed precision that changes the numbers (docs/benchmarks.md)",
+        "channels_last": "opt-in NHWC memory order for the convolutions (GPU tensor cores)",
     }
     for name, default in defaults.items():
         kind = type(default)

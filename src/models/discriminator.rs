@@ -81,7 +81,7 @@ impl Discriminator {
         }
         let cam = self.cam.forward(&x, train, passes)?;
         let out = self.conv.forward(&reflection_pad(&cam.features, 1)?, train, passes)?;
-        Ok(Output { out, cam_logit: cam.cam_logit, heatmap: cam.heatmap })
+        Output { out, cam_logit: cam.cam_logit, heatmap: cam.heatmap }.full()
     }
 
     /// `(self.forward(first), self.forward(second))` — in training mode two power iterations

@@ -181,7 +181,7 @@ impl Generator {
             x = stage.norm.forward(&stage.conv.forward(&reflection_pad(&x, 1)?)?)?.f_relu()?;
         }
         let out = self.out_conv.forward(&reflection_pad(&x, 3)?)?.f_tanh()?;
-        Ok(Output { out, cam_logit, heatmap })
+        Output { out, cam_logit, heatmap }.full()
     }
 }
 

@@ -31,6 +31,13 @@ impl Output {
         Self { cam_logit: empty(), heatmap: empty(), out }
     }
 
+    /// The output in float32: networks return float32 whatever the compute kind
+    /// (`crate::nn::compute`).
+    pub fn full(self) -> Result<Self> {
+        use crate::nn::compute::full;
+        Ok(Self { out: full(&self.out)?, cam_logit: full(&self.cam_logit)?, heatmap: full(&self.heatmap)? })
+    }
+
     /// Splits the output of a concatenated batch into its first `n` images and the rest (views).
     pub fn split_batch(self, n: i64) -> Result<(Output, Output)> {
         let part = |t: &Tensor, first: bool| -> Result<Tensor> {

@@ -2,6 +2,7 @@
 //! reflection; CycleGAN also zero-pads inside some convolutions), `ConvTranspose2d` and `Linear`,
 //! plus the activations tch lacks.
 
+use super::compute::{conv_operand, lowered};
 use super::store::{Init, Path};
 use crate::Result;
 use tch::Tensor;
@@ -46,7 +47,15 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_conv2d(&self.weight, self.bias.as_ref(), [self.stride; 2], [self.padding; 2], [1, 1], 1)?)
+        let bias = self.bias.as_ref().map(lowered).transpose()?;
+        Ok(lowered(x)?.f_conv2d(
+            &lowered(&self.weight)?,
+            bias.as_ref(),
+            [self.stride; 2],
+            [self.padding; 2],
+            [1, 1],
+            1,
+        )?)
     }
 }
 
@@ -72,9 +81,10 @@ impl ConvTranspose2d {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = &self.config;
-        Ok(x.f_conv_transpose2d(
-            &self.weight,
-            self.bias.as_ref(),
+        let bias = self.bias.as_ref().map(lowered).transpose()?;
+        Ok(conv_operand(x)?.f_conv_transpose2d(
+            &conv_operand(&self.weight)?,
+            bias.as_ref(),
             [c.stride; 2],
             [c.padding; 2],
             [self.output_padding; 2],
@@ -96,7 +106,7 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_linear::<Tensor>(&self.weight, None)?)
+        Ok(lowered(x)?.f_linear::<Tensor>(&lowered(&self.weight)?, None)?)
     }
 }
 

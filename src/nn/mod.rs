@@ -2,6 +2,7 @@
 
 pub mod blocks;
 pub mod cam;
+pub mod compute;
 pub mod layers;
 pub mod norm;
 pub mod spectral_norm;

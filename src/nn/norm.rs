@@ -3,6 +3,7 @@
 //! - [`AdaILN`]: rho-mix of instance and layer norm with γ, β from the MLP — *unbiased* variance.
 //! - [`ILN`]: the same mix with learned per-channel γ, β — *unbiased* variance.
 
+use super::compute::full;
 use super::store::{Init, Path};
 use crate::Result;
 use tch::Tensor;
@@ -11,7 +12,7 @@ const EPS: f64 = 1e-5;
 
 /// `nn.InstanceNorm2d(C)` with the defaults (affine=False, track_running_stats=False).
 pub fn instance_norm(x: &Tensor) -> Result<Tensor> {
-    Ok(x.f_instance_norm::<Tensor>(None, None, None, None, true, 0.1, EPS, true)?)
+    Ok(full(x)?.f_instance_norm::<Tensor>(None, None, None, None, true, 0.1, EPS, true)?)
 }
 
 /// `(x - mean) / sqrt(var + eps)` over `dims`, with torch.var's default unbiased estimator:
@@ -39,6 +40,8 @@ fn standardize(x: &Tensor, dims: &[i64]) -> Result<Tensor> {
 /// kernel gives each sample one thread block, which for a whole (C, H, W) feature map with a
 /// batch of 1 leaves the GPU nearly idle (it made the generator 2-4x slower on an H100).
 fn instance_layer_mix(x: &Tensor, rho: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    // Statistics in float32 whatever the compute kind (src/nn/compute.rs).
+    let (x, gamma, beta) = (&full(x)?, &full(gamma)?, &full(beta)?);
     if OFFICIAL_FORMULA.with(|flag| flag.get()) {
         let one_minus_rho = rho.f_rsub_scalar(1.0)?;
         let mixed = standardize(x, &[2, 3])?.f_mul(rho)?.f_add(&standardize(x, &[1, 2, 3])?.f_mul(&one_minus_rho)?)?;

@@ -3,6 +3,7 @@
 //! In training mode each forward runs one power iteration, updating u and v in place; in eval
 //! mode the stored u and v are used as they are.
 
+use super::compute::{conv_operand, current, lowered};
 use super::layers::ConvConfig;
 use super::store::{Init, Path};
 use crate::Result;
@@ -167,11 +168,13 @@ impl SnConv2d {
         let out_numel = size[0] * self.sn.weight_orig.size()[0] * out_h * out_w;
         if weight_numel > out_numel || passes != Passes::One {
             let (c_out, n) = (self.sn.weight_orig.size()[0], size[0]);
-            let (conv, sigma) = if x.device() == Device::Cpu && passes != Passes::One && weight_numel >= 64 * out_numel
-            {
+            // (The GEMM would compute σ in the compute kind: float32 only.)
+            let gemm = x.device() == Device::Cpu && current().kind.is_none() && passes != Passes::One;
+            let (conv, sigma) = if gemm && weight_numel >= 64 * out_numel {
                 self.forward_gemm(x, training, passes)?
             } else {
-                let conv = x.f_conv2d::<Tensor>(&self.sn.weight_orig, None, [self.stride; 2], [0, 0], [1, 1], 1)?;
+                let (x, w) = (conv_operand(x)?, conv_operand(&self.sn.weight_orig)?);
+                let conv = x.f_conv2d::<Tensor>(&w, None, [self.stride; 2], [0, 0], [1, 1], 1)?;
                 (conv, self.sn.divisor(training, passes, n, 4)?)
             };
             let conv = conv.f_view([n, c_out, out_h, out_w])?;
@@ -181,8 +184,9 @@ impl SnConv2d {
                 None => Ok(out),
             }
         } else {
-            let weight = self.sn.weight(training)?;
-            Ok(x.f_conv2d(&weight, self.bias.as_ref(), [self.stride; 2], [0, 0], [1, 1], 1)?)
+            let weight = conv_operand(&self.sn.weight(training)?)?;
+            let bias = self.bias.as_ref().map(lowered).transpose()?;
+            Ok(conv_operand(x)?.f_conv2d(&weight, bias.as_ref(), [self.stride; 2], [0, 0], [1, 1], 1)?)
         }
     }
 
@@ -230,7 +234,7 @@ impl SnLinear {
     /// (B, 1) is far smaller than the weight.
     pub fn forward(&self, x: &Tensor, training: bool, passes: Passes) -> Result<Tensor> {
         let sigma = self.sn.divisor(training, passes, x.size()[0], 2)?;
-        Ok(x.f_linear::<Tensor>(&self.sn.weight_orig, None)?.f_div(&sigma)?)
+        Ok(lowered(x)?.f_linear::<Tensor>(&lowered(&self.sn.weight_orig)?, None)?.f_div(&sigma)?)
     }
 }
 

@@ -436,3 +436,12 @@ impl PyExportedGenerator {
         Ok((PyTensor(o.out), PyTensor(o.cam_logit), PyTensor(o.heatmap)))
     }
 }
+
+/// Sets how this thread's network forwards compute (`ugatit_rs.compute`), returning the previous
+/// `(precision, channels_last)` so the context manager can restore it.
+#[pyfunction]
+pub fn set_compute(precision: &str, channels_last: bool) -> PyResult<(&'static str, bool)> {
+    let compute = crate::nn::compute::Compute::new(precision, channels_last).map_err(PyErr::from)?;
+    let previous = crate::nn::compute::replace(compute);
+    Ok((previous.precision(), previous.channels_last))
+}

@@ -12,6 +12,7 @@ use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::input::check_training_batch;
 use crate::models::{Discriminator, Generator, Output, UgatitDiscriminator, UgatitGenerator};
+use crate::nn::compute::{with_compute, Compute};
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Tensor};
@@ -41,6 +42,8 @@ pub struct StepLosses {
 pub struct Trainer<G = Generator, D = Discriminator> {
     config: TrainConfig,
     device: Device,
+    /// `config.precision` and `config.channels_last`, in force during each step.
+    compute: Compute,
     pub gen_a2b: Shared<G>,
     pub gen_b2a: Shared<G>,
     pub dis_ga: Shared<D>,
@@ -94,6 +97,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
             )));
         }
         let device = parse_device(&config.device)?;
+        let compute = Compute::new(&config.precision, config.channels_last)?;
         if device.is_cuda() {
             // Same convolutions every step at fixed sizes: let cuDNN pick the fastest algorithms.
             tch::Cuda::cudnn_set_benchmark(true);
@@ -118,6 +122,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         Ok(Self {
             config,
             device,
+            compute,
             gen_a2b: Arc::new(Mutex::new(gen_a2b)),
             gen_b2a: Arc::new(Mutex::new(gen_b2a)),
             dis_ga: Arc::new(Mutex::new(dis_ga)),
@@ -203,7 +208,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         self.check_batch(real_b, "real_b")?;
         let buffers = self.snapshot_buffers()?;
         let d_updates = self.d_optim.step_count();
-        let result = tch::with_grad(|| self.step_inner(real_a, real_b, reduce));
+        let compute = self.compute;
+        let result = tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce)));
         if result.is_err() {
             if self.d_optim.step_count() != d_updates {
                 // The D update happened: its buffers moved on with it, so keep them too.
