@@ -3,7 +3,9 @@
 # parity tests and the GPU benchmarks, writing results to $OUT. `bash scripts/gpu_check.sh full`
 # also runs the whole test suite there; `dist` measures one NCCL rank against the single-process
 # trainer (docs/distributed.md); `cyclegan` times the CycleGAN step against the reference loop at
-# their 256 px configuration (docs/cyclegan.md). The metrics' Inception weights (87 MB) exceed what a device call
+# their 256 px configuration (docs/cyclegan.md); `speed` is issue #15's run: parity on CUDA, the
+# step and inference benchmarks with the opt-ins, profiles, a CUDA-graph capture experiment and
+# the bf16 quality runs (scored afterwards here: scripts/bf16_quality.py score). The metrics' Inception weights (87 MB) exceed what a device call
 # can carry, so the GPU feature-extraction benchmark needs them installed there another way.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
@@ -21,6 +23,20 @@ elif [ "${1:-}" = "cyclegan" ]; then
         # shellcheck disable=SC2086
         timeout 200 python3 bench/cyclegan_step.py --device cuda $cfg --steps 20 --warmup 5 2>&1 | tee -a "$OUT/cyclegan_step.md" | tail -3
     done
+    exit 0
+elif [ "${1:-}" = "speed" ]; then
+    # Issue #15. Ordered by value, so a run cut short by the device budget keeps the most.
+    timeout 120 python3 -m pytest -q -p no:cacheprovider -k "cuda" tests/test_parity_networks.py tests/test_trainer_parity.py 2>&1 | tee "$OUT/pytest.txt" | tail -3
+    MD="$OUT/benchmarks_gpu.md"
+    COMMON="--device cuda --img-size 256 --ch 64 --n-res 4 --steps 15 --warmup 5 --rounds 1 --workers 4 --markdown $MD"
+    for args in "--light --amp" "--light --opt-ins {\"precision\":\"bf16\"}" "--amp" \
+                "--light --opt-ins {\"channels_last\":true}" "--light --opt-ins {\"precision\":\"bf16\",\"channels_last\":true}"; do
+        # shellcheck disable=SC2086
+        timeout 150 python3 bench/train_step.py $COMMON $args 2>&1 | grep -E "step_ratio|mem_ratio|amp.*ratio|Error" | head -8
+    done
+    timeout 120 python3 bench/profile_step.py --device cuda --img-size 256 --ch 64 --n-res 4 --light --out "$OUT/profile_light_256.md" 2>&1 | tail -2
+    grep -A1 "CUDA graph" "$OUT/profile_light_256.md"
+    timeout 240 python3 scripts/bf16_quality.py train --device cuda --out "$OUT/bf16_quality" 2>&1 | tail -4
     exit 0
 elif [ "${1:-}" = "dist" ]; then
     # Issue #11: one NCCL rank vs the single-process trainer, same config (overhead target <= 5 %).

@@ -114,6 +114,7 @@ def run(
     lr: float = 2e-4,
     progress: bool = True,
     model: str = "ugatit",
+    precision: str = "fp32",
 ) -> dict:
     """Writes the demo data, trains a light U-GAT-IT on it, and writes into ``output``:
     ``translations_A2B.png`` / ``translations_B2A.png`` (input, translation, attention overlay per
@@ -137,6 +138,7 @@ def run(
         device=device,
         seed=seed,
         num_workers=2,
+        precision=precision,
     )
     trainer = Trainer(cfg)
     tests = {d: _test_images(dataset, f"test{d}", img_size) for d in "AB"}

@@ -1,0 +1,133 @@
+"""Profiles training steps of ugatit-rs and of the official-style loop (torch.profiler sees the
+libtorch kernels our Rust code launches too) and writes each one's top operators; on CUDA it
+also tries to capture one of our steps in a CUDA graph and times its replay.
+
+The capture is an experiment, not a training mode: the learning rate and Adam's bias corrections
+are host numbers baked into the captured kernels, so replays repeat that step's arithmetic.
+Its replay time is what a graph-captured step would cost; it answers whether making the step
+capture-safe (device-side scalars) is worth doing.
+
+Usage:
+  python bench/profile_step.py --device cuda --img-size 256 --ch 64 --n-res 4 --light --out prof.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+
+def build(impl, args):
+    s = args.img_size
+    if impl == "ours":
+        import ugatit_rs as ug
+
+        cfg = ug.TrainConfig(
+            light=args.light,
+            img_size=s,
+            ch=args.ch,
+            n_res=args.n_res,
+            iteration=1_000_000,
+            device=args.device,
+            **json.loads(args.opt_ins),
+        )
+        return ug.Trainer(cfg)
+    from reference.training import OfficialLoop
+
+    return OfficialLoop(args.light, s, args.ch, args.n_res, 1_000_000, device=args.device)
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def table(model, batch, args) -> str:
+    for _ in range(args.warmup):
+        model.step(*batch)
+    sync(args.device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            model.step(*batch)
+        sync(args.device)
+    key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=args.rows)
+
+
+def graph_replay(trainer, batch, args) -> str:
+    """Captures one native step in a CUDA graph; returns a line with the eager and replay times."""
+    a, b = (x.clone() for x in batch)
+    native = trainer._native
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            native.step_lazy(a, b, None)
+    torch.cuda.current_stream().wait_stream(side)
+    eager = timed(lambda: native.step_lazy(a, b, None), args.steps)
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            native.step_lazy(a, b, None)
+    except Exception as e:  # noqa: BLE001 - the experiment reports why capture failed
+        return f"CUDA graph capture failed: {type(e).__name__}: {str(e)[:400]}"
+    replay = timed(graph.replay, args.steps)
+    return f"eager step {eager * 1e3:.1f} ms, captured step replay {replay * 1e3:.1f} ms ({replay / eager:.2f}x)"
+
+
+def timed(fn, n) -> float:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--img-size", type=int, default=96)
+    ap.add_argument("--ch", type=int, default=16)
+    ap.add_argument("--n-res", type=int, default=2)
+    ap.add_argument("--light", action="store_true")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--rows", type=int, default=25)
+    ap.add_argument("--opt-ins", default="{}", help="JSON of extra TrainConfig fields for ugatit-rs")
+    ap.add_argument("--out", help="write the report here (markdown) instead of stdout")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    s = args.img_size
+    batch = (torch.rand(1, 3, s, s, device=args.device) * 2 - 1, torch.rand(1, 3, s, s, device=args.device) * 2 - 1)
+    config = f"{'light' if args.light else 'full'} {s} px, ch {args.ch}, n_res {args.n_res}, opt-ins {args.opt_ins}"
+    parts = [
+        f"# Step profile: {config}, {args.device}\n",
+        f"Command: `python bench/profile_step.py {' '.join(sys.argv[1:])}`\n",
+    ]
+    for impl in ("oracle", "ours"):
+        model = build(impl, args)
+        parts += [f"\n## {impl} ({args.steps} steps)\n", "```", table(model, batch, args), "```"]
+        if impl == "ours" and args.device.startswith("cuda"):
+            parts += ["\n## CUDA graph experiment\n", graph_replay(model, batch, args)]
+        del model
+    report = "\n".join(parts) + "\n"
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+    else:
+        print(report)
+
+
+if __name__ == "__main__":
+    main()
