@@ -30,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tf::PyTfCheckpoint>()?;
     m.add_function(wrap_pyfunction!(tf::tf_checkpoint_prefix, m)?)?;
     m.add_class::<crate::config::TrainConfig>()?;
+    m.add_class::<train::PyTrainerBase>()?;
     m.add_class::<train::PyTrainer>()?;
     m.add_class::<train::PyCycleGanTrainer>()?;
     m.add_class::<data::PyDomainLoader>()?;

@@ -125,21 +125,34 @@ fn python_hook<'a>(
     }
 }
 
-/// What both trainers' bindings call to run an iteration.
-trait Steps: Send {
+/// What the shared trainer bindings ([`PyTrainerBase`]) need of either model's trainer.
+trait Steps: checkpoint::Checkpointable + Send {
     fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses>;
+    /// CycleGAN's `(fake_B pool, fake_A pool)` sizes; None for U-GAT-IT.
+    fn pool_sizes(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 impl Steps for CycleGanTrainer {
     fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         CycleGanTrainer::step_reduced(self, a, b, reduce)
     }
+    fn pool_sizes(&self) -> Option<(usize, usize)> {
+        Some((self.pools[0].len(), self.pools[1].len()))
+    }
+}
+
+impl<G: UgatitGenerator, D: UgatitDiscriminator> Steps for Trainer<G, D> {
+    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
+        Trainer::step_reduced(self, a, b, reduce)
+    }
 }
 
 /// Runs one step with an optional Python gradient hook, re-raising the hook's own exception.
-fn step_with_hook<T: Steps>(
+fn step_with_hook(
     py: Python<'_>,
-    trainer: &Mutex<T>,
+    trainer: &Mutex<Box<dyn Steps>>,
     a: Tensor,
     b: Tensor,
     hook: Option<PyObject>,
@@ -199,25 +212,8 @@ pub fn write_checkpoint(
     Ok(())
 }
 
-/// What the bindings need of a U-GAT-IT trainer of either variant.
-trait UgatitTrainer: Steps + checkpoint::Checkpointable {}
-
-impl Steps for Box<dyn UgatitTrainer> {
-    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
-        (**self).step_reduced(a, b, reduce)
-    }
-}
-
-impl<G: UgatitGenerator, D: UgatitDiscriminator> UgatitTrainer for Trainer<G, D> {}
-
-impl<G: UgatitGenerator, D: UgatitDiscriminator> Steps for Trainer<G, D> {
-    fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
-        Trainer::step_reduced(self, a, b, reduce)
-    }
-}
-
 /// A trainer of either variant, and handles on its generators and discriminators.
-type TrainerParts = (Box<dyn UgatitTrainer>, [AnyNetwork; 2], [AnyNetwork; 4]);
+type TrainerParts = (Box<dyn Steps>, [AnyNetwork; 2], [AnyNetwork; 4]);
 
 /// Builds the trainer of `config.variant`, with Python handles on its six networks.
 fn ugatit_trainer(config: TrainConfig) -> Result<TrainerParts> {
@@ -241,33 +237,25 @@ fn ugatit_trainer(config: TrainConfig) -> Result<TrainerParts> {
     })
 }
 
-/// The native trainer. Use `ugatit_rs.Trainer`, which wraps it.
+/// What both native trainers share: stepping, checkpoints, config, step count, lr and device.
 ///
-/// What never changes after construction (config, device, the six network handles) is kept
-/// outside the lock; everything else is read with the GIL released (see `models.rs`).
-#[pyclass(name = "Trainer", module = "ugatit_rs._native")]
-pub struct PyTrainer {
-    inner: Mutex<Box<dyn UgatitTrainer>>,
+/// What never changes after construction (config, device) is kept outside the lock; everything
+/// else is read with the GIL released (see `models.rs`).
+#[pyclass(name = "TrainerBase", module = "ugatit_rs._native", subclass)]
+pub struct PyTrainerBase {
+    inner: Mutex<Box<dyn Steps>>,
     config: TrainConfig,
     device: String,
-    generators: [AnyNetwork; 2],
-    discriminators: [AnyNetwork; 4],
+}
+
+impl PyTrainerBase {
+    fn new(trainer: Box<dyn Steps>) -> Self {
+        Self { config: trainer.config().clone(), device: device_name(trainer.device()), inner: Mutex::new(trainer) }
+    }
 }
 
 #[pymethods]
-impl PyTrainer {
-    #[new]
-    fn new(py: Python<'_>, config: TrainConfig) -> PyResult<Self> {
-        let (trainer, generators, discriminators) = unlocked(py, move || ugatit_trainer(config))?;
-        Ok(Self {
-            config: trainer.config().clone(),
-            device: device_name(trainer.device()),
-            generators,
-            discriminators,
-            inner: Mutex::new(trainer),
-        })
-    }
-
+impl PyTrainerBase {
     /// One iteration; returns `[(loss_name, value), ...]` (one host sync for all of them).
     /// `grad_hook(grads)`, if given, may rewrite each optimizer's gradients in place before its
     /// update (data-parallel averaging).
@@ -297,7 +285,8 @@ impl PyTrainer {
         Ok((values, losses.lr))
     }
 
-    /// Writes the full training state to `path` (atomically).
+    /// Writes the full training state (networks, optimizers, CycleGAN's pools) to `path`
+    /// (atomically).
     #[pyo3(signature = (path, metadata=Vec::new()))]
     fn save_checkpoint(&self, py: Python<'_>, path: PathBuf, metadata: Vec<(String, String)>) -> PyResult<()> {
         unlocked(py, || checkpoint::save_with_metadata(&mut **lock(&self.inner), &path, &metadata))?;
@@ -329,6 +318,22 @@ impl PyTrainer {
     #[getter]
     fn device(&self) -> String {
         self.device.clone()
+    }
+}
+
+/// The native U-GAT-IT trainer (either variant). Use `ugatit_rs.Trainer`, which wraps it.
+#[pyclass(name = "Trainer", module = "ugatit_rs._native", extends = PyTrainerBase)]
+pub struct PyTrainer {
+    generators: [AnyNetwork; 2],
+    discriminators: [AnyNetwork; 4],
+}
+
+#[pymethods]
+impl PyTrainer {
+    #[new]
+    fn new(py: Python<'_>, config: TrainConfig) -> PyResult<(Self, PyTrainerBase)> {
+        let (trainer, generators, discriminators) = unlocked(py, move || ugatit_trainer(config))?;
+        Ok((Self { generators, discriminators }, PyTrainerBase::new(trainer)))
     }
 
     #[getter]
@@ -364,11 +369,8 @@ impl PyTrainer {
 
 /// The native CycleGAN trainer. Use `ugatit_rs.Trainer(TrainConfig(model="cyclegan"))`, which
 /// wraps it; its surface is the U-GAT-IT trainer's, with CycleGAN's four networks.
-#[pyclass(name = "CycleGanTrainer", module = "ugatit_rs._native")]
+#[pyclass(name = "CycleGanTrainer", module = "ugatit_rs._native", extends = PyTrainerBase)]
 pub struct PyCycleGanTrainer {
-    inner: Mutex<CycleGanTrainer>,
-    config: TrainConfig,
-    device: String,
     generators: [Arc<Mutex<CycleGenerator>>; 2],
     discriminators: [Arc<Mutex<PatchDiscriminator>>; 2],
 }
@@ -376,84 +378,20 @@ pub struct PyCycleGanTrainer {
 #[pymethods]
 impl PyCycleGanTrainer {
     #[new]
-    fn new(py: Python<'_>, config: TrainConfig) -> PyResult<Self> {
+    fn new(py: Python<'_>, config: TrainConfig) -> PyResult<(Self, PyTrainerBase)> {
         let trainer = unlocked(py, move || CycleGanTrainer::new(config))?;
-        Ok(Self {
-            config: trainer.config().clone(),
-            device: device_name(trainer.device()),
+        let networks = Self {
             generators: [trainer.gen_a.clone(), trainer.gen_b.clone()],
             discriminators: [trainer.dis_a.clone(), trainer.dis_b.clone()],
-            inner: Mutex::new(trainer),
-        })
-    }
-
-    /// One iteration; returns `[(loss_name, value), ...]` (one host sync for all of them).
-    #[pyo3(signature = (real_a, real_b, grad_hook=None))]
-    fn step(
-        &self,
-        py: Python<'_>,
-        real_a: PyTensor,
-        real_b: PyTensor,
-        grad_hook: Option<PyObject>,
-    ) -> PyResult<Vec<(String, f64)>> {
-        let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
-        unlocked(py, move || losses_to_floats(&losses))
-    }
-
-    /// One iteration; returns the losses as 0-d tensors on the device (no host sync), plus lr.
-    #[pyo3(signature = (real_a, real_b, grad_hook=None))]
-    fn step_lazy(
-        &self,
-        py: Python<'_>,
-        real_a: PyTensor,
-        real_b: PyTensor,
-        grad_hook: Option<PyObject>,
-    ) -> PyResult<(Vec<(String, PyTensor)>, f64)> {
-        let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
-        let values = losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect();
-        Ok((values, losses.lr))
-    }
-
-    /// Writes the full training state (networks, optimizers, pools) to `path` (atomically).
-    #[pyo3(signature = (path, metadata=Vec::new()))]
-    fn save_checkpoint(&self, py: Python<'_>, path: PathBuf, metadata: Vec<(String, String)>) -> PyResult<()> {
-        unlocked(py, || checkpoint::save_with_metadata(&mut *lock(&self.inner), &path, &metadata))?;
-        Ok(())
-    }
-
-    /// Restores a checkpoint; returns its step. Validates everything before changing anything.
-    fn load_checkpoint(&self, py: Python<'_>, path: PathBuf) -> PyResult<i64> {
-        let info = unlocked(py, || checkpoint::load(&mut *lock(&self.inner), &path))?;
-        Ok(info.step)
+        };
+        Ok((networks, PyTrainerBase::new(Box::new(trainer))))
     }
 
     /// How many images each pool holds: `(fake_B pool, fake_A pool)`.
     #[getter]
-    fn pool_sizes(&self, py: Python<'_>) -> PyResult<(usize, usize)> {
-        unlocked(py, || {
-            let t = lock(&self.inner);
-            Ok((t.pools[0].len(), t.pools[1].len()))
-        })
-    }
-
-    #[getter]
-    fn config(&self) -> TrainConfig {
-        self.config.clone()
-    }
-
-    #[getter]
-    fn step_count(&self, py: Python<'_>) -> PyResult<i64> {
-        unlocked(py, || Ok(lock(&self.inner).step_count()))
-    }
-
-    #[getter]
-    fn lr(&self, py: Python<'_>) -> PyResult<f64> {
-        unlocked(py, || Ok(lock(&self.inner).lr()))
-    }
-
-    #[getter]
-    fn device(&self) -> String {
-        self.device.clone()
+    fn pool_sizes(slf: PyRef<'_, Self>, py: Python<'_>) -> PyResult<(usize, usize)> {
+        let inner = &slf.as_super().inner;
+        unlocked(py, || Ok(lock(inner).pool_sizes().unwrap_or((0, 0))))
     }
 
     #[getter]

@@ -447,7 +447,25 @@ pub fn save_with_metadata(trainer: &mut dyn Checkpointable, path: &Path, extra: 
 }
 
 fn all_finite(t: &Tensor) -> Result<bool> {
-    bool::try_from(&t.f_isfinite()?.f_all()?).map_err(Error::Torch)
+    all_chunks(t, |chunk| chunk.f_isfinite()?.f_all())
+}
+
+/// Whether `test` holds for every chunk of `t` (flattened), a million elements at a time: the
+/// whole-tensor checks allocate several temporaries the size of the tensor (`isfinite` alone
+/// takes an `abs` copy and three masks), which for a checkpoint's largest entry (the flat Adam
+/// moments) more than doubled the memory a load needs.
+fn all_chunks(t: &Tensor, test: impl Fn(&Tensor) -> std::result::Result<Tensor, tch::TchError>) -> Result<bool> {
+    const CHUNK: i64 = 1 << 20;
+    let flat = t.f_reshape([-1])?;
+    let n = flat.size()[0];
+    let mut start = 0;
+    while start < n {
+        if !bool::try_from(&test(&flat.f_narrow(0, start, CHUNK.min(n - start))?)?).map_err(Error::Torch)? {
+            return Ok(false);
+        }
+        start += CHUNK;
+    }
+    Ok(true)
 }
 
 /// What a checkpoint holds besides the networks.
@@ -569,7 +587,7 @@ pub fn load(trainer: &mut dyn Checkpointable, path: &Path) -> Result<CheckpointI
         if !all_finite(&t)? {
             return Err(Error::NonFinite(format!("{}: {} holds NaN or Inf", path.display(), entry.name)));
         }
-        if entry.name.ends_with("exp_avg_sq") && bool::try_from(&t.f_lt(0.0)?.f_any()?).map_err(Error::Torch)? {
+        if entry.name.ends_with("exp_avg_sq") && !all_chunks(&t, |chunk| chunk.f_ge(0.0)?.f_all())? {
             return Err(Error::StateDict(format!(
                 "{}: {} has negative entries (a second moment cannot be negative)",
                 path.display(),
