@@ -162,6 +162,13 @@ def test_train_config_validation_and_defaults():
             ug.Trainer(bad)
     with pytest.raises(TypeError):
         ug.TrainConfig(iteration="many")
+    # Python types must match: serde alone read any truthy object as True and bools as integers.
+    for field, value in [("light", "no"), ("channels_last", "yes"), ("resume", 1), ("iteration", True), ("lr", False)]:
+        with pytest.raises(TypeError, match=f"TrainConfig.{field} must be"):
+            ug.TrainConfig(**{field: value})
+    with pytest.raises(TypeError, match="TrainConfig.dataset"):
+        ug.TrainConfig(dataset=3)
+    assert ug.TrainConfig(lr=1).lr == 1.0 and ug.TrainConfig(light=False).light is False
     d = ug.TrainConfig(seed=5).to_dict()
     assert d["seed"] == 5 and ug.TrainConfig(**d) == ug.TrainConfig(seed=5)
 

@@ -13,7 +13,7 @@ use crate::train::{checkpoint, CycleGanTrainer, StepLosses, Trainer};
 use crate::Result;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBool, PyDict};
 use pyo3_tch::PyTensor;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,13 +45,31 @@ impl TrainConfig {
                     "TrainConfig got an unexpected keyword argument {name:?}; the fields are {known:?}"
                 )));
             }
+            // serde's bool takes any truthy object (`light="no"` was True) and its integers take
+            // bools: the Python types must match the field's own.
+            let default = fields.get_item(&name)?.ok_or_else(|| PyTypeError::new_err(format!("no field {name}")))?;
+            let (is_bool, default_is_bool) = (value.is_instance_of::<PyBool>(), default.is_instance_of::<PyBool>());
+            if is_bool != default_is_bool {
+                let wanted = if default_is_bool {
+                    "True or False".to_string()
+                } else {
+                    format!("of type {}", default.get_type().name()?)
+                };
+                return Err(PyTypeError::new_err(format!(
+                    "TrainConfig.{name} must be {wanted}, got {}",
+                    value.repr()?
+                )));
+            }
             // Deserialise the field alone over the defaults first, so that an error names it.
             let single = defaults.py_to_dict(py)?.downcast_into::<PyDict>()?;
             single.set_item(&name, &value)?;
             if let Err(e) = pythonize::depythonize::<TrainConfig>(&single) {
                 let message = format!("TrainConfig.{name}: {e}");
                 let text = e.to_string();
-                let wrong_type = value.is_none() || text.contains("invalid type") || text.contains("TypeError");
+                let wrong_type = value.is_none()
+                    || text.contains("invalid type")
+                    || text.contains("TypeError")
+                    || text.contains("unexpected type");
                 return Err(if wrong_type { PyTypeError::new_err(message) } else { PyValueError::new_err(message) });
             }
             fields.set_item(&name, &value)?;
