@@ -104,23 +104,8 @@ impl Discriminator {
 
 impl Network for Discriminator {
     const NAME: &'static str = "Discriminator";
-
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-
-    /// Train mode runs one spectral-norm power iteration per forward (updating `weight_u` and `weight_v`); eval mode uses them as stored.
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
+    // Train mode runs one spectral-norm power iteration per forward (updating `weight_u` and `weight_v`); eval mode uses them as stored.
+    crate::models::store_and_mode_accessors!();
 
     fn forward(&self, input: &Tensor) -> Result<Output> {
         self.forward_impl(input, Passes::One)

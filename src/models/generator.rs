@@ -187,23 +187,8 @@ impl Generator {
 
 impl Network for Generator {
     const NAME: &'static str = "Generator";
-
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-
-    /// Train/eval mode. The generator has no mode-dependent layer; the flag is kept so that it behaves like a PyTorch module.
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
+    // Train/eval mode. The generator has no mode-dependent layer; the flag is kept so that it behaves like a PyTorch module.
+    crate::models::store_and_mode_accessors!();
 
     fn forward(&self, input: &Tensor) -> Result<Output> {
         self.forward_impl(input)

@@ -59,6 +59,30 @@ impl Output {
     }
 }
 
+/// The four [`Network`] accessors of a network struct whose parameter store is its `store` field
+/// and whose train/eval flag is its `training` field (every network here), for its
+/// `impl Network` block.
+macro_rules! store_and_mode_accessors {
+    () => {
+        fn store(&self) -> &$crate::nn::ParamStore {
+            &self.store
+        }
+
+        fn store_mut(&mut self) -> &mut $crate::nn::ParamStore {
+            &mut self.store
+        }
+
+        fn is_training(&self) -> bool {
+            self.training
+        }
+
+        fn set_training(&mut self, training: bool) {
+            self.training = training;
+        }
+    };
+}
+pub(crate) use store_and_mode_accessors;
+
 /// What the generator and the discriminator share as modules: a parameter store, a train/eval
 /// flag and a forward pass returning [`Output`].
 pub trait Network: Send {

@@ -86,23 +86,8 @@ impl CycleGenerator {
 
 impl Network for CycleGenerator {
     const NAME: &'static str = "CycleGenerator";
-
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-
-    /// No dropout and no running statistics: the mode changes nothing, as in theirs.
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
+    // No dropout and no running statistics: the mode changes nothing, as in theirs.
+    crate::models::store_and_mode_accessors!();
 
     /// The translation; `cam_logit` and `heatmap` are empty (CycleGAN has no attention).
     fn forward(&self, input: &Tensor) -> Result<Output> {

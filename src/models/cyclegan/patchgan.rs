@@ -52,22 +52,7 @@ impl PatchDiscriminator {
 
 impl Network for PatchDiscriminator {
     const NAME: &'static str = "PatchDiscriminator";
-
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
+    crate::models::store_and_mode_accessors!();
 
     /// One logit per patch, `(B, 1, h, w)`; no attention outputs.
     fn forward(&self, input: &Tensor) -> Result<Output> {

@@ -68,24 +68,9 @@ impl TfDiscriminator {
 
 impl Network for TfDiscriminator {
     const NAME: &'static str = "Discriminator";
-
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-
-    /// In training mode every call advances each `u` by one power iteration (as the release's
-    /// every call does); in eval mode the iteration's result is used without being stored.
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
+    // In training mode every call advances each `u` by one power iteration (as the release's
+    // every call does); in eval mode the iteration's result is used without being stored.
+    crate::models::store_and_mode_accessors!();
 
     fn forward(&self, input: &Tensor) -> Result<Output> {
         let (h, w) = check_image_batch(input, "Discriminator", self.config.input_nc, self.device())?;

@@ -161,22 +161,7 @@ impl TfGenerator {
 
 impl Network for TfGenerator {
     const NAME: &'static str = "Generator";
-
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-
-    fn store_mut(&mut self) -> &mut ParamStore {
-        &mut self.store
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
+    crate::models::store_and_mode_accessors!();
 
     fn forward(&self, input: &Tensor) -> Result<Output> {
         self.check_input(input)?;
