@@ -63,18 +63,28 @@ impl SpectralNorm {
         }
         // One power iteration. `W v` serves both the new `u` (detached) and σ = uᵀ(W v) (with its
         // graph): the official code computes this product twice, bit for bit the same.
-        let v = tch::no_grad(|| -> Result<Tensor> {
-            let v = normalize(&w_mat.f_detach()?.f_transpose(0, 1)?.f_mv(&self.weight_u)?)?;
+        let v = self.advance_v(&w_mat.f_detach()?)?;
+        let w_v = w_mat.f_mv(&v)?;
+        let u = self.advance_u(&w_v.f_detach()?)?;
+        Ok(u.f_dot(&w_v)?)
+    }
+
+    /// A power iteration's first half, stored: `v = normalize(Wᵀ u)` (`w`: the detached matrix).
+    fn advance_v(&self, w: &Tensor) -> Result<Tensor> {
+        tch::no_grad(|| {
+            let v = normalize(&w.f_transpose(0, 1)?.f_mv(&self.weight_u)?)?;
             self.weight_v.shallow_clone().f_copy_(&v)?;
             Ok(v)
-        })?;
-        let w_v = w_mat.f_mv(&v)?;
-        let u = tch::no_grad(|| -> Result<Tensor> {
-            let u = normalize(&w_v.f_detach()?)?;
+        })
+    }
+
+    /// Its second half, stored: `u = normalize(W v)`, from the detached product `w_v`.
+    fn advance_u(&self, w_v: &Tensor) -> Result<Tensor> {
+        tch::no_grad(|| {
+            let u = normalize(w_v)?;
             self.weight_u.shallow_clone().f_copy_(&u)?;
             Ok(u)
-        })?;
-        Ok(u.f_dot(&w_v)?)
+        })
     }
 
     /// `weight_orig` as the (out, in·kh·kw) matrix the power iteration works on (a view).
@@ -89,18 +99,14 @@ impl SpectralNorm {
         if !training {
             return Ok((0..count).map(|_| (self.weight_u.shallow_clone(), self.weight_v.shallow_clone())).collect());
         }
-        tch::no_grad(|| {
-            let w_mat = self.matrix()?.f_detach()?;
-            (0..count)
-                .map(|_| -> Result<(Tensor, Tensor)> {
-                    let v = normalize(&w_mat.f_transpose(0, 1)?.f_mv(&self.weight_u)?)?;
-                    self.weight_v.shallow_clone().f_copy_(&v)?;
-                    let u = normalize(&w_mat.f_mv(&v)?)?;
-                    self.weight_u.shallow_clone().f_copy_(&u)?;
-                    Ok((u, v))
-                })
-                .collect()
-        })
+        let w_mat = self.matrix()?.f_detach()?;
+        (0..count)
+            .map(|_| {
+                let v = self.advance_v(&w_mat)?;
+                let u = self.advance_u(&tch::no_grad(|| w_mat.f_mv(&v))?)?;
+                Ok((u, v))
+            })
+            .collect()
     }
 
     /// σ for each image of a `batch`-image forward, shaped to divide an output with `rank`
@@ -138,6 +144,8 @@ impl Passes {
     }
 }
 
+/// `spectral_norm(nn.Conv2d(c_in, c_out, 4, stride, padding=0, bias))`, the discriminator's convolution. The official state
+/// dict lists `bias` before `weight_orig`, `weight_u`, `weight_v`.
 pub struct SnConv2d {
     bias: Option<Tensor>,
     sn: SpectralNorm,
