@@ -14,7 +14,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -23,26 +22,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-
-
-def build(impl, args):
-    s = args.img_size
-    if impl == "ours":
-        import ugatit_rs as ug
-
-        cfg = ug.TrainConfig(
-            light=args.light,
-            img_size=s,
-            ch=args.ch,
-            n_res=args.n_res,
-            iteration=1_000_000,
-            device=args.device,
-            **json.loads(args.opt_ins),
-        )
-        return ug.Trainer(cfg)
-    from reference.training import OfficialLoop
-
-    return OfficialLoop(args.light, s, args.ch, args.n_res, 1_000_000, device=args.device)
+from train_step import build_model  # noqa: E402  (bench/, this script's own folder)
 
 
 def sync(device):
@@ -100,6 +80,7 @@ def main():
     ap.add_argument("--ch", type=int, default=16)
     ap.add_argument("--n-res", type=int, default=2)
     ap.add_argument("--light", action="store_true")
+    ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rows", type=int, default=25)
@@ -109,14 +90,15 @@ def main():
 
     torch.manual_seed(0)
     s = args.img_size
-    batch = (torch.rand(1, 3, s, s, device=args.device) * 2 - 1, torch.rand(1, 3, s, s, device=args.device) * 2 - 1)
+    shape = (args.batch, 3, s, s)
+    batch = (torch.rand(shape, device=args.device) * 2 - 1, torch.rand(shape, device=args.device) * 2 - 1)
     config = f"{'light' if args.light else 'full'} {s} px, ch {args.ch}, n_res {args.n_res}, opt-ins {args.opt_ins}"
     parts = [
         f"# Step profile: {config}, {args.device}\n",
         f"Command: `python bench/profile_step.py {' '.join(sys.argv[1:])}`\n",
     ]
     for impl in ("oracle", "ours"):
-        model = build(impl, args)
+        model = build_model(impl, args)
         parts += [f"\n## {impl} ({args.steps} steps)\n", "```", table(model, batch, args), "```"]
         if impl == "ours" and args.device.startswith("cuda"):
             parts += ["\n## CUDA graph experiment\n", graph_replay(model, batch, args)]

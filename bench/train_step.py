@@ -62,9 +62,9 @@ def _batches(args):
     ]
 
 
-def make_step(impl, args, batches):
-    """(one training step over the batches in turn, the A2B generator) for `impl`."""
-    counter = [0]
+def build_model(impl, args):
+    """The ugatit-rs trainer or the official-style loop for the benchmark's config; both have
+    `.step(real_a, real_b)`."""
     if impl == "ours":
         import ugatit_rs as ug
 
@@ -78,13 +78,17 @@ def make_step(impl, args, batches):
             device=args.device,
             **json.loads(args.opt_ins),
         )
-        model = ug.Trainer(cfg)
-        gen = model.gen_a2b
-    else:
-        from reference.training import OfficialLoop
+        return ug.Trainer(cfg)
+    from reference.training import OfficialLoop
 
-        model = OfficialLoop(args.light, args.img_size, args.ch, args.n_res, 1_000_000, device=args.device)
-        gen = model.genA2B
+    return OfficialLoop(args.light, args.img_size, args.ch, args.n_res, 1_000_000, device=args.device)
+
+
+def make_step(impl, args, batches):
+    """(one training step over the batches in turn, the A2B generator) for `impl`."""
+    counter = [0]
+    model = build_model(impl, args)
+    gen = model.gen_a2b if impl == "ours" else model.genA2B
 
     def step():
         a, b = batches[counter[0] % 4]
