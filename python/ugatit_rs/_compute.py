@@ -18,8 +18,8 @@ def compute(precision: str = "fp32", channels_last: bool = False) -> Iterator[No
     that type, as ``torch.autocast`` would, while normalisation statistics and the spectral norm
     stay float32 and networks return float32. ``channels_last=True`` hands the convolutions
     NHWC-ordered operands (cuDNN's tensor-core kernels prefer them). Both change the numbers
-    slightly. ``torch.autocast`` does not reach the ops this keeps in float32; use this instead.
-    The setting is per thread, like autocast's::
+    slightly. Prefer it to ``torch.autocast``, which would also lower what this keeps in float32
+    (the spectral norm's matrix-vector products). The setting is per thread, like autocast's::
 
         with ugatit_rs.compute("fp16"):
             translated, cam_logit, heatmap = generator(images)

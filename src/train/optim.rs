@@ -253,7 +253,6 @@ impl Adam {
         Ok(())
     }
 
-    /// CPU: cache-sized segments of each parameter.
     /// The CPU update, bitwise equal to `torch.optim.Adam`'s (`_single_tensor_adam`) on the same
     /// machine: two fused Rust passes per parameter around one libtorch `sqrt`, instead of ten
     /// libtorch kernels and their temporaries. Bitwise because each step rounds as PyTorch's CPU
