@@ -10,7 +10,7 @@ norm kernels with a rescaled eps), so rounding differs from the official code's.
 So: every element within 2*lr per step taken, and the vast majority within 1e-5. Measured on these
 configs: light mode stays within 3.1e-5 (100% of elements <= 1e-5) after 3 steps; the full model,
 whose 147k-element FC.0 has many near-zero gradients, drifts faster: after 3 steps max 3.4e-4
-(3.4*lr), 98.3% within 1e-5, and losses at step 3 within 1.1e-4 relative. Hence 97% and 1e-3 for
+(3.4*lr), 98.2% within 1e-5, and losses at step 3 within 1.1e-4 relative. Hence 97% and 1e-3 for
 the later steps of the full model.
 """
 

@@ -7,6 +7,7 @@ use crate::nn::blocks::{ResnetAdaILNBlock, ResnetBlock};
 use crate::nn::cam::{Activation, Cam};
 use crate::nn::layers::{reflection_pad, Conv2d, ConvConfig, Linear};
 use crate::nn::norm::{instance_norm, ILN};
+use crate::nn::recorded_linear::{LinearCalls, LinearRecorder};
 use crate::nn::spectral_norm::Passes;
 use crate::nn::ParamStore;
 use crate::{Error, Result};
@@ -44,6 +45,8 @@ pub struct Generator {
     down_convs: Vec<Conv2d>,
     res_blocks: Vec<ResnetBlock>,
     fc: Vec<Linear>,
+    /// Records FC.0's calls while the trainer leaves its weight gradient to the optimizer.
+    fc0_recorder: LinearRecorder,
     up_stages: Vec<UpStage>,
     out_conv: Conv2d,
 }
@@ -112,6 +115,7 @@ impl Generator {
             down_convs,
             res_blocks,
             fc,
+            fc0_recorder: LinearRecorder::default(),
             up_stages,
             out_conv,
         })
@@ -126,6 +130,17 @@ impl Generator {
         let mut rhos: Vec<&Tensor> = self.up_blocks1.iter().flat_map(|b| b.rhos()).collect();
         rhos.extend(self.up_stages.iter().map(|s| &s.norm.rho));
         rhos
+    }
+
+    /// Starts or stops recording FC.0's calls (`crate::nn::recorded_linear`). Only the full
+    /// model's FC.0, which sees the whole feature map, is recorded: light mode's is C×C.
+    pub fn record_linear_calls(&self, on: bool) {
+        self.fc0_recorder.set_recording(on && !self.config.light);
+    }
+
+    /// FC.0's calls recorded so far (none while not recording).
+    pub fn take_linear_calls(&self) -> Vec<LinearCalls> {
+        self.fc0_recorder.take(&self.fc[0]).into_iter().collect()
     }
 
     fn check_input(&self, x: &Tensor) -> Result<()> {
@@ -163,8 +178,8 @@ impl Generator {
         // γ/β MLP: light mode pools the attention features; full mode flattens them (NCHW).
         let mlp_in =
             if self.config.light { x.f_adaptive_avg_pool2d([1, 1])?.f_flatten(1, -1)? } else { x.f_flatten(1, -1)? };
-        let mut h = mlp_in;
-        for fc in &self.fc {
+        let mut h = self.fc0_recorder.forward(&self.fc[0], &mlp_in)?.f_relu()?;
+        for fc in &self.fc[1..] {
             h = fc.forward(&h)?.f_relu()?;
         }
         let gamma = self.gamma.forward(&h)?;

@@ -12,6 +12,7 @@ pub use exported::ExportedGenerator;
 pub use generator::Generator;
 
 use crate::config::{DiscriminatorConfig, GeneratorConfig};
+use crate::nn::recorded_linear::LinearCalls;
 use crate::nn::{ParamStore, Var};
 use crate::Result;
 use tch::{Device, Tensor};
@@ -112,6 +113,15 @@ pub trait UgatitGenerator: Network + Sized {
     fn build(config: GeneratorConfig, device: Device) -> Result<Self>;
     /// Every rho, clamped to [0, 1] after each update.
     fn rhos(&self) -> Vec<&Tensor>;
+
+    /// Starts or stops recording the calls of the layers whose weight gradient the trainer
+    /// leaves to the optimizer as factors (`crate::nn::recorded_linear`); none by default.
+    fn record_linear_calls(&self, _on: bool) {}
+
+    /// The calls recorded so far, one entry per recorded layer.
+    fn take_linear_calls(&self) -> Vec<LinearCalls> {
+        Vec::new()
+    }
 }
 
 /// A U-GAT-IT discriminator as the trainer builds it (either variant).
@@ -132,6 +142,12 @@ impl UgatitGenerator for Generator {
     }
     fn rhos(&self) -> Vec<&Tensor> {
         Generator::rhos(self)
+    }
+    fn record_linear_calls(&self, on: bool) {
+        Generator::record_linear_calls(self, on)
+    }
+    fn take_linear_calls(&self) -> Vec<LinearCalls> {
+        Generator::take_linear_calls(self)
     }
 }
 

@@ -5,6 +5,7 @@ pub mod cam;
 pub mod compute;
 pub mod layers;
 pub mod norm;
+pub mod recorded_linear;
 pub mod spectral_norm;
 pub mod store;
 

@@ -126,12 +126,8 @@ fn losses_to_floats(losses: &StepLosses) -> Result<Vec<(String, f64)>> {
 /// the GIL only for the call; the trainer lock it runs under is never awaited with the GIL held.
 /// An exception it raises is kept in `raised`, to be re-raised as itself (a KeyboardInterrupt or
 /// a torch.distributed error stays what it was).
-fn python_hook<'a>(
-    hook: Option<&'a PyObject>,
-    raised: &'a mut Option<PyErr>,
-) -> impl FnMut(&[Tensor]) -> Result<()> + 'a {
+fn python_hook<'a>(hook: &'a PyObject, raised: &'a mut Option<PyErr>) -> impl FnMut(&[Tensor]) -> Result<()> + 'a {
     move |grads: &[Tensor]| {
-        let Some(hook) = hook else { return Ok(()) };
         Python::with_gil(|py| {
             let list: Vec<PyTensor> = grads.iter().map(|g| PyTensor(g.shallow_clone())).collect();
             hook.call1(py, (list,)).map(|_| ()).map_err(|e| {
@@ -177,7 +173,10 @@ fn step_with_hook(
 ) -> PyResult<StepLosses> {
     let mut raised = None;
     let (hook, slot) = (hook.as_ref(), &mut raised);
-    let result = unlocked(py, move || lock(trainer).step_reduced(&a, &b, &mut python_hook(hook, slot)));
+    let result = unlocked(py, move || match hook {
+        Some(hook) => lock(trainer).step_reduced(&a, &b, Some(&mut python_hook(hook, slot))),
+        None => lock(trainer).step_reduced(&a, &b, None),
+    });
     match (result, raised) {
         (Err(_), Some(original)) => Err(original),
         (result, _) => result,

@@ -7,7 +7,7 @@
 
 use super::image_pool::ImagePool;
 use super::losses::{l1, mse_to};
-use super::optim::{Adam, AdamConfig};
+use super::optim::{Adam, AdamConfig, Gradient};
 use super::schedule::cyclegan_lr_at;
 use super::trainer::{GradientHook, Shared, StepLosses};
 use crate::config::TrainConfig;
@@ -118,7 +118,7 @@ impl CycleGanTrainer {
     }
 
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
-        self.step_reduced(real_a, real_b, &mut |_| Ok(()))
+        self.step_reduced(real_a, real_b, None)
     }
 
     /// One iteration; `reduce` may rewrite each optimizer's gradients before its update (called
@@ -138,7 +138,7 @@ impl CycleGanTrainer {
         result
     }
 
-    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
+    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor, mut reduce: GradientHook<'_>) -> Result<StepLosses> {
         let cfg = self.config.clone();
         let step = self.step + 1;
         let lr = cyclegan_lr_at(cfg.lr, step, cfg.iteration, cfg.decay_flag);
@@ -180,8 +180,10 @@ impl CycleGanTrainer {
             ));
         }
         let g_grads = Tensor::f_run_backward(&[&loss_g], self.g_optim.params(), false, false)?;
-        reduce(&g_grads)?;
-        self.g_optim.step(&g_grads)?;
+        if let Some(reduce) = reduce.as_mut() {
+            reduce(&g_grads)?;
+        }
+        self.g_optim.step(&Gradient::dense_all(&g_grads))?;
         drop(g_grads);
 
         // backward_D_A(), backward_D_B(): real vs pooled fakes (from before the G update).
@@ -195,8 +197,10 @@ impl CycleGanTrainer {
             .f_mul_scalar(0.5)?;
         let loss_d = loss_d_a.f_add(&loss_d_b)?;
         let d_grads = Tensor::f_run_backward(&[&loss_d], self.d_optim.params(), false, false)?;
-        reduce(&d_grads)?;
-        self.d_optim.step(&d_grads)?;
+        if let Some(reduce) = reduce.as_mut() {
+            reduce(&d_grads)?;
+        }
+        self.d_optim.step(&Gradient::dense_all(&d_grads))?;
         self.step = step;
 
         let values = [

@@ -98,6 +98,68 @@ impl AdamConfig {
     }
 }
 
+/// A parameter's gradient as the optimizer receives it.
+pub enum Gradient {
+    Dense(Tensor),
+    /// The weight gradient of a bias-free Linear layer `y = x Wᵀ`, kept as the factors autograd
+    /// would multiply: `dW = grad_outputᵀ · input`, with the calls of one step concatenated
+    /// along the batch (B rows, so a rank-B matrix). The optimizer multiplies it out a slice at
+    /// a time, so the full model's 268M-element FC.0 gradient never exists whole (see
+    /// `Trainer::step`).
+    Outer {
+        /// dL/dy, (B, out).
+        grad_output: Tensor,
+        /// x, (B, in).
+        input: Tensor,
+    },
+}
+
+impl Gradient {
+    /// Wraps autograd's gradients.
+    pub fn dense_all(grads: &[Tensor]) -> Vec<Gradient> {
+        grads.iter().map(|g| Gradient::Dense(g.shallow_clone())).collect()
+    }
+
+    fn numel(&self) -> i64 {
+        match self {
+            Gradient::Dense(g) => g.numel() as i64,
+            Gradient::Outer { grad_output, input } => grad_output.size()[1] * input.size()[1],
+        }
+    }
+
+    /// The gradient as one float32 tensor (the parameter's shape for `Dense`, (out, in) for
+    /// `Outer`): a new tensor for `Outer`, so a caller may overwrite it.
+    pub fn dense(&self) -> Result<Tensor> {
+        match self {
+            Gradient::Dense(g) => Ok(g.shallow_clone()),
+            Gradient::Outer { grad_output, .. } => self.rows(0, grad_output.size()[1]),
+        }
+    }
+
+    /// Rows `start..end` of an `Outer` gradient (`Dense`: of its flattened form, one element a
+    /// row), flattened, float32. Products run in the factors' kind (bf16 under mixed
+    /// precision), as autograd's would, and are then widened.
+    fn rows(&self, start: i64, end: i64) -> Result<Tensor> {
+        match self {
+            Gradient::Dense(g) => Ok(g.f_reshape([-1])?.f_narrow(0, start, end - start)?),
+            Gradient::Outer { grad_output, input } => Ok(grad_output
+                .f_narrow(1, start, end - start)?
+                .f_tr()?
+                .f_mm(input)?
+                .f_to_kind(Kind::Float)?
+                .f_reshape([-1])?),
+        }
+    }
+
+    /// Elements a row of [`Gradient::rows`] holds.
+    fn row_len(&self) -> i64 {
+        match self {
+            Gradient::Dense(_) => 1,
+            Gradient::Outer { input, .. } => input.size()[1],
+        }
+    }
+}
+
 /// Each parameter starts at a multiple of this many elements (256 bytes) of the flat buffer:
 /// cuDNN picks its fast kernels only for well-aligned pointers (a weight at an odd 4-byte offset
 /// made the generator 3-4x slower on an H100).
@@ -196,7 +258,7 @@ impl Adam {
     /// On CUDA the parameters are updated in groups (their gradients concatenated): a dozen
     /// kernel launches per group. On the CPU each parameter gets two fused Rust passes; that path
     /// uses the (contiguous) gradients' storage as scratch, so they are spent afterwards.
-    pub fn step(&mut self, grads: &[Tensor]) -> Result<()> {
+    pub fn step(&mut self, grads: &[Gradient]) -> Result<()> {
         if grads.len() != self.params.len() {
             return Err(Error::internal(format!(
                 "Adam.step got {} gradients for {} parameters",
@@ -205,7 +267,7 @@ impl Adam {
             )));
         }
         for (i, g) in grads.iter().enumerate() {
-            if !g.defined() {
+            if matches!(g, Gradient::Dense(g) if !g.defined()) {
                 return Err(Error::internal(format!("parameter {i} received no gradient (not used by the loss?)")));
             }
         }
@@ -223,17 +285,38 @@ impl Adam {
     }
 
     /// CUDA: consecutive parameters are updated together, up to `CUDA_GROUP` elements at a time,
-    /// so the concatenated gradient never costs more than one group of memory (a lone parameter
-    /// without padding, like the full model's FC.0, is not copied at all).
-    fn update_grouped(&self, grads: &[Tensor], scalars: &Scalars, group: i64) -> Result<()> {
+    /// so the concatenated gradient never costs more than one group of memory. A parameter larger
+    /// than a group (the full model's FC.0: 268M elements at 256 px) is not copied at all: it is
+    /// updated in group-sized slices of its own gradient, so the update's temporaries (the
+    /// decayed gradient, sqrt(v), the scaled moment) stay a few groups in size instead of three
+    /// copies of the parameter at the moment the step's memory peaks.
+    fn update_grouped(&self, grads: &[Gradient], scalars: &Scalars, group: i64) -> Result<()> {
         let total = self.flat_params.size()[0];
         let mut i = 0;
         while i < grads.len() {
             let start = self.offsets[i];
+            let grad = &grads[i];
+            if grad.numel() > group {
+                // Whole rows at a time (an `Outer` gradient is made one slice of rows at a
+                // time); its padding (zero parameter, zero gradient) would stay zero: skipped.
+                let (row_len, rows) = (grad.row_len(), grad.numel() / grad.row_len());
+                let chunk = (group / row_len).max(1);
+                let mut row = 0;
+                while row < rows {
+                    let end = (row + chunk).min(rows);
+                    self.update_slice(start + row * row_len, &grad.rows(row, end)?, scalars)?;
+                    row = end;
+                }
+                i += 1;
+                continue;
+            }
             let mut pieces = Vec::new();
             let mut end = start;
-            while i < grads.len() && (pieces.is_empty() || end - start + grads[i].numel() as i64 <= group) {
-                pieces.push(grads[i].f_reshape([-1])?);
+            while i < grads.len()
+                && grads[i].numel() <= group
+                && (pieces.is_empty() || end - start + grads[i].numel() <= group)
+            {
+                pieces.push(grads[i].dense()?.f_reshape([-1])?);
                 if let Some(pad) = &self.paddings[i] {
                     pieces.push(pad.shallow_clone());
                 }
@@ -241,16 +324,21 @@ impl Adam {
                 i += 1;
             }
             let grad = if pieces.len() == 1 { pieces.pop().expect("one piece") } else { Tensor::f_cat(&pieces, 0)? };
-            let len = end - start;
-            update_segment(
-                &self.flat_params.f_narrow(0, start, len)?,
-                &grad,
-                &self.exp_avg.f_narrow(0, start, len)?,
-                &self.exp_avg_sq.f_narrow(0, start, len)?,
-                scalars,
-            )?;
+            self.update_slice(start, &grad, scalars)?;
         }
         Ok(())
+    }
+
+    /// Updates the flat buffers' elements `start..start + grad.len()` from `grad`.
+    fn update_slice(&self, start: i64, grad: &Tensor, scalars: &Scalars) -> Result<()> {
+        let len = grad.size()[0];
+        update_segment(
+            &self.flat_params.f_narrow(0, start, len)?,
+            grad,
+            &self.exp_avg.f_narrow(0, start, len)?,
+            &self.exp_avg_sq.f_narrow(0, start, len)?,
+            scalars,
+        )
     }
 
     /// The CPU update, bitwise equal to `torch.optim.Adam`'s (`_single_tensor_adam`) on the same
@@ -262,7 +350,7 @@ impl Adam {
     /// exactly the parameter's elements (the vector/tail split must match too).
     /// One thread: libtorch's own worker threads are still spinning after the backward, and
     /// sharing the cores with them was slower.
-    fn update_cpu(&self, grads: &[Tensor], s: &Scalars) -> Result<()> {
+    fn update_cpu(&self, grads: &[Gradient], s: &Scalars) -> Result<()> {
         let f = |x: f64| x as f32;
         let (wd, w1, b2, ob2, neg_step, bc2, eps) = (
             f(s.weight_decay),
@@ -274,7 +362,8 @@ impl Adam {
             f(s.eps),
         );
         for ((g, p), &offset) in grads.iter().zip(&self.params).zip(&self.offsets) {
-            let g = g.f_contiguous()?;
+            // An `Outer` gradient is multiplied out here, one parameter at a time.
+            let g = g.dense()?.f_contiguous()?;
             if g.f_kind()? != Kind::Float || g.device() != tch::Device::Cpu || g.numel() != p.numel() {
                 return Err(Error::internal(format!(
                     "Adam: gradient {:?} {:?} does not fit its float32 CPU parameter {:?}",
@@ -387,7 +476,7 @@ mod tests {
         assert_eq!(a.data_ptr(), adam.flat_params.data_ptr());
         assert_eq!(b.data_ptr() as usize - a.data_ptr() as usize, 4 * ALIGN as usize, "aligned slots");
         let grads = [Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), -Tensor::ones([4], (Kind::Float, Device::Cpu))];
-        adam.step(&grads).unwrap();
+        adam.step(&Gradient::dense_all(&grads)).unwrap();
         // First Adam step moves each element by lr against the gradient's sign.
         assert!((a.mean(Kind::Float).double_value(&[]) - 0.9).abs() < 1e-6);
         assert!((b.mean(Kind::Float).double_value(&[]) - 1.1).abs() < 1e-6);
@@ -407,8 +496,8 @@ mod tests {
         let (pa, pb) = (make(), make());
         let mut a = Adam::new(pa.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
         let mut b = Adam::new(pb.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
-        for group in [CUDA_GROUP, 100, 1] {
-            let grads: Vec<Tensor> = pa.iter().map(|p| p.randn_like()).collect();
+        for group in [CUDA_GROUP, 100, 300, 1] {
+            let grads = Gradient::dense_all(&pa.iter().map(|p| p.randn_like()).collect::<Vec<_>>());
             a.step += 1;
             b.step += 1;
             let s = a.scalars();
@@ -421,6 +510,52 @@ mod tests {
         for (x, y) in pa.iter().zip(&pb) {
             assert!(x.equal(y), "{}", relative(x, y));
         }
-        assert!(b.update_cpu(&[Tensor::zeros([2], (Kind::Float, Device::Cpu))], &a.scalars()).is_err());
+        assert!(b
+            .update_cpu(&[Gradient::Dense(Tensor::zeros([2], (Kind::Float, Device::Cpu)))], &a.scalars())
+            .is_err());
+    }
+
+    /// An `Outer` gradient updates its parameter as the dense gradient `grad_outputᵀ · input`
+    /// does, on both paths and whatever the slicing (whole, several rows, one row).
+    #[test]
+    fn outer_gradients_update_like_their_product() {
+        let options = (Kind::Float, Device::Cpu);
+        tch::manual_seed(1);
+        let (out, inputs, batch) = (6, 50, 3);
+        let weight = Tensor::randn([out, inputs], options);
+        let small = Tensor::randn([7], options);
+        let grad_output = Tensor::randn([batch, out], options);
+        let input = Tensor::randn([batch, inputs], options);
+        let product = grad_output.tr().mm(&input);
+        let fresh = || {
+            let params = vec![weight.copy().set_requires_grad(true), small.copy().set_requires_grad(true)];
+            let adam = Adam::new(params.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4));
+            (params, adam.unwrap())
+        };
+        let small_grad = Tensor::randn([7], options);
+        let dense = [Gradient::Dense(product.copy()), Gradient::Dense(small_grad.copy())];
+        let outer = [
+            Gradient::Outer { grad_output: grad_output.copy(), input: input.copy() },
+            Gradient::Dense(small_grad.copy()),
+        ];
+        let (expected, mut reference) = fresh();
+        reference.step += 1;
+        let s = reference.scalars();
+        tch::no_grad(|| reference.update_grouped(&dense, &s, CUDA_GROUP)).unwrap();
+        for group in [CUDA_GROUP, 120, 7, 1] {
+            let (got, mut adam) = fresh();
+            adam.step += 1;
+            tch::no_grad(|| adam.update_grouped(&outer, &s, group)).unwrap();
+            for (x, y) in got.iter().zip(&expected) {
+                assert!((x - y).abs().max().double_value(&[]) < 1e-7, "group {group}");
+            }
+            let scale = reference.exp_avg_sq.abs().max().double_value(&[]);
+            assert!((&adam.exp_avg_sq - &reference.exp_avg_sq).abs().max().double_value(&[]) < 1e-6 * scale);
+        }
+        let (got, mut adam) = fresh();
+        adam.step(&outer).unwrap();
+        for (x, y) in got.iter().zip(&expected) {
+            assert!((x - y).abs().max().double_value(&[]) < 1e-7, "cpu path");
+        }
     }
 }

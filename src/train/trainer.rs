@@ -6,19 +6,21 @@
 //!   G's for the G loss), instead of filling and then discarding the other networks' grads.
 
 use super::losses::{bce_with_logits_to, l1, mse_to};
-use super::optim::{Adam, AdamConfig};
+use super::optim::{Adam, AdamConfig, Gradient};
 use super::schedule::lr_at;
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::input::check_training_batch;
 use crate::models::{Discriminator, Generator, Output, UgatitDiscriminator, UgatitGenerator};
 use crate::nn::compute::{with_compute, Compute};
+use crate::nn::recorded_linear::LinearCalls;
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tch::{Device, Tensor};
 
-/// Rewrites one optimizer's gradients in place before its update (see [`Trainer::step_reduced`]).
-pub type GradientHook<'a> = &'a mut dyn FnMut(&[Tensor]) -> Result<()>;
+/// Rewrites one optimizer's gradients in place before its update (see [`Trainer::step_reduced`]);
+/// `None` for a plain step.
+pub type GradientHook<'a> = Option<&'a mut dyn FnMut(&[Tensor]) -> Result<()>>;
 
 /// A network shared between the trainer and the Python objects that expose it.
 pub type Shared<T> = Arc<Mutex<T>>;
@@ -196,7 +198,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// an allocation failure in the G half) leaves that update applied, which is reported.
     /// Autograd is enabled for the duration, whatever the caller's grad mode.
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
-        self.step_reduced(real_a, real_b, &mut |_| Ok(()))
+        self.step_reduced(real_a, real_b, None)
     }
 
     /// [`Trainer::step`] with a hook that may rewrite each optimizer's gradients in place between
@@ -210,6 +212,10 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         let d_updates = self.d_optim.step_count();
         let compute = self.compute;
         let result = tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce)));
+        // Recording FC.0's calls is for the step alone: other forwards run the plain layer.
+        for gen in [&self.gen_a2b, &self.gen_b2a] {
+            lock(gen).record_linear_calls(false);
+        }
         if result.is_err() {
             if self.d_optim.step_count() != d_updates {
                 // The D update happened: its buffers moved on with it, so keep them too.
@@ -225,7 +231,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         result
     }
 
-    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
+    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor, mut reduce: GradientHook<'_>) -> Result<StepLosses> {
         let cfg = self.config.clone();
         let step = self.step + 1;
         let lr = lr_at(cfg.lr, step, cfg.iteration, cfg.decay_flag);
@@ -234,6 +240,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
 
         let gen_a2b = lock(&self.gen_a2b);
         let gen_b2a = lock(&self.gen_b2a);
+        gen_a2b.record_linear_calls(true);
+        gen_b2a.record_linear_calls(true);
         let mut dis = [&self.dis_ga, &self.dis_gb, &self.dis_la, &self.dis_lb].map(lock);
         for d in dis.iter_mut() {
             d.set_training(true);
@@ -281,8 +289,10 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
             ));
         }
         let d_grads = Tensor::f_run_backward(&[&d_loss], self.d_optim.params(), false, false)?;
-        reduce(&d_grads)?;
-        self.d_optim.step(&d_grads)?;
+        if let Some(reduce) = reduce.as_mut() {
+            reduce(&d_grads)?;
+        }
+        self.d_optim.step(&Gradient::dense_all(&d_grads))?;
         drop(d_grads);
 
         // ---- G update.
@@ -307,9 +317,17 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
             &mut values,
         )?;
         let g_loss = g_loss_a.f_add(&g_loss_b)?;
-        let g_grads = Tensor::f_run_backward(&[&g_loss], self.g_optim.params(), false, false)?;
-        reduce(&g_grads)?;
+        let recorded: Vec<LinearCalls> =
+            gen_a2b.take_linear_calls().into_iter().chain(gen_b2a.take_linear_calls()).collect();
+        let mut g_grads = factored_gradients(&g_loss, self.g_optim.params(), recorded)?;
+        if let Some(reduce) = reduce.as_mut() {
+            // The hook (gradient averaging across processes) works on whole gradients.
+            let dense = g_grads.iter().map(Gradient::dense).collect::<Result<Vec<_>>>()?;
+            reduce(&dense)?;
+            g_grads = Gradient::dense_all(&dense);
+        }
         self.g_optim.step(&g_grads)?;
+        drop(g_grads);
 
         // RhoClipper(0, 1) on both generators.
         tch::no_grad(|| -> Result<()> {
@@ -324,6 +342,41 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         values.insert(0, ("d_loss", d_loss.f_detach()?));
         Ok(StepLosses { values, lr })
     }
+}
+
+/// The gradients of `loss` for `params`, in order; the weights of the `recorded` layers come as
+/// [`Gradient::Outer`] factors (autograd is asked for the gradient at their recorded outputs
+/// instead), every other parameter's as autograd's dense gradient.
+fn factored_gradients(loss: &Tensor, params: &[Tensor], recorded: Vec<LinearCalls>) -> Result<Vec<Gradient>> {
+    let recorded: Vec<LinearCalls> = recorded.into_iter().filter(|r| !r.calls.is_empty()).collect();
+    let owner =
+        |p: &Tensor| recorded.iter().position(|r| r.weight.data_ptr() == p.data_ptr() && r.weight.size() == p.size());
+    let mut inputs: Vec<&Tensor> = params.iter().filter(|p| owner(p).is_none()).collect();
+    let plain = inputs.len();
+    inputs.extend(recorded.iter().flat_map(|r| r.calls.iter().map(|(_, output)| output)));
+    let mut grads = Tensor::f_run_backward(&[loss], &inputs, false, false)?;
+    let mut at_outputs = grads.split_off(plain).into_iter();
+    let mut outer = Vec::with_capacity(recorded.len());
+    for r in &recorded {
+        let grad_output: Vec<Tensor> = at_outputs.by_ref().take(r.calls.len()).collect();
+        let input: Vec<Tensor> = r.calls.iter().map(|(x, _)| x.shallow_clone()).collect();
+        outer.push(Some(Gradient::Outer {
+            grad_output: Tensor::f_cat(&grad_output, 0)?,
+            input: Tensor::f_cat(&input, 0)?,
+        }));
+    }
+    let mut dense = grads.into_iter();
+    params
+        .iter()
+        .map(|p| match owner(p) {
+            Some(k) => {
+                outer[k].take().ok_or_else(|| Error::internal("a recorded weight appears twice in the optimizer"))
+            }
+            None => {
+                dense.next().map(Gradient::Dense).ok_or_else(|| Error::internal("autograd returned too few gradients"))
+            }
+        })
+        .collect()
 }
 
 /// `adv_weight * (D_ad_G + D_ad_cam_G + D_ad_L + D_ad_cam_L)` for one domain.
