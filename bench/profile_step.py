@@ -1,11 +1,6 @@
 """Profiles training steps of ugatit-rs and of the official-style loop (torch.profiler sees the
-libtorch kernels our Rust code launches too) and writes each one's top operators; on CUDA it
-also tries to capture one of our steps in a CUDA graph and times its replay.
-
-The capture is an experiment, not a training mode: the learning rate and Adam's bias corrections
-are host numbers baked into the captured kernels, so replays repeat that step's arithmetic.
-Its replay time is what a graph-captured step would cost; it answers whether making the step
-capture-safe (device-side scalars) is worth doing.
+libtorch kernels our Rust code launches too) and writes each one's top operators. (CUDA-graph
+training is a TrainConfig opt-in, timed by bench/train_step.py --opt-ins '{"cuda_graph": true}'.)
 
 Usage:
   python bench/profile_step.py --device cuda --img-size 256 --ch 64 --n-res 4 --light --out prof.md
@@ -16,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -41,36 +35,6 @@ def table(model, batch, args) -> str:
         sync(args.device)
     key = "self_cuda_time_total" if args.device.startswith("cuda") else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=args.rows)
-
-
-def graph_replay(trainer, batch, args) -> str:
-    """Captures one native step in a CUDA graph; returns a line with the eager and replay times."""
-    a, b = (x.clone() for x in batch)
-    native = trainer._native
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            native.step_lazy(a, b, None)
-    torch.cuda.current_stream().wait_stream(side)
-    eager = timed(lambda: native.step_lazy(a, b, None), args.steps)
-    graph = torch.cuda.CUDAGraph()
-    try:
-        with torch.cuda.graph(graph):
-            native.step_lazy(a, b, None)
-    except Exception as e:  # noqa: BLE001 - the experiment reports why capture failed
-        return f"CUDA graph capture failed: {type(e).__name__}: {str(e)[:400]}"
-    replay = timed(graph.replay, args.steps)
-    return f"eager step {eager * 1e3:.1f} ms, captured step replay {replay * 1e3:.1f} ms ({replay / eager:.2f}x)"
-
-
-def timed(fn, n) -> float:
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / n
 
 
 def main():
@@ -100,8 +64,6 @@ def main():
     for impl in ("oracle", "ours"):
         model = build_model(impl, args)
         parts += [f"\n## {impl} ({args.steps} steps)\n", "```", table(model, batch, args), "```"]
-        if impl == "ours" and args.device.startswith("cuda"):
-            parts += ["\n## CUDA graph experiment\n", graph_replay(model, batch, args)]
         del model
     report = "\n".join(parts) + "\n"
     if args.out:

@@ -264,6 +264,10 @@ pub struct TrainConfig {
     /// Opt-in: images and activations in channels-last (NHWC) memory order, which cuDNN's tensor
     /// core kernels prefer. The same function; the rounding may differ.
     pub channels_last: bool,
+    /// Opt-in, CUDA only: after a few eager steps, capture one training step in a CUDA graph and
+    /// replay it for every later step of the same batch shape (`ugatit_rs.trainer`); the same
+    /// kernels, so the same numbers, without their launch cost. U-GAT-IT, one process.
+    pub cuda_graph: bool,
 }
 
 impl Default for TrainConfig {
@@ -300,6 +304,7 @@ impl Default for TrainConfig {
             init_from: String::new(),
             precision: PRECISIONS[0].into(),
             channels_last: false,
+            cuda_graph: false,
         }
     }
 }
@@ -427,6 +432,12 @@ impl TrainConfig {
             return Err(Error::config(format!(
                 "precision={:?} and channels_last are for U-GAT-IT's PyTorch networks (got model={:?}, variant={:?})",
                 self.precision, self.model, self.variant
+            )));
+        }
+        if self.cuda_graph && (self.is_cyclegan() || !self.device.starts_with("cuda")) {
+            return Err(Error::config(format!(
+                "cuda_graph=True needs model=\"ugatit\" on a CUDA device (got model={:?}, device={:?})",
+                self.model, self.device
             )));
         }
         if !(self.lambda_identity.is_finite() && self.lambda_identity >= 0.0) {

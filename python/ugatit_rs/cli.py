@@ -119,6 +119,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "init_from": "start from these weights (ours, official .pt, TF checkpoint): fresh optimizers, step 0",
         "precision": "fp32, or bf16: opt-in mixed precision that changes the numbers (docs/benchmarks.md)",
         "channels_last": "opt-in NHWC memory order for the convolutions (GPU tensor cores)",
+        "cuda_graph": "opt-in: replay one captured CUDA graph per step after a few eager steps (CUDA)",
     }
     for name, default in defaults.items():
         kind = type(default)

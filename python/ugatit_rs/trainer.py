@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 
 from . import _native, viz
 from . import distributed as dp
+from ._cuda_graph import CudaGraphStep
 from ._native import TrainConfig
 from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
@@ -112,6 +114,8 @@ class Trainer:
     trainer's tensors: their ``state_dict()`` or a call shows the current weights.
     """
 
+    _graph_step: CudaGraphStep | None = None
+
     def __new__(cls, config: TrainConfig):
         # TrainConfig(model="cyclegan") trains the baseline with this same surface.
         if cls is Trainer and getattr(config, "model", "ugatit") == "cyclegan":
@@ -138,6 +142,8 @@ class Trainer:
         if config.model != "ugatit":
             raise ValueError(f"this trainer trains U-GAT-IT; config.model is {config.model!r}")
         self._native = _native.Trainer(config)
+        # TrainConfig(cuda_graph=True): steps replay one captured CUDA graph (after warm-up).
+        self._graph_step = CudaGraphStep(self._native) if config.cuda_graph else None
         self.gen_a2b = Generator._wrap(self._native.gen_a2b)
         self.gen_b2a = Generator._wrap(self._native.gen_b2a)
         self.dis_ga = Discriminator._wrap(self._native.dis_ga)
@@ -200,9 +206,21 @@ class Trainer:
             if x.layout != torch.strided or x.device.type not in ("cpu", "cuda"):
                 raise ValueError(f"{name} must be a dense CPU or CUDA tensor, got {x.layout} on {x.device}")
         _check_grad_mode()
-        losses = dict(self._native.step(real_a, real_b))
+        if self._graph_step is not None:
+            values, lr = self._step_lazy(real_a, real_b, None)
+            losses = dict(zip([n for n, _ in values], torch.stack([t for _, t in values]).double().tolist()))
+            losses["lr"] = lr
+        else:
+            losses = dict(self._native.step(real_a, real_b))
         _check_finite(self.step_count, losses)
         return losses
+
+    def _step_lazy(self, real_a: torch.Tensor, real_b: torch.Tensor, grad_hook):
+        """One iteration with the losses left on the device: ``(losses, lr)``."""
+        if self._graph_step is not None and grad_hook is None:
+            with torch.enable_grad():
+                return self._graph_step(real_a, real_b)
+        return self._native.step_lazy(real_a, real_b, grad_hook)
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, path: str | None = None) -> str:
@@ -328,6 +346,10 @@ class Trainer:
         # alone writes logs, samples and checkpoints.
         world, lead = dp.world_size(), dp.rank() == 0
         grad_hook = dp.GradientAverager() if world > 1 else None
+        if world > 1 and self._graph_step is not None:
+            warnings.warn(
+                "cuda_graph: data-parallel steps run eagerly (the gradient averaging is host code)", stacklevel=2
+            )
         loaders = {
             d: DomainLoader(
                 domain_folder(cfg.dataset, f"train{d}"),
@@ -380,7 +402,7 @@ class Trainer:
                     real_a, real_b = dp.local_slice(real_a), dp.local_slice(real_b)
                 real_a = real_a.to(self.device, non_blocking=True)
                 real_b = real_b.to(self.device, non_blocking=True)
-                losses, lr = self._native.step_lazy(real_a, real_b, grad_hook)
+                losses, lr = self._step_lazy(real_a, real_b, grad_hook)
                 run_log.record(step, losses, lr)
                 if run_log.pending >= log_every or step == last:
                     run_log.flush()

@@ -146,6 +146,13 @@ trait Steps: checkpoint::Checkpointable + Send {
     fn pool_sizes(&self) -> Option<(usize, usize)> {
         None
     }
+    /// CUDA-graph training's two halves (U-GAT-IT only; see `Trainer::prepare_replay`).
+    fn prepare_replay(&mut self) -> Result<f64> {
+        Err(crate::Error::config("cuda_graph is for U-GAT-IT's trainer, not CycleGAN's"))
+    }
+    fn step_kernels(&mut self, _a: &Tensor, _b: &Tensor) -> Result<StepLosses> {
+        Err(crate::Error::config("cuda_graph is for U-GAT-IT's trainer, not CycleGAN's"))
+    }
 }
 
 impl Steps for CycleGanTrainer {
@@ -160,6 +167,12 @@ impl Steps for CycleGanTrainer {
 impl<G: UgatitGenerator, D: UgatitDiscriminator> Steps for Trainer<G, D> {
     fn step_reduced(&mut self, a: &Tensor, b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         Trainer::step_reduced(self, a, b, reduce)
+    }
+    fn prepare_replay(&mut self) -> Result<f64> {
+        Trainer::prepare_replay(self)
+    }
+    fn step_kernels(&mut self, a: &Tensor, b: &Tensor) -> Result<StepLosses> {
+        Trainer::step_kernels(self, a, b)
     }
 }
 
@@ -300,6 +313,19 @@ impl PyTrainerBase {
         let losses = step_with_hook(py, &self.inner, real_a.0, real_b.0, grad_hook)?;
         let values = losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect();
         Ok((values, losses.lr))
+    }
+
+    /// CUDA graphs, host half: counts the next iteration, writes its LR and bias corrections to
+    /// the device for the replay that follows; returns the LR.
+    fn prepare_replay(&self, py: Python<'_>) -> PyResult<f64> {
+        unlocked(py, || lock(&self.inner).prepare_replay())
+    }
+
+    /// CUDA graphs, device half: one iteration's kernels without host bookkeeping, for
+    /// `torch.cuda.graph` to capture. Returns the losses (the graph's output tensors).
+    fn step_kernels(&self, py: Python<'_>, real_a: PyTensor, real_b: PyTensor) -> PyResult<Vec<(String, PyTensor)>> {
+        let losses = unlocked(py, move || lock(&self.inner).step_kernels(&real_a.0, &real_b.0))?;
+        Ok(losses.values.into_iter().map(|(n, t)| (n.to_string(), PyTensor(t))).collect())
     }
 
     /// Writes the full training state (networks, optimizers, CycleGAN's pools) to `path`

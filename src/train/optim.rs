@@ -31,10 +31,19 @@ struct Scalars {
     eps: f64,
 }
 
+/// The two numbers that change with the step count (through the bias corrections and the LR),
+/// as 0-d float32 tensors on the parameters' device: the CUDA update reads them there, so its
+/// kernels can be captured once in a CUDA graph and replayed at every later step
+/// ([`Adam::advance`] refills them between replays).
+struct StepScalars {
+    neg_step_size: Tensor,
+    bias_correction2_sqrt: Tensor,
+}
+
 /// The Adam update of one contiguous segment, in place. `addcmul_`/`addcdiv_` (whose `value`
 /// tch cannot pass) get their operand pre-scaled: `v + (s·g)·g` and `p + (s·m)/d` are exactly
 /// PyTorch's `addcmul_(g, g, value=s)` and `addcdiv_(m, d, value=s)`.
-fn update_segment(p: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, s: &Scalars) -> Result<()> {
+fn update_segment(p: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, s: &Scalars, t: &StepScalars) -> Result<()> {
     let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
     // `grad.add(p, alpha=wd)`, which PyTorch's kernels compute as one fused multiply-add: so
     // does `addcmul` (grad + p·wd; a 0-d CPU factor serves any device), where `grad + p * wd`
@@ -48,9 +57,9 @@ fn update_segment(p: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, s: &Scalars
     let _ = v.f_mul_scalar_(s.beta2)?;
     let _ = v.f_addcmul_(&grad.f_mul_scalar(s.one_minus_beta2)?, &grad)?;
     let mut denom = v.f_sqrt()?;
-    let _ = denom.f_div_scalar_(s.bias_correction2_sqrt)?;
+    let _ = denom.f_div_(&t.bias_correction2_sqrt)?;
     let _ = denom.f_add_scalar_(s.eps)?;
-    let _ = p.f_addcdiv_(&m.f_mul_scalar(s.neg_step_size)?, &denom)?;
+    let _ = p.f_addcdiv_(&m.f_mul(&t.neg_step_size)?, &denom)?;
     Ok(())
 }
 
@@ -176,6 +185,8 @@ pub struct Adam {
     flat_params: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
+    /// This step's step-dependent scalars, on the device.
+    step_scalars: StepScalars,
     step: i64,
 }
 
@@ -210,7 +221,9 @@ impl Adam {
         })?;
         let exp_avg = Tensor::f_zeros_like(&flat_params)?;
         let exp_avg_sq = Tensor::f_zeros_like(&flat_params)?;
-        Ok(Self { config, params, offsets, paddings, flat_params, exp_avg, exp_avg_sq, step: 0 })
+        let scalar = || Tensor::f_zeros([], (Kind::Float, device));
+        let step_scalars = StepScalars { neg_step_size: scalar()?, bias_correction2_sqrt: scalar()? };
+        Ok(Self { config, params, offsets, paddings, flat_params, exp_avg, exp_avg_sq, step_scalars, step: 0 })
     }
 
     pub fn params(&self) -> &[Tensor] {
@@ -259,6 +272,32 @@ impl Adam {
     /// kernel launches per group. On the CPU each parameter gets two fused Rust passes; that path
     /// uses the (contiguous) gradients' storage as scratch, so they are spent afterwards.
     pub fn step(&mut self, grads: &[Gradient]) -> Result<()> {
+        self.check_gradients(grads)?;
+        self.advance()?;
+        self.update(grads)
+    }
+
+    /// Counts one more update and writes its step-dependent scalars to the device (kernels
+    /// launched now, outside any captured graph). [`Adam::step`] is `advance` then `apply`; a
+    /// CUDA graph that captured `apply` replays it after each `advance`.
+    pub fn advance(&mut self) -> Result<()> {
+        self.step += 1;
+        let s = self.scalars();
+        tch::no_grad(|| -> Result<()> {
+            let StepScalars { neg_step_size, bias_correction2_sqrt } = &self.step_scalars;
+            let _ = neg_step_size.shallow_clone().f_fill_(s.neg_step_size)?;
+            let _ = bias_correction2_sqrt.shallow_clone().f_fill_(s.bias_correction2_sqrt)?;
+            Ok(())
+        })
+    }
+
+    /// The update of the step counted by the last [`Adam::advance`], from these gradients.
+    pub fn apply(&self, grads: &[Gradient]) -> Result<()> {
+        self.check_gradients(grads)?;
+        self.update(grads)
+    }
+
+    fn check_gradients(&self, grads: &[Gradient]) -> Result<()> {
         if grads.len() != self.params.len() {
             return Err(Error::internal(format!(
                 "Adam.step got {} gradients for {} parameters",
@@ -271,8 +310,10 @@ impl Adam {
                 return Err(Error::internal(format!("parameter {i} received no gradient (not used by the loss?)")));
             }
         }
-        self.check_aliasing()?;
-        self.step += 1;
+        self.check_aliasing()
+    }
+
+    fn update(&self, grads: &[Gradient]) -> Result<()> {
         let scalars = self.scalars();
         let cuda = self.flat_params.device().is_cuda();
         tch::no_grad(|| {
@@ -338,6 +379,7 @@ impl Adam {
             &self.exp_avg.f_narrow(0, start, len)?,
             &self.exp_avg_sq.f_narrow(0, start, len)?,
             scalars,
+            &self.step_scalars,
         )
     }
 
@@ -498,8 +540,8 @@ mod tests {
         let mut b = Adam::new(pb.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
         for group in [CUDA_GROUP, 100, 300, 1] {
             let grads = Gradient::dense_all(&pa.iter().map(|p| p.randn_like()).collect::<Vec<_>>());
-            a.step += 1;
-            b.step += 1;
+            a.advance().unwrap();
+            b.advance().unwrap();
             let s = a.scalars();
             tch::no_grad(|| a.update_grouped(&grads, &s, group)).unwrap();
             tch::no_grad(|| b.update_cpu(&grads, &s)).unwrap();
@@ -539,12 +581,12 @@ mod tests {
             Gradient::Dense(small_grad.copy()),
         ];
         let (expected, mut reference) = fresh();
-        reference.step += 1;
+        reference.advance().unwrap();
         let s = reference.scalars();
         tch::no_grad(|| reference.update_grouped(&dense, &s, CUDA_GROUP)).unwrap();
         for group in [CUDA_GROUP, 120, 7, 1] {
             let (got, mut adam) = fresh();
-            adam.step += 1;
+            adam.advance().unwrap();
             tch::no_grad(|| adam.update_grouped(&outer, &s, group)).unwrap();
             for (x, y) in got.iter().zip(&expected) {
                 assert!((x - y).abs().max().double_value(&[]) < 1e-7, "group {group}");

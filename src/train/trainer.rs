@@ -58,6 +58,14 @@ pub struct Trainer<G = Generator, D = Discriminator> {
     pub(crate) step: i64,
 }
 
+/// Who counts an iteration: the step itself ([`Trainer::step`]), or [`Trainer::prepare_replay`]
+/// before it (CUDA graphs, whose replays run no host code).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    InStep,
+    Prepared,
+}
+
 /// The global and local discriminators' outputs on one domain's images.
 struct Judged {
     global: Output,
@@ -211,7 +219,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         let buffers = self.snapshot_buffers()?;
         let d_updates = self.d_optim.step_count();
         let compute = self.compute;
-        let result = tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce)));
+        let result =
+            tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce, Counting::InStep)));
         // Recording FC.0's calls is for the step alone: other forwards run the plain layer.
         for gen in [&self.gen_a2b, &self.gen_b2a] {
             lock(gen).record_linear_calls(false);
@@ -231,12 +240,55 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         result
     }
 
-    fn step_inner(&mut self, real_a: &Tensor, real_b: &Tensor, mut reduce: GradientHook<'_>) -> Result<StepLosses> {
+    /// CUDA graphs, host half: counts the next iteration and writes its LR and Adam's bias
+    /// corrections to the device, for a replay of the kernels [`Trainer::step_kernels`]
+    /// captured. Returns the iteration's LR.
+    pub fn prepare_replay(&mut self) -> Result<f64> {
+        let step = self.step + 1;
+        let lr = lr_at(self.config.lr, step, self.config.iteration, self.config.decay_flag);
+        for optim in [&mut self.d_optim, &mut self.g_optim] {
+            optim.set_lr(lr);
+            optim.advance()?;
+        }
+        self.step = step;
+        Ok(lr)
+    }
+
+    /// CUDA graphs, device half: one iteration's kernels and nothing else (no step count, LR
+    /// or rollback bookkeeping, no host synchronisation), as a CUDA graph captures them. Each
+    /// replay must follow a [`Trainer::prepare_replay`]; the losses it returns are the graph's
+    /// output tensors, overwritten by the next replay.
+    pub fn step_kernels(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
+        self.check_batch(real_a, "real_a")?;
+        self.check_batch(real_b, "real_b")?;
+        let compute = self.compute;
+        let result =
+            tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, None, Counting::Prepared)));
+        for gen in [&self.gen_a2b, &self.gen_b2a] {
+            lock(gen).record_linear_calls(false);
+        }
+        result
+    }
+
+    fn step_inner(
+        &mut self,
+        real_a: &Tensor,
+        real_b: &Tensor,
+        mut reduce: GradientHook<'_>,
+        counting: Counting,
+    ) -> Result<StepLosses> {
         let cfg = self.config.clone();
         let step = self.step + 1;
-        let lr = lr_at(cfg.lr, step, cfg.iteration, cfg.decay_flag);
+        let lr = match counting {
+            Counting::InStep => lr_at(cfg.lr, step, cfg.iteration, cfg.decay_flag),
+            Counting::Prepared => self.lr(),
+        };
         self.g_optim.set_lr(lr);
         self.d_optim.set_lr(lr);
+        let update = |optim: &mut Adam, grads: &[Gradient]| match counting {
+            Counting::InStep => optim.step(grads),
+            Counting::Prepared => optim.apply(grads),
+        };
 
         let gen_a2b = lock(&self.gen_a2b);
         let gen_b2a = lock(&self.gen_b2a);
@@ -292,7 +344,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         if let Some(reduce) = reduce.as_mut() {
             reduce(&d_grads)?;
         }
-        self.d_optim.step(&Gradient::dense_all(&d_grads))?;
+        update(&mut self.d_optim, &Gradient::dense_all(&d_grads))?;
         drop(d_grads);
 
         // ---- G update.
@@ -326,7 +378,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
             reduce(&dense)?;
             g_grads = Gradient::dense_all(&dense);
         }
-        self.g_optim.step(&g_grads)?;
+        update(&mut self.g_optim, &g_grads)?;
         drop(g_grads);
 
         // RhoClipper(0, 1) on both generators.
@@ -336,7 +388,9 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
             }
             Ok(())
         })?;
-        self.step = step;
+        if counting == Counting::InStep {
+            self.step = step;
+        }
 
         values.insert(0, ("g_loss", g_loss.f_detach()?));
         values.insert(0, ("d_loss", d_loss.f_detach()?));
