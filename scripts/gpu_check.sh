@@ -43,13 +43,13 @@ elif [ "${1:-}" = "speed" ]; then
     for args in "--light --amp" "--light --opt-ins {\"cuda_graph\":true}" "--opt-ins {\"cuda_graph\":true}" \
                 "--light --opt-ins {\"precision\":\"bf16\",\"cuda_graph\":true}" "--light --opt-ins {\"precision\":\"bf16\"}" "--amp"; do
         # shellcheck disable=SC2086
-        part 90 python3 bench/train_step.py $COMMON $args 2>&1 | grep -E "step_ratio|mem_ratio|amp.*ratio|Error|Warning" | head -8
+        part 90 python3 bench/train_step.py $COMMON $args 2>&1 | grep -E "step_ratio|mem_ratio|reserved_ratio|amp.*ratio|replays|Error|Warning" | head -8
     done
     part 150 python3 scripts/bf16_quality.py train --device cuda --out "$OUT/bf16_quality" 2>&1 | tail -4
     part 90 python3 bench/profile_step.py --device cuda --img-size 256 --ch 64 --n-res 4 --light --out "$OUT/profile_light_256.md" 2>&1 | tail -2
     for args in "--light --opt-ins {\"channels_last\":true}" "--light --opt-ins {\"precision\":\"bf16\",\"channels_last\":true,\"cuda_graph\":true}"; do
         # shellcheck disable=SC2086
-        part 90 python3 bench/train_step.py $COMMON $args 2>&1 | grep -E "step_ratio|mem_ratio|Error" | head -4
+        part 90 python3 bench/train_step.py $COMMON $args 2>&1 | grep -E "step_ratio|mem_ratio|reserved_ratio|Error" | head -4
     done
     echo "speed run: ${SECONDS} s" | tee -a "$OUT/gpu.txt"
     exit 0
