@@ -115,6 +115,26 @@ def test_weight_decay_is_coupled_l2():
     _compare_params(trainer, ref, lr=1e-4)
 
 
+@pytest.mark.parametrize("light", [True, False])
+def test_gradient_hook_sees_whole_gradients(light):
+    """A gradient hook (data-parallel averaging) gets every gradient whole, in parameter order
+    and shape, the full model's FC.0 included (the trainer otherwise leaves FC.0's gradient to
+    Adam as factors); a hook that changes nothing changes nothing."""
+    plain, hooked = _pair(light)[0], _pair(light)[0]
+    shapes = []
+    real_a, real_b = _batches(1, 2, 96)[0]
+    plain._native.step(real_a, real_b)
+    hooked._native.step(real_a, real_b, lambda grads: shapes.append([tuple(g.shape) for g in grads]))
+    d_shapes = [
+        tuple(p.shape) for n in ("dis_ga", "dis_gb", "dis_la", "dis_lb") for p in getattr(hooked, n).parameters()
+    ]
+    g_shapes = [tuple(p.shape) for n in ("gen_a2b", "gen_b2a") for p in getattr(hooked, n).parameters()]
+    assert shapes == [d_shapes, g_shapes]
+    for name, net in plain.networks().items():
+        theirs = hooked.networks()[name].state_dict()
+        assert all(torch.equal(v, theirs[k]) for k, v in net.state_dict().items()), name
+
+
 def test_trainer_networks_are_live_views():
     trainer, _ = _pair(True)
     p = dict(trainer.gen_a2b.named_parameters())["conv1x1.bias"]

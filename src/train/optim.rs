@@ -141,7 +141,10 @@ impl Gradient {
     pub fn dense(&self) -> Result<Tensor> {
         match self {
             Gradient::Dense(g) => Ok(g.shallow_clone()),
-            Gradient::Outer { grad_output, .. } => self.rows(0, grad_output.size()[1]),
+            Gradient::Outer { grad_output, .. } => {
+                let out = grad_output.size()[1];
+                Ok(self.rows(0, out)?.f_view([out, -1])?)
+            }
         }
     }
 

@@ -218,13 +218,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         self.check_batch(real_b, "real_b")?;
         let buffers = self.snapshot_buffers()?;
         let d_updates = self.d_optim.step_count();
-        let compute = self.compute;
-        let result =
-            tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce, Counting::InStep)));
-        // Recording FC.0's calls is for the step alone: other forwards run the plain layer.
-        for gen in [&self.gen_a2b, &self.gen_b2a] {
-            lock(gen).record_linear_calls(false);
-        }
+        let result = self.run_inner(real_a, real_b, reduce, Counting::InStep);
         if result.is_err() {
             if self.d_optim.step_count() != d_updates {
                 // The D update happened: its buffers moved on with it, so keep them too.
@@ -261,9 +255,21 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     pub fn step_kernels(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
+        self.run_inner(real_a, real_b, None, Counting::Prepared)
+    }
+
+    /// `step_inner` with autograd on and this trainer's compute settings. FC.0's calls are
+    /// recorded (`crate::nn::recorded_linear`) for its duration alone: other forwards run the
+    /// plain layer.
+    fn run_inner(
+        &mut self,
+        real_a: &Tensor,
+        real_b: &Tensor,
+        reduce: GradientHook<'_>,
+        counting: Counting,
+    ) -> Result<StepLosses> {
         let compute = self.compute;
-        let result =
-            tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, None, Counting::Prepared)));
+        let result = tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce, counting)));
         for gen in [&self.gen_a2b, &self.gen_b2a] {
             lock(gen).record_linear_calls(false);
         }
