@@ -2,8 +2,10 @@
 
 On the CPU: the two halves a replay is made of (``prepare_replay``, the host bookkeeping, and
 ``step_kernels``, the device work a graph captures) compute exactly what ``step`` computes,
-LR decay and the full model's factored FC.0 gradient included. On CUDA: a graph-replayed run
-matches an eager run, and a batch of another shape steps eagerly."""
+LR decay and the full model's factored FC.0 gradient included; and the wrapper's control flow
+(warm-up, one capture, prepare-copy-replay, eager fallbacks) against stand-ins for torch.cuda's
+graph API. On CUDA: a graph-replayed run matches an eager run, and a batch of another shape
+steps eagerly."""
 
 import pytest
 import torch
@@ -78,3 +80,86 @@ def test_other_batch_shapes_step_eagerly():
     losses = trainer.step(a, b)
     assert trainer._graph_step.replays == replays and trainer.step_count == 5
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+
+
+class _FakeNative:
+    """Stands in for the native trainer: records the calls the graph wrapper makes."""
+
+    def __init__(self, fail_capture=False):
+        self.calls, self.fail_capture = [], fail_capture
+
+    def step_lazy(self, a, b, grad_hook=None):
+        self.calls.append("eager")
+        return [("d_loss", a.sum())], 0.5
+
+    def prepare_replay(self):
+        self.calls.append("prepare")
+        return 0.25
+
+    def step_kernels(self, a, b):
+        self.calls.append("capture")
+        if self.fail_capture:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.static, self.loss = a, torch.zeros(())
+        return [("d_loss", self.loss)]
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """torch.cuda's stream and graph API on the CPU: a 'capture' runs the body once (as the
+    fake native's step_kernels only records), a replay recomputes the loss from the static input."""
+    import contextlib
+
+    natives = []
+
+    class Graph:
+        def replay(self):
+            native = natives[-1]
+            native.calls.append("replay")
+            native.loss.fill_(native.static.sum())
+
+    class Stream:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: Stream())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    return natives
+
+
+def test_graph_step_warms_up_captures_once_and_replays(fake_cuda):
+    from ugatit_rs._cuda_graph import CudaGraphStep
+
+    native = _FakeNative()
+    fake_cuda.append(native)
+    step = CudaGraphStep(native, warmup=2)
+    batches = [(torch.full((1, 3, 4, 4), float(i)), torch.zeros(1, 3, 4, 4)) for i in range(5)]
+    results = [step(a, b) for a, b in batches]
+    assert native.calls == ["eager", "eager", "capture"] + ["prepare", "replay"] * 3
+    # Each replay saw its own batch (copied into the static input) and returned its own loss.
+    assert [float(losses[0][1]) for losses, _ in results] == [0.0, 48.0, 96.0, 144.0, 192.0]
+    assert [lr for _, lr in results] == [0.5, 0.5, 0.25, 0.25, 0.25]
+    assert step.replays == 3 and step.captured
+    step(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4))  # another batch shape: eager
+    assert native.calls[-1] == "eager" and step.replays == 3
+
+
+def test_failed_capture_warns_and_steps_eagerly(fake_cuda):
+    from ugatit_rs._cuda_graph import CudaGraphStep
+
+    native = _FakeNative(fail_capture=True)
+    fake_cuda.append(native)
+    step = CudaGraphStep(native, warmup=1)
+    a = torch.ones(1, 3, 4, 4)
+    step(a, a)
+    with pytest.warns(RuntimeWarning, match="capturing the training step failed.*stream is capturing"):
+        step(a, a)
+    step(a, a)
+    assert native.calls == ["eager", "capture", "eager", "eager"] and not step.captured
