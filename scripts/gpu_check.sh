@@ -8,6 +8,10 @@
 # quality runs (scored afterwards here: scripts/bf16_quality.py score) and profiles. The
 # metrics' Inception weights (87 MB) exceed what a device call can carry, so the GPU
 # feature-extraction benchmark needs them installed there another way.
+#
+# Here first: `maturin build --release --features python --out .whl` (a 2 MB wheel; the device
+# machine builds nothing), then the device tool's `run` with carry [".whl"] and the command
+# `bash scripts/gpu_check.sh speed`.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
