@@ -31,13 +31,15 @@ struct Scalars {
     eps: f64,
 }
 
-/// The two numbers that change with the step count (through the bias corrections and the LR),
-/// as 0-d float32 tensors on the parameters' device: the CUDA update reads them there, so its
+/// The numbers the CUDA update reads from the device, as 0-d float32 tensors there: the two that
+/// change with the step count (through the bias corrections and the LR), so that the update's
 /// kernels can be captured once in a CUDA graph and replayed at every later step
-/// ([`Adam::advance`] refills them between replays).
+/// ([`Adam::advance`] refills them between replays), and the weight decay, which is a tensor
+/// operand of `addcmul` (a CPU scalar tensor there would be refused on CUDA).
 struct StepScalars {
     neg_step_size: Tensor,
     bias_correction2_sqrt: Tensor,
+    weight_decay: Tensor,
 }
 
 /// The Adam update of one contiguous segment, in place. `addcmul_`/`addcdiv_` (whose `value`
@@ -45,14 +47,9 @@ struct StepScalars {
 /// PyTorch's `addcmul_(g, g, value=s)` and `addcdiv_(m, d, value=s)`.
 fn update_segment(p: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, s: &Scalars, t: &StepScalars) -> Result<()> {
     let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
-    // `grad.add(p, alpha=wd)`, which PyTorch's kernels compute as one fused multiply-add: so
-    // does `addcmul` (grad + p·wd; a 0-d CPU factor serves any device), where `grad + p * wd`
-    // would round twice.
-    let grad = if s.weight_decay != 0.0 {
-        grad.f_addcmul(&p, &Tensor::from(s.weight_decay as f32))?
-    } else {
-        grad.shallow_clone()
-    };
+    // `grad.add(p, alpha=wd)`, which PyTorch's CPU kernels compute as one fused multiply-add:
+    // so does `addcmul` (grad + p·wd) there, where `grad + p * wd` would round twice.
+    let grad = if s.weight_decay != 0.0 { grad.f_addcmul(&p, &t.weight_decay)? } else { grad.shallow_clone() };
     let _ = m.f_lerp_(&grad, s.one_minus_beta1)?;
     let _ = v.f_mul_scalar_(s.beta2)?;
     let _ = v.f_addcmul_(&grad.f_mul_scalar(s.one_minus_beta2)?, &grad)?;
@@ -225,7 +222,8 @@ impl Adam {
         let exp_avg = Tensor::f_zeros_like(&flat_params)?;
         let exp_avg_sq = Tensor::f_zeros_like(&flat_params)?;
         let scalar = || Tensor::f_zeros([], (Kind::Float, device));
-        let step_scalars = StepScalars { neg_step_size: scalar()?, bias_correction2_sqrt: scalar()? };
+        let step_scalars =
+            StepScalars { neg_step_size: scalar()?, bias_correction2_sqrt: scalar()?, weight_decay: scalar()? };
         Ok(Self { config, params, offsets, paddings, flat_params, exp_avg, exp_avg_sq, step_scalars, step: 0 })
     }
 
@@ -287,9 +285,10 @@ impl Adam {
         self.step += 1;
         let s = self.scalars();
         tch::no_grad(|| -> Result<()> {
-            let StepScalars { neg_step_size, bias_correction2_sqrt } = &self.step_scalars;
+            let StepScalars { neg_step_size, bias_correction2_sqrt, weight_decay } = &self.step_scalars;
             let _ = neg_step_size.shallow_clone().f_fill_(s.neg_step_size)?;
             let _ = bias_correction2_sqrt.shallow_clone().f_fill_(s.bias_correction2_sqrt)?;
+            let _ = weight_decay.shallow_clone().f_fill_(s.weight_decay)?;
             Ok(())
         })
     }
@@ -538,7 +537,9 @@ mod tests {
                 .map(|s| Tensor::randn(*s, (Kind::Float, Device::Cpu)).set_requires_grad(true))
                 .collect::<Vec<_>>()
         };
-        let (pa, pb) = (make(), make());
+        // One draw, copied: the global RNG is shared with tests running in other threads.
+        let pa = make();
+        let pb: Vec<Tensor> = pa.iter().map(|t| t.detach().copy().set_requires_grad(true)).collect();
         let mut a = Adam::new(pa.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
         let mut b = Adam::new(pb.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
         for group in [CUDA_GROUP, 100, 300, 1] {
