@@ -3,7 +3,11 @@
 //! - the two translations `G_A2B(real_A)`, `G_B2A(real_B)` are computed once and serve both the
 //!   D step (detached) and the G step — G's weights do not change in between;
 //! - each backward asks autograd only for the gradients its optimizer uses (D's for the D loss,
-//!   G's for the G loss), instead of filling and then discarding the other networks' grads.
+//!   G's for the G loss), instead of filling and then discarding the other networks' grads;
+//! - the full model's FC.0 weight gradient reaches Adam as its factors (`nn::recorded_linear`).
+//!
+//! The step also comes in two halves for CUDA graphs: [`Trainer::step_kernels`] (device work,
+//! captured once) and [`Trainer::prepare_replay`] (the host bookkeeping before each replay).
 
 use super::losses::{bce_with_logits_to, l1, mse_to};
 use super::optim::{Adam, AdamConfig, Gradient};
