@@ -1,13 +1,14 @@
 """bf16 training's effect on quality (issue #15): KID of the demo's light U-GAT-IT trained in
-float32 and in bf16 (TrainConfig.precision), each with two seeds so the seed-to-seed spread
+float32 and in bf16 (TrainConfig.precision), each with several seeds so the seed-to-seed spread
 shows the noise the difference must be read against.
 
-  python scripts/bf16_quality.py train --device cuda --out DIR   # on the accelerator: trains,
-                                                                 # keeps the generators (small)
-  python scripts/bf16_quality.py score DIR                       # here: KID x100 per run
+  python scripts/bf16_quality.py train --device cuda --out DIR   # trains, keeps the generators
+  python scripts/bf16_quality.py score DIR                       # KID x100 per run, and summary
 
 Training runs `ugatit_rs.demo.run` (600 iterations, 96 px, ch 16); scoring needs the metrics
-extra's Inception weights, which the accelerator machine does not have.
+extra's Inception weights (the accelerator machine does not have them: score here). Scoring
+translates --n-test fresh test images per domain of each run's demo dataset (more than the
+demo's own 16, for a steadier KID).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tempfile
 
 import torch
 
-RUNS = [(precision, seed) for precision in ("fp32", "bf16") for seed in (0, 1)]
+PRECISIONS = ("fp32", "bf16")
 DEMO = dict(img_size=96, ch=16, n_res=2, n_test=16)
 
 
@@ -28,7 +29,7 @@ def train(args) -> None:
     from ugatit_rs import demo
 
     os.makedirs(args.out, exist_ok=True)
-    for precision, seed in RUNS:
+    for precision, seed in [(p, s) for p in PRECISIONS for s in args.seeds]:
         with tempfile.TemporaryDirectory() as work:
             summary = demo.run(
                 work,
@@ -66,12 +67,14 @@ def score(args) -> None:
     from ugatit_rs import _native
     from ugatit_rs.evaluation import compare_folders
 
+    with open(os.path.join(args.dir, "runs.jsonl")) as f:
+        runs = [(r["precision"], r["seed"]) for r in map(json.loads, f)]
     print(f"{'run':<10}{'KID x100 A2B':>14}{'KID x100 B2A':>14}")
     results = {}
-    for precision, seed in RUNS:
+    for precision, seed in runs:
         with tempfile.TemporaryDirectory() as work:
             data = os.path.join(work, "demo")
-            _native.write_demo_dataset(data, 200, DEMO["n_test"], DEMO["img_size"], seed)
+            _native.write_demo_dataset(data, 200, args.n_test, DEMO["img_size"], seed)
             row = {}
             for direction, source, target in (("A2B", "testA", "testB"), ("B2A", "testB", "testA")):
                 g = ug.Generator(ngf=DEMO["ch"], n_blocks=DEMO["n_res"], img_size=DEMO["img_size"], light=True)
@@ -86,11 +89,16 @@ def score(args) -> None:
                 scores = compare_folders(os.path.join(data, target), fakes, progress=False)
                 row[direction] = scores["kid_x100"]
             results[(precision, seed)] = row
-            print(f"{precision}/s{seed:<5}{row['A2B']:>14.2f}{row['B2A']:>14.2f}")
+            print(f"{precision}/s{seed:<5}{row['A2B']:>14.2f}{row['B2A']:>14.2f}", flush=True)
+    seeds = sorted({s for p, s in results if all((q, s) in results for q in PRECISIONS)})
     for direction in ("A2B", "B2A"):
-        spread = abs(results[("fp32", 0)][direction] - results[("fp32", 1)][direction])
-        diff = np.mean([results[("bf16", s)][direction] - results[("fp32", s)][direction] for s in (0, 1)])
-        print(f"{direction}: bf16 - fp32 = {diff:+.2f} (mean over seeds); fp32 seed-to-seed spread {spread:.2f}")
+        kid = {p: np.array([results[(p, s)][direction] for s in seeds]) for p in PRECISIONS}
+        diff = kid["bf16"] - kid["fp32"]
+        print(
+            f"{direction}: fp32 {kid['fp32'].mean():.2f} ± {kid['fp32'].std(ddof=1):.2f}, "
+            f"bf16 {kid['bf16'].mean():.2f} ± {kid['bf16'].std(ddof=1):.2f} (mean ± seed-to-seed sd, "
+            f"{len(seeds)} seeds); bf16 - fp32 per seed {np.round(diff, 2).tolist()}, mean {diff.mean():+.2f}"
+        )
 
 
 def main() -> None:
@@ -100,8 +108,10 @@ def main() -> None:
     t.add_argument("--device", default="cuda")
     t.add_argument("--out", required=True)
     t.add_argument("--iteration", type=int, default=600)
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     s = sub.add_parser("score")
     s.add_argument("dir")
+    s.add_argument("--n-test", type=int, default=64, help="test images per domain to translate and score")
     args = ap.parse_args()
     {"train": train, "score": score}[args.cmd](args)
 
