@@ -162,9 +162,48 @@ impl Generator {
 
     fn forward_impl(&self, input: &Tensor) -> Result<Output> {
         self.check_input(input)?;
+        let (x, cam_logit, heatmap) = self.body(self.stem(input)?)?;
+        Output { out: self.head(&x)?, cam_logit, heatmap }.full()
+    }
 
-        // Encoder: RP3-conv7-IN-ReLU, two RP1-conv3/s2-IN-ReLU, then the residual blocks.
-        let mut x = instance_norm(&self.down_convs[0].forward(&reflection_pad(input, 3)?)?)?.f_relu()?;
+    /// `(forward(first), forward(second))` for two batches of one shape, the middle of the
+    /// network run once over both. On the CPU the 7×7 stem and output convolutions, whose 3
+    /// channels oneDNN handles worse batched than one batch at a time, run per batch; that also
+    /// spares the stem the input gradient of a batch that needs none (real images). Elsewhere
+    /// (GPU: fewer launches) the whole network runs over the concatenated batch.
+    pub fn forward_pair(&self, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
+        if first.device() != Device::Cpu || first.size() != second.size() {
+            let both = Tensor::f_cat(&[first.shallow_clone(), second.shallow_clone()], 0)?;
+            return self.forward_impl(&both)?.split_batch(first.size()[0]);
+        }
+        self.check_input(first)?;
+        self.check_input(second)?;
+        let n = first.size()[0];
+        let stems = Tensor::f_cat(&[self.stem(first)?, self.stem(second)?], 0)?;
+        let (x, cam_logit, heatmap) = self.body(stems)?;
+        let half = |t: &Tensor, second: bool| -> Result<Tensor> {
+            Ok(if second { t.f_narrow(0, n, n)? } else { t.f_narrow(0, 0, n)? })
+        };
+        let output = |second: bool| -> Result<Output> {
+            Output {
+                out: self.head(&half(&x, second)?)?,
+                cam_logit: half(&cam_logit, second)?,
+                heatmap: half(&heatmap, second)?,
+            }
+            .full()
+        };
+        Ok((output(false)?, output(true)?))
+    }
+
+    /// RP3 and the 7×7 stem convolution.
+    fn stem(&self, input: &Tensor) -> Result<Tensor> {
+        self.down_convs[0].forward(&reflection_pad(input, 3)?)
+    }
+
+    /// From the stem's output to the last up-sampling stage: `(features, cam_logit, heatmap)`.
+    fn body(&self, stem: Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        // Encoder: (stem)-IN-ReLU, two RP1-conv3/s2-IN-ReLU, then the residual blocks.
+        let mut x = instance_norm(&stem)?.f_relu()?;
         for conv in &self.down_convs[1..] {
             x = instance_norm(&conv.forward(&reflection_pad(&x, 1)?)?)?.f_relu()?;
         }
@@ -195,8 +234,12 @@ impl Generator {
             x = x.f_upsample_nearest2d_vec(None::<&[i64]>, &[2.0, 2.0][..])?;
             x = stage.norm.forward(&stage.conv.forward(&reflection_pad(&x, 1)?)?)?.f_relu()?;
         }
-        let out = self.out_conv.forward(&reflection_pad(&x, 3)?)?.f_tanh()?;
-        Output { out, cam_logit, heatmap }.full()
+        Ok((x, cam_logit, heatmap))
+    }
+
+    /// RP3, the 7×7 output convolution and tanh.
+    fn head(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.out_conv.forward(&reflection_pad(x, 3)?)?.f_tanh()?)
     }
 }
 
@@ -239,6 +282,32 @@ mod tests {
             assert_eq!(o.cam_logit.size(), [2, 2]);
             assert_eq!(o.heatmap.size(), [2, 1, 4, 4]);
             assert!(o.out.abs().max().double_value(&[]) <= 1.0);
+        }
+    }
+
+    #[test]
+    fn forward_pair_is_two_forwards() {
+        for light in [true, false] {
+            let g = Generator::new(tiny(light), Device::Cpu).unwrap();
+            let first = (Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0).set_requires_grad(true);
+            let second = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+            let (a, b) = g.forward_pair(&first, &second).unwrap();
+            for (pair, single) in [(a, g.forward(&first).unwrap()), (b, g.forward(&second).unwrap())] {
+                for (x, y) in
+                    [(&pair.out, &single.out), (&pair.cam_logit, &single.cam_logit), (&pair.heatmap, &single.heatmap)]
+                {
+                    assert_eq!(x.size(), y.size());
+                    assert!((x - y).abs().max().double_value(&[]) < 1e-5, "light={light}");
+                }
+            }
+            // Gradients reach the first batch (the second, real images, needs none).
+            let grad = Tensor::run_backward(
+                &[&g.forward_pair(&first, &second).unwrap().0.out.sum(Kind::Float)],
+                &[&first],
+                false,
+                false,
+            );
+            assert!(grad[0].abs().sum(Kind::Float).double_value(&[]) > 0.0);
         }
     }
 

@@ -85,13 +85,6 @@ impl Judged {
     }
 }
 
-/// `gen` over `first` and `second` in one batched call, split back into the two outputs: the same
-/// per-image result (every layer works per image) with half the calls, hence half the kernels.
-fn forward_pair<G: UgatitGenerator>(gen: &G, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
-    let both = Tensor::f_cat(&[first.shallow_clone(), second.shallow_clone()], 0)?;
-    gen.forward(&both)?.split_batch(first.size()[0])
-}
-
 impl Trainer {
     /// The PyTorch-variant trainer (`config.variant` must be "pytorch").
     pub fn new(config: TrainConfig) -> Result<Self> {
@@ -358,8 +351,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         drop(d_grads);
 
         // ---- G update.
-        let (a2b2a, a2a) = forward_pair(&*gen_b2a, &a2b.out, real_a)?;
-        let (b2a2b, b2b) = forward_pair(&*gen_a2b, &b2a.out, real_b)?;
+        let (a2b2a, a2a) = gen_b2a.forward_pair(&a2b.out, real_a)?;
+        let (b2a2b, b2b) = gen_a2b.forward_pair(&b2a.out, real_b)?;
         let fake_judged_a = judge_a(&b2a.out)?;
         let fake_judged_b = judge_b(&a2b.out)?;
         let g_loss_a = g_domain_loss(
