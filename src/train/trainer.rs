@@ -70,6 +70,28 @@ enum Counting {
     Prepared,
 }
 
+/// FC.0's calls are recorded (`crate::nn::recorded_linear`) while this lives. Declared after the
+/// generators' locks, it is dropped before them on every way out of a step, so no other
+/// caller's forward ever runs the recorded layer.
+struct Recording<'a, G: UgatitGenerator>([&'a G; 2]);
+
+impl<'a, G: UgatitGenerator> Recording<'a, G> {
+    fn start(generators: [&'a G; 2]) -> Self {
+        for gen in generators {
+            gen.record_linear_calls(true);
+        }
+        Self(generators)
+    }
+}
+
+impl<G: UgatitGenerator> Drop for Recording<'_, G> {
+    fn drop(&mut self) {
+        for gen in self.0 {
+            gen.record_linear_calls(false);
+        }
+    }
+}
+
 /// The global and local discriminators' outputs on one domain's images.
 struct Judged {
     global: Output,
@@ -255,9 +277,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         self.run_inner(real_a, real_b, None, Counting::Prepared)
     }
 
-    /// `step_inner` with autograd on and this trainer's compute settings. FC.0's calls are
-    /// recorded (`crate::nn::recorded_linear`) for its duration alone: other forwards run the
-    /// plain layer.
+    /// `step_inner` with autograd on and this trainer's compute settings.
     fn run_inner(
         &mut self,
         real_a: &Tensor,
@@ -266,11 +286,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         counting: Counting,
     ) -> Result<StepLosses> {
         let compute = self.compute;
-        let result = tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce, counting)));
-        for gen in [&self.gen_a2b, &self.gen_b2a] {
-            lock(gen).record_linear_calls(false);
-        }
-        result
+        tch::with_grad(|| with_compute(compute, || self.step_inner(real_a, real_b, reduce, counting)))
     }
 
     fn step_inner(
@@ -295,8 +311,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
 
         let gen_a2b = lock(&self.gen_a2b);
         let gen_b2a = lock(&self.gen_b2a);
-        gen_a2b.record_linear_calls(true);
-        gen_b2a.record_linear_calls(true);
+        let _recording = Recording::start([&*gen_a2b, &*gen_b2a]);
         let mut dis = [&self.dis_ga, &self.dis_gb, &self.dis_la, &self.dis_lb].map(lock);
         for d in dis.iter_mut() {
             d.set_training(true);
