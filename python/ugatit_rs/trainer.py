@@ -218,8 +218,7 @@ class Trainer:
     def _step_lazy(self, real_a: torch.Tensor, real_b: torch.Tensor, grad_hook):
         """One iteration with the losses left on the device: ``(losses, lr)``."""
         if self._graph_step is not None and grad_hook is None:
-            with torch.enable_grad():
-                return self._graph_step(real_a, real_b)
+            return self._graph_step(real_a, real_b)
         return self._native.step_lazy(real_a, real_b, grad_hook)
 
     # -- checkpoints -----------------------------------------------------------------------------

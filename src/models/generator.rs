@@ -173,8 +173,7 @@ impl Generator {
     /// (GPU: fewer launches) the whole network runs over the concatenated batch.
     pub fn forward_pair(&self, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
         if first.device() != Device::Cpu || first.size() != second.size() {
-            let both = Tensor::f_cat(&[first.shallow_clone(), second.shallow_clone()], 0)?;
-            return self.forward_impl(&both)?.split_batch(first.size()[0]);
+            return super::forward_concatenated(self, first, second);
         }
         self.check_input(first)?;
         self.check_input(second)?;

@@ -126,9 +126,14 @@ pub trait UgatitGenerator: Network + Sized {
     /// `(forward(first), forward(second))` in one batched call: the same per-image result
     /// (every layer works per image) with half the calls.
     fn forward_pair(&self, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
-        let both = Tensor::f_cat(&[first.shallow_clone(), second.shallow_clone()], 0)?;
-        self.forward(&both)?.split_batch(first.size()[0])
+        forward_concatenated(self, first, second)
     }
+}
+
+/// `net` over `first` and `second` concatenated along the batch, split back into two outputs.
+pub(crate) fn forward_concatenated<N: Network>(net: &N, first: &Tensor, second: &Tensor) -> Result<(Output, Output)> {
+    let both = Tensor::f_cat(&[first.shallow_clone(), second.shallow_clone()], 0)?;
+    net.forward(&both)?.split_batch(first.size()[0])
 }
 
 /// A U-GAT-IT discriminator as the trainer builds it (either variant).

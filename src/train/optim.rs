@@ -36,7 +36,7 @@ struct Scalars {
 /// kernels can be captured once in a CUDA graph and replayed at every later step
 /// ([`Adam::advance`] refills them between replays), and the weight decay, which is a tensor
 /// operand of `addcmul` (a CPU scalar tensor there would be refused on CUDA).
-struct StepScalars {
+struct DeviceScalars {
     neg_step_size: Tensor,
     bias_correction2_sqrt: Tensor,
     weight_decay: Tensor,
@@ -45,7 +45,7 @@ struct StepScalars {
 /// The Adam update of one contiguous segment, in place. `addcmul_`/`addcdiv_` (whose `value`
 /// tch cannot pass) get their operand pre-scaled: `v + (s·g)·g` and `p + (s·m)/d` are exactly
 /// PyTorch's `addcmul_(g, g, value=s)` and `addcdiv_(m, d, value=s)`.
-fn update_segment(p: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, s: &Scalars, t: &StepScalars) -> Result<()> {
+fn update_segment(p: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, s: &Scalars, t: &DeviceScalars) -> Result<()> {
     let (mut p, mut m, mut v) = (p.shallow_clone(), m.shallow_clone(), v.shallow_clone());
     // `grad.add(p, alpha=wd)`, which PyTorch's CPU kernels compute as one fused multiply-add:
     // so does `addcmul` (grad + p·wd) there, where `grad + p * wd` would round twice.
@@ -185,8 +185,8 @@ pub struct Adam {
     flat_params: Tensor,
     exp_avg: Tensor,
     exp_avg_sq: Tensor,
-    /// This step's step-dependent scalars, on the device.
-    step_scalars: StepScalars,
+    /// The scalars the CUDA update reads from the device.
+    device_scalars: DeviceScalars,
     step: i64,
 }
 
@@ -222,9 +222,9 @@ impl Adam {
         let exp_avg = Tensor::f_zeros_like(&flat_params)?;
         let exp_avg_sq = Tensor::f_zeros_like(&flat_params)?;
         let scalar = || Tensor::f_zeros([], (Kind::Float, device));
-        let step_scalars =
-            StepScalars { neg_step_size: scalar()?, bias_correction2_sqrt: scalar()?, weight_decay: scalar()? };
-        Ok(Self { config, params, offsets, paddings, flat_params, exp_avg, exp_avg_sq, step_scalars, step: 0 })
+        let device_scalars =
+            DeviceScalars { neg_step_size: scalar()?, bias_correction2_sqrt: scalar()?, weight_decay: scalar()? };
+        Ok(Self { config, params, offsets, paddings, flat_params, exp_avg, exp_avg_sq, device_scalars, step: 0 })
     }
 
     pub fn params(&self) -> &[Tensor] {
@@ -285,7 +285,7 @@ impl Adam {
         self.step += 1;
         let s = self.scalars();
         tch::no_grad(|| -> Result<()> {
-            let StepScalars { neg_step_size, bias_correction2_sqrt, weight_decay } = &self.step_scalars;
+            let DeviceScalars { neg_step_size, bias_correction2_sqrt, weight_decay } = &self.device_scalars;
             let _ = neg_step_size.shallow_clone().f_fill_(s.neg_step_size)?;
             let _ = bias_correction2_sqrt.shallow_clone().f_fill_(s.bias_correction2_sqrt)?;
             let _ = weight_decay.shallow_clone().f_fill_(s.weight_decay)?;
@@ -381,7 +381,7 @@ impl Adam {
             &self.exp_avg.f_narrow(0, start, len)?,
             &self.exp_avg_sq.f_narrow(0, start, len)?,
             scalars,
-            &self.step_scalars,
+            &self.device_scalars,
         )
     }
 
