@@ -27,6 +27,9 @@ pub mod nn;
 pub mod tf;
 pub mod train;
 
+#[cfg(test)]
+mod testing;
+
 #[cfg(feature = "python")]
 pub mod python;
 

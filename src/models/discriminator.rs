@@ -131,20 +131,6 @@ mod tests {
         assert!(names.contains(&"model.10.weight_v".to_string()));
     }
 
-    /// Normal draws that depend only on `seed`: libtorch's generator is shared by every test
-    /// thread, so its draws differ from run to run.
-    fn fixed_normal(shape: &[i64], seed: u64) -> Tensor {
-        let mut rng = crate::data::rng::Rng::from_parts(&[seed]);
-        let count = shape.iter().product::<i64>() as usize;
-        let values: Vec<f32> = (0..count)
-            .map(|_| {
-                let (u, v) = (1.0 - rng.uniform(), rng.uniform());
-                ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-            })
-            .collect();
-        Tensor::from_slice(&values).reshape(shape)
-    }
-
     /// `forward_twice` is two consecutive forwards: outputs, the gradients of a loss over both,
     /// and the spectral-norm vectors it leaves behind. The global D at 96 px with ndf 4 takes the
     /// CPU GEMM path in its deepest layer (weight 128× its output), the local D does not.
@@ -163,13 +149,13 @@ mod tests {
                 for (seed, (a, b)) in one_by_one.named_tensors().iter().zip(batched.named_tensors()).enumerate() {
                     // The initial draw's root mean square keeps each tensor at its initial scale.
                     let rms = a.tensor.square().mean(Kind::Float).sqrt().double_value(&[]);
-                    let fixed = fixed_normal(&a.tensor.size(), seed as u64) * rms;
+                    let fixed = crate::testing::fixed_normal(&a.tensor.size(), seed as u64) * rms;
                     a.tensor.shallow_clone().copy_(&fixed);
                     b.tensor.shallow_clone().copy_(&fixed);
                 }
             });
-            let real = fixed_normal(&[2, 3, 96, 96], 1000);
-            let fake = fixed_normal(&[2, 3, 96, 96], 1001);
+            let real = crate::testing::fixed_normal(&[2, 3, 96, 96], 1000);
+            let fake = crate::testing::fixed_normal(&[2, 3, 96, 96], 1001);
             let loss = |r: &Output, f: &Output| {
                 (&r.out - 1.0).square().mean(Kind::Float)
                     + f.out.square().mean(Kind::Float)

@@ -76,6 +76,31 @@ pub fn current() -> Compute {
     COMPUTE.with(|c| c.get())
 }
 
+thread_local! {
+    /// Set while a network is traced for export (`with_official_ops`).
+    static OFFICIAL_OPS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every layer issuing the official code's own operations on this thread: the
+/// export traces what the layers issue, and the fast paths some layers take instead (ILN/AdaILN
+/// fold the feature-map size into constants, which a trace would bake in; the CPU output
+/// convolution runs as a transposed one) are not what an exported graph should hold.
+pub fn with_official_ops<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            OFFICIAL_OPS.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(OFFICIAL_OPS.with(|flag| flag.replace(true)));
+    f()
+}
+
+/// Whether this thread is inside [`with_official_ops`].
+pub fn official_ops() -> bool {
+    OFFICIAL_OPS.with(|flag| flag.get())
+}
+
 /// `t` in the compute kind (a no-op without one): an operand of a product.
 pub fn lowered(t: &Tensor) -> Result<Tensor> {
     match current().kind {

@@ -3,7 +3,7 @@
 //! - [`AdaILN`]: rho-mix of instance and layer norm with γ, β from the MLP — *unbiased* variance.
 //! - [`ILN`]: the same mix with learned per-channel γ, β — *unbiased* variance.
 
-use super::compute::full;
+use super::compute::{full, official_ops};
 use super::store::{Init, Path};
 use crate::Result;
 use tch::Tensor;
@@ -42,7 +42,7 @@ fn standardize(x: &Tensor, dims: &[i64]) -> Result<Tensor> {
 fn instance_layer_mix(x: &Tensor, rho: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
     // Statistics in float32 whatever the compute kind (src/nn/compute.rs).
     let (x, gamma, beta) = (&full(x)?, &full(gamma)?, &full(beta)?);
-    if OFFICIAL_FORMULA.with(|flag| flag.get()) {
+    if official_ops() {
         let one_minus_rho = rho.f_rsub_scalar(1.0)?;
         let mixed = standardize(x, &[2, 3])?.f_mul(rho)?.f_add(&standardize(x, &[1, 2, 3])?.f_mul(&one_minus_rho)?)?;
         return Ok(mixed.f_mul(&per_image(gamma, x)?)?.f_add(&per_image(beta, x)?)?);
@@ -79,24 +79,6 @@ fn instance_layer_mix(x: &Tensor, rho: &Tensor, gamma: &Tensor, beta: &Tensor) -
 /// A per-image-and-channel factor, (N, C) or (1, C, 1, 1), as (N or 1, C, 1, 1) for broadcasting.
 fn per_image(t: &Tensor, x: &Tensor) -> Result<Tensor> {
     Ok(t.f_reshape([-1, x.size()[1], 1, 1])?)
-}
-
-thread_local! {
-    /// Set while a network is traced for export: the fast path above folds the feature-map size
-    /// into constants, which a trace would bake in; the official reductions keep it symbolic.
-    static OFFICIAL_FORMULA: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with ILN/AdaILN computed by the official formula (mean/var reductions) on this thread.
-pub fn with_official_formula<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            OFFICIAL_FORMULA.with(|flag| flag.set(self.0));
-        }
-    }
-    let _reset = Reset(OFFICIAL_FORMULA.with(|flag| flag.replace(true)));
-    f()
 }
 
 /// `adaILN(C)`: `rho` (1,C,1,1) starts at 0.9; γ and β (B,C) come from the generator's MLP.

@@ -137,14 +137,14 @@ impl PyNetwork {
         Ok((PyTensor(o.out), PyTensor(o.cam_logit), PyTensor(o.heatmap)))
     }
 
-    /// The forward for tracing (export): on the calling thread, where the tracer lives, with the
-    /// normalisations written as the official reductions so that no feature-map size becomes a
-    /// constant of the traced graph.
+    /// The forward for tracing (export): on the calling thread, where the tracer lives, with
+    /// every layer issuing the official operations (no feature-map size becomes a constant of
+    /// the traced graph, and no CPU-only fast path is recorded).
     fn forward_for_export(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
         let x = x.0;
         // `allow_threads` runs the closure on this same thread, where the tracer's state lives.
         let o: Output = unlocked(py, move || {
-            crate::nn::norm::with_official_formula(|| with_network!(&self.net, n => n.forward(&x)))
+            crate::nn::compute::with_official_ops(|| with_network!(&self.net, n => n.forward(&x)))
         })?;
         Ok((PyTensor(o.out), PyTensor(o.cam_logit), PyTensor(o.heatmap)))
     }
