@@ -13,17 +13,22 @@
 //! Channels-last hands convolutions NHWC-ordered input and weight (tch cannot name memory
 //! formats, so the layout is made by permuting): cuDNN's tensor-core kernels want it, and the
 //! weights stay in the optimizer's NCHW buffer, so each convolution converts its own operands.
+//!
+//! The third setting is not an opt-in but the export's: while a network is traced, every layer
+//! issues the official code's operations instead of its fast paths (`with_official_ops`).
 
 use crate::{Error, Result};
 use std::cell::Cell;
 use tch::{Kind, Tensor};
 
-/// This thread's compute settings (the default: float32, NCHW).
+/// This thread's compute settings (the default: float32, NCHW, the fast paths allowed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Compute {
     /// The kind convolutions and products run in; None: float32.
     pub kind: Option<Kind>,
     pub channels_last: bool,
+    /// Every layer issues the official code's own operations (set by [`with_official_ops`]).
+    pub official_ops: bool,
 }
 
 impl Compute {
@@ -37,7 +42,7 @@ impl Compute {
                 return Err(Error::config(format!("precision must be \"fp32\", \"bf16\" or \"fp16\", got {other:?}")))
             }
         };
-        Ok(Self { kind, channels_last })
+        Ok(Self { kind, channels_last, official_ops: false })
     }
 
     /// The precision name [`Compute::new`] takes.
@@ -51,7 +56,8 @@ impl Compute {
 }
 
 thread_local! {
-    static COMPUTE: Cell<Compute> = const { Cell::new(Compute { kind: None, channels_last: false }) };
+    static COMPUTE: Cell<Compute> =
+        const { Cell::new(Compute { kind: None, channels_last: false, official_ops: false }) };
 }
 
 /// Runs `f` with `compute` as this thread's settings, restoring the previous ones after.
@@ -76,29 +82,17 @@ pub fn current() -> Compute {
     COMPUTE.with(|c| c.get())
 }
 
-thread_local! {
-    /// Set while a network is traced for export (`with_official_ops`).
-    static OFFICIAL_OPS: Cell<bool> = const { Cell::new(false) };
-}
-
 /// Runs `f` with every layer issuing the official code's own operations on this thread: the
 /// export traces what the layers issue, and the fast paths some layers take instead (ILN/AdaILN
 /// fold the feature-map size into constants, which a trace would bake in; the CPU output
 /// convolution runs as a transposed one) are not what an exported graph should hold.
 pub fn with_official_ops<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(bool);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            OFFICIAL_OPS.with(|flag| flag.set(self.0));
-        }
-    }
-    let _reset = Reset(OFFICIAL_OPS.with(|flag| flag.replace(true)));
-    f()
+    with_compute(Compute { official_ops: true, ..current() }, f)
 }
 
 /// Whether this thread is inside [`with_official_ops`].
 pub fn official_ops() -> bool {
-    OFFICIAL_OPS.with(|flag| flag.get())
+    current().official_ops
 }
 
 /// `t` in the compute kind (a no-op without one): an operand of a product.
@@ -147,5 +141,19 @@ mod tests {
         });
         assert_eq!(current(), Compute::default());
         assert!(Compute::new("fp8", false).is_err());
+    }
+
+    #[test]
+    fn official_ops_keep_the_precision_and_end_with_the_call() {
+        let bf16 = Compute::new("bf16", false).unwrap();
+        with_compute(bf16, || {
+            with_official_ops(|| {
+                assert!(official_ops());
+                assert_eq!(current().kind, Some(Kind::BFloat16));
+            });
+            assert!(!official_ops());
+            assert_eq!(current(), bf16);
+        });
+        assert!(!official_ops());
     }
 }
