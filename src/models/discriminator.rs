@@ -147,9 +147,11 @@ mod tests {
             let (one_by_one, batched) = (build(), build());
             tch::no_grad(|| {
                 for (seed, (a, b)) in one_by_one.named_tensors().iter().zip(batched.named_tensors()).enumerate() {
-                    // The initial draw's root mean square keeps each tensor at its initial scale.
-                    let rms = a.tensor.square().mean(Kind::Float).sqrt().double_value(&[]);
-                    let fixed = crate::testing::fixed_normal(&a.tensor.size(), seed as u64) * rms;
+                    // Unit-norm rows (the initial scale of weights and of the u/v vectors), from
+                    // the shape alone: scaling by the random initial draw made it random again.
+                    let size = a.tensor.size();
+                    let scale = 1.0 / (size[1..].iter().product::<i64>().max(size[0]) as f64).sqrt();
+                    let fixed = crate::testing::fixed_normal(&size, seed as u64) * scale;
                     a.tensor.shallow_clone().copy_(&fixed);
                     b.tensor.shallow_clone().copy_(&fixed);
                 }
