@@ -195,6 +195,11 @@ def test_bad_inputs_to_the_extractor(extractor, tmp_path):
         extractor([os.fspath(tmp_path / "notes.png")])
     with pytest.raises(TypeError, match="HWC uint8"):
         extractor([np.zeros((4, 4), np.float32)])
+    # Before: clamped into all-white (0..255) or cast from NaN, giving a plausible, wrong KID.
+    with pytest.raises(ValueError, match=r"must be in \[-1, 1\], got values from 0 to 255"):
+        extractor(torch.linspace(0, 255, 3 * 32 * 32).reshape(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        extractor(torch.full((1, 3, 32, 32), float("nan")))
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         M.InceptionFeatures(weights=tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="protocol"):

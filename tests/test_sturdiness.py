@@ -326,6 +326,74 @@ def test_replacing_any_parameters_storage_is_caught():
         tr.step(X, X)
 
 
+def test_a_storage_swap_fails_the_step_whole_and_names_the_parameter():
+    tr = ug.Trainer(small_config())
+    before = {k: v.clone() for k, v in tr.dis_la.state_dict().items()}
+    tr.gen_a2b.gap_fc.weight.data = tr.gen_a2b.gap_fc.weight.data.clone()
+    with pytest.raises(ValueError, match=r"genA2B\.gap_fc\.weight .*no longer shares"):
+        tr.step(X, X)
+    # Refused before the D update (it used to come after it), so nothing moved.
+    assert tr.step_count == 0
+    assert all(torch.equal(before[k], v) for k, v in tr.dis_la.state_dict().items())
+
+
+def test_replacing_or_deleting_a_live_tensor_or_part_is_refused():
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    expected = g(X)[0]
+    live = g.gap_fc.weight
+    with pytest.raises(AttributeError, match="'weight': it is a live tensor"):
+        g.gap_fc.weight = torch.nn.Parameter(torch.zeros_like(live))
+    with pytest.raises(AttributeError, match="'weight'"):
+        del g.gap_fc.weight
+    with pytest.raises(AttributeError, match="'gap_fc': it is part of"):
+        g.gap_fc = torch.nn.Linear(1, 1)
+    d = ug.Discriminator(ndf=4, n_layers=5)
+    with pytest.raises(AttributeError, match="'weight_u'"):
+        d.model[1].weight_u = torch.zeros(4)
+    # Before the fix all of these were accepted: state_dict() and optimizers saw the new tensor
+    # while the forward kept using the old one.
+    assert g.gap_fc.weight is live and "gap_fc.weight" in g.state_dict()
+    assert torch.equal(g(X)[0], expected)
+    g.gap_fc.weight = live  # assigning the same tensor is a no-op, not an error
+    g.note = "users may still keep their own attributes"
+    assert g.DownBlock[1] is getattr(g.DownBlock, "1") and g.DownBlock[-1] is list(g.DownBlock.children())[-1]
+    with pytest.raises(IndexError, match="no part 99"):
+        g.DownBlock[99]
+
+
+@pytest.mark.parametrize(
+    "alter, error, match",
+    [
+        (lambda p: p.set_(torch.zeros(0)), ValueError, r"has shape \[0\], the network needs \[1, 16\]"),
+        (lambda p: p.as_strided_((1,), (1,)), ValueError, r"has shape \[1\]"),
+        (lambda p: setattr(p, "data", p.data.double()), TypeError, "is Double, the network needs Float"),
+    ],
+    ids=["set_", "as_strided_", "data-double"],
+)
+def test_a_live_tensor_altered_in_place_is_named_and_load_state_dict_repairs_it(alter, error, match):
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    sd = {k: v.clone() for k, v in g.state_dict().items()}
+    expected = g(X)[0]
+    with torch.no_grad():
+        alter(g.gap_fc.weight)
+    # Before: a libtorch "Internal torch error: size mismatch ..." from deep inside the forward.
+    with pytest.raises(error, match=r"Generator tensor gap_fc\.weight " + match):
+        g(X)
+    g.load_state_dict(sd)
+    assert torch.equal(g(X)[0], expected)
+
+
+def test_a_trainer_with_an_altered_tensor_refuses_to_step_or_save(tmp_path):
+    tr = ug.Trainer(small_config())
+    with torch.no_grad():
+        tr.dis_ga.model[1].weight_u.set_(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"disGA tensor model\.1\.weight_u has shape \[3\]"):
+        tr.step(X, X)
+    with pytest.raises(ValueError, match="disGA tensor model.1.weight_u"):
+        tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    assert tr.step_count == 0 and not os.listdir(tmp_path)
+
+
 @pytest.mark.parametrize("bad", ["meta", "sparse"])
 def test_a_state_dict_with_one_bad_tensor_changes_nothing(bad):
     g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
@@ -377,6 +445,47 @@ def test_trainer_config_is_read_only():
     copy = tr.config.copy()
     copy.lr = 1e-5
     assert ug.Trainer(tr.config).config == tr.config
+
+
+# -- 7b. copies -------------------------------------------------------------------------------------
+def test_deepcopy_and_pickle_give_an_independent_equal_network(tmp_path):
+    import copy
+    import pickle
+
+    from ugatit_rs.cyclegan import PatchDiscriminator, ResnetGenerator
+
+    tr = ug.Trainer(small_config())
+    tr.step(X, X)
+    for net in (tr.gen_a2b, tr.dis_ga, ResnetGenerator(ngf=4, n_blocks=1), PatchDiscriminator(ndf=4)):
+        net.eval()
+        frozen = next(iter(net.parameters()))
+        frozen.requires_grad_(False)
+        # Before: TypeError "cannot pickle 'ugatit_rs._native.Generator' object".
+        for twin in (copy.deepcopy(net), pickle.loads(pickle.dumps(net))):
+            assert type(twin) is type(net) and twin.config == net.config and not twin.training
+            assert [k for k, p in twin.named_parameters() if not p.requires_grad] == [
+                k for k, p in net.named_parameters() if not p.requires_grad
+            ]
+            a, b = net.state_dict(), twin.state_dict()
+            assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)  # buffers too
+            assert torch.equal(torch.as_tensor(net(X)[0]), torch.as_tensor(twin(X)[0]))
+            with torch.no_grad():
+                next(iter(twin.parameters())).add_(1.0)
+            assert torch.equal(next(iter(net.parameters())), a[next(iter(a))]), "the copy shares no storage"
+        frozen.requires_grad_(True)
+    path = tmp_path / "g.pt"
+    torch.save(tr.gen_b2a, path)
+    loaded = torch.load(path, weights_only=False)
+    assert isinstance(loaded, ug.Generator) and torch.equal(loaded(X)[0], tr.gen_b2a(X)[0])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_moving_to_cuda_without_cuda_is_a_value_error_like_the_constructor():
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    for move in (lambda: g.to("cuda"), lambda: g.cuda(), lambda: torch.nn.Sequential(g).to("cuda")):
+        with pytest.raises(ValueError, match="cannot move Generator from cpu"):
+            move()
+    assert g.device == torch.device("cpu")
 
 
 # -- 8. prepare --------------------------------------------------------------------------------------
@@ -457,6 +566,16 @@ def test_translator_refuses_empty_images_and_takes_pil_without_warnings(tmp_path
         warnings.simplefilter("error")
         out = t(Image.new("RGB", (50, 40)))
     assert out.size == (50, 40)
+
+
+def test_translator_refuses_float_images_on_another_scale(tmp_path):
+    tr = ug.Trainer(small_config())
+    t = ug.translate.Translator.from_checkpoint(tr.save_checkpoint(str(tmp_path / "a.safetensors")))
+    with pytest.raises(ValueError, match=r"got values from 0 to 255"):
+        t(torch.linspace(0, 255, 3 * 40 * 40).reshape(3, 40, 40))  # before: translated a white image
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        t(torch.full((2, 3, 40, 40), float("inf")))
+    assert t(torch.full((3, 40, 40), 1.2)).shape == (3, 40, 40)  # a resize's overshoot still passes
 
 
 def test_official_pt_with_any_extension_loads_into_a_trainer(tmp_path):

@@ -141,6 +141,7 @@ class InceptionFeatures:
         if isinstance(images, torch.Tensor):
             if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
                 raise ValueError(f"a tensor of images must be float (N, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+            viz.check_unit_range(images, "tensor images")
             images = [viz.to_image(x) for x in images]  # 8 bits, as a saved PNG
         if not isinstance(images, Sequence) or isinstance(images, (str, bytes)):
             raise TypeError(f"expected a folder, a list of images or a tensor, got {type(images).__name__}")

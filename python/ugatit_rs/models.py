@@ -30,12 +30,52 @@ def _device_name(device: DeviceLike) -> str:
         raise ValueError(f"unknown device {device!r}: {exc}") from None
 
 
-class _Container(nn.Module):
+class _LiveTree(nn.Module):
+    """Refuses to replace or delete what the Rust network computes with: the registered tensors
+    and containers. ``module.weight = nn.Parameter(...)`` would otherwise change ``state_dict()``
+    and what an optimizer sees while the forward kept using the old tensor."""
+
+    def _refuse_if_live(self, name: str, value: object, action: str) -> None:
+        live = self.__dict__.get("_parameters", {}).get(name)
+        if live is None:
+            live = self.__dict__.get("_buffers", {}).get(name)
+        if live is None and isinstance(self.__dict__.get("_modules", {}).get(name), _Container):
+            raise AttributeError(
+                f"cannot {action} {name!r}: it is part of a ugatit_rs network's parameter tree, which the "
+                "Rust network computes with"
+            )
+        if live is not None and value is not live:
+            raise AttributeError(
+                f"cannot {action} {name!r}: it is a live tensor of the Rust network, which would keep "
+                f"computing with the old one; write into it instead (`with torch.no_grad(): "
+                f"module.{name}.copy_(value)`) or use load_state_dict"
+            )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        self._refuse_if_live(name, value, "replace")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._refuse_if_live(name, None, "delete")
+        super().__delattr__(name)
+
+
+class _Container(_LiveTree):
     """One level of the official module tree (``DownBlock``, ``DownBlock.1``, ...), holding the
-    live tensors registered under it. Only the network as a whole can be called."""
+    live tensors registered under it. Only the network as a whole can be called; numbered levels
+    index like the official ``nn.Sequential`` (``g.DownBlock[1].weight``)."""
 
     def forward(self, *args, **kwargs):
         raise RuntimeError("this is a part of a ugatit_rs network's parameter tree; call the network itself")
+
+    def __getitem__(self, index: int) -> nn.Module:
+        if isinstance(index, int) and not isinstance(index, bool):
+            numbered = [int(name) for name in self._modules if name.isdigit()]
+            position = index + max(numbered, default=-1) + 1 if index < 0 else index
+            child = self._modules.get(str(position))
+            if child is not None:
+                return child
+        raise IndexError(f"no part {index!r} here; its parts are {list(self._modules)}")
 
 
 def _check_state_dict(network: str, state_dict: Mapping) -> dict:
@@ -55,7 +95,20 @@ def _check_state_dict(network: str, state_dict: Mapping) -> dict:
     return dict(state_dict)
 
 
-class _NativeModule(nn.Module):
+def _rebuild(cls: type, config: dict, state: dict, training: bool, frozen: list[str]) -> _NativeModule:
+    """Unpickles a network (``copy.deepcopy``, ``torch.save(module)``): built from its
+    constructor arguments on the device its tensors are on, then loaded."""
+    device = next(iter(state.values())).device if state else "cpu"
+    module = cls(**config, device=device)
+    module.load_state_dict(state)
+    module.train(training)
+    for name, parameter in module.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    return module
+
+
+class _NativeModule(_LiveTree):
     """The module surface both networks share; subclasses build ``self._native``."""
 
     _native: _native.Network
@@ -139,7 +192,10 @@ class _NativeModule(nn.Module):
     def _apply(self, fn, recurse: bool = True):
         """``to()``, ``cuda()``, ``cpu()`` (also from a parent module) move the Rust network in place,
         so every handle follows; other dtypes than float32 are refused."""
-        probe = fn(torch.zeros((), dtype=torch.float32, device=self.device))
+        try:
+            probe = fn(torch.zeros((), dtype=torch.float32, device=self.device))
+        except (RuntimeError, AssertionError) as exc:  # no CUDA, no such device index
+            raise ValueError(f"cannot move {type(self).__name__} from {self.device}: {exc}") from None
         if not isinstance(probe, torch.Tensor):
             return self
         if probe.dtype != torch.float32:
@@ -156,6 +212,14 @@ class _NativeModule(nn.Module):
             if isinstance(args[0], (str, int)):
                 args = (_device_name(args[0]),)
         return super().to(*args, **kwargs)
+
+    def __reduce__(self):
+        """Pickling, ``copy.deepcopy`` and ``torch.save(module)`` give an independent network: the
+        constructor arguments, the state dict (parameters and buffers), the train/eval mode and
+        which parameters are frozen. Hooks and gradients are not carried."""
+        state = {name: tensor.detach() for name, tensor in self.state_dict().items()}
+        frozen = [name for name, parameter in self.named_parameters() if not parameter.requires_grad]
+        return (_rebuild, (type(self), self.config, state, self.training, frozen))
 
     @property
     def config(self) -> dict:

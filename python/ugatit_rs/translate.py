@@ -110,6 +110,7 @@ class Translator:
                 )
             if 0 in item.shape:
                 raise ValueError(f"cannot translate an empty image (shape {tuple(item.shape)})")
+            viz.check_unit_range(item, "tensor images")
             return item.detach().float().cpu()
         raise TypeError(f"cannot translate a {type(item).__name__}: expected a path, PIL image, numpy array or tensor")
 

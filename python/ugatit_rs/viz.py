@@ -36,6 +36,21 @@ def jet(values: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(v, _JET[:, 0], _JET[:, c]) for c in (1, 2, 3)], axis=-1)
 
 
+def check_unit_range(x: torch.Tensor, what: str) -> None:
+    """Refuses float images that are not in [-1, 1]: NaN or Inf, or values beyond ±1.5, which
+    mean another scale was meant (0..255) and would otherwise be clamped into a plausible but
+    wrong image. A little past ±1 (a bicubic resize's overshoot) passes and is clamped, as
+    saving to 8 bits would."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{what} hold NaN or Inf values")
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    if low < -1.5 or high > 1.5:
+        raise ValueError(
+            f"{what} must be in [-1, 1], got values from {low:.4g} to {high:.4g}; pass 0..255 images as "
+            "uint8 arrays, and [0, 1] tensors as x * 2 - 1"
+        )
+
+
 def to_image(x: torch.Tensor) -> np.ndarray:
     """A ``(3, H, W)`` or ``(1, 3, H, W)`` tensor in [-1, 1] as an HWC uint8 RGB array."""
     if x.dim() == 4:

@@ -24,6 +24,14 @@ pub struct Var {
     pub kind: VarKind,
 }
 
+/// What a tensor was registered as: its shape and dtype never change (only its values and, with
+/// the whole store, its device), so a tensor that differs was altered from outside.
+struct Registered {
+    var: Var,
+    shape: Vec<i64>,
+    dtype: Kind,
+}
+
 /// How a parameter is initialised.
 #[derive(Debug, Clone, Copy)]
 pub enum Init {
@@ -62,7 +70,7 @@ pub struct LoadReport {
 }
 
 pub struct ParamStore {
-    vars: RefCell<Vec<Var>>,
+    vars: RefCell<Vec<Registered>>,
     device: Device,
 }
 
@@ -84,25 +92,45 @@ impl ParamStore {
         self.vars
             .borrow()
             .iter()
-            .map(|v| Var { name: v.name.clone(), tensor: v.tensor.shallow_clone(), kind: v.kind })
+            .map(|r| Var { name: r.var.name.clone(), tensor: r.var.tensor.shallow_clone(), kind: r.var.kind })
             .collect()
     }
 
     /// The learned parameters only, in registration order.
     pub fn parameters(&self) -> Vec<Tensor> {
-        self.vars.borrow().iter().filter(|v| v.kind == VarKind::Parameter).map(|v| v.tensor.shallow_clone()).collect()
+        self.vars
+            .borrow()
+            .iter()
+            .filter(|r| r.var.kind == VarKind::Parameter)
+            .map(|r| r.var.tensor.shallow_clone())
+            .collect()
+    }
+
+    /// The learned parameters as `(prefix.name, tensor)`, in registration order.
+    pub fn named_parameters(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.vars
+            .borrow()
+            .iter()
+            .filter(|r| r.var.kind == VarKind::Parameter)
+            .map(|r| (format!("{prefix}.{}", r.var.name), r.var.tensor.shallow_clone()))
+            .collect()
     }
 
     /// Number of learned scalars.
     pub fn num_parameters(&self) -> i64 {
-        self.vars.borrow().iter().filter(|v| v.kind == VarKind::Parameter).map(|v| v.tensor.numel() as i64).sum()
+        self.vars
+            .borrow()
+            .iter()
+            .filter(|r| r.var.kind == VarKind::Parameter)
+            .map(|r| r.shape.iter().product::<i64>())
+            .sum()
     }
 
     /// Moves every tensor (and any gradient it holds) to `device` in place, like
     /// `Module.to(device)`: handles held elsewhere, in Rust or Python, follow.
     pub fn set_device(&mut self, device: Device) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
-            for var in self.vars.borrow_mut().iter_mut() {
+            for var in self.vars.borrow_mut().iter_mut().map(|r| &mut r.var) {
                 let moved = var.tensor.f_to_device(device)?;
                 var.tensor.f_set_data(&moved)?;
                 let mut grad = var.tensor.f_grad()?;
@@ -117,18 +145,66 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Checks that every tensor still has the shape, dtype and device the network computes with.
+    /// Python holds the very same tensors, and `resize_`, `set_`, `as_strided_` or `p.data = ...`
+    /// there would otherwise surface as a libtorch error deep inside a forward (or, where shapes
+    /// broadcast, as silently wrong numbers). A few microseconds; every forward and step runs it.
+    pub fn check_intact(&self, network: &str) -> Result<()> {
+        let device = self.device;
+        for r in self.vars.borrow().iter() {
+            let (name, t) = (&r.var.name, &r.var.tensor);
+            let altered = "was altered outside the network (resize_, set_, as_strided_ or `.data = ...`); \
+                           write values in place instead (copy_, load_state_dict, which also restores it)";
+            if !t.defined() {
+                return Err(Error::shape(format!("{network} tensor {name} is undefined: it {altered}")));
+            }
+            let shape = t.size();
+            if shape != r.shape {
+                return Err(Error::shape(format!(
+                    "{network} tensor {name} has shape {shape:?}, the network needs {:?}: it {altered}",
+                    r.shape
+                )));
+            }
+            let dtype = t.f_kind()?;
+            if dtype != r.dtype {
+                return Err(Error::Dtype(format!(
+                    "{network} tensor {name} is {dtype:?}, the network needs {:?}: it {altered}",
+                    r.dtype
+                )));
+            }
+            if t.device() != device {
+                return Err(Error::Device(format!(
+                    "{network} tensor {name} is on {:?} while the network is on {device:?}: it {altered}; \
+                     move the whole network with .to(...)",
+                    t.device()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Copies `tensors` into the store in place (under `no_grad`, like `Module.load_state_dict`),
     /// after checking everything first so that a bad dict leaves the store untouched.
     ///
     /// Mis-shaped or non-float tensors are always an error; missing and unexpected keys are an
-    /// error when `strict`, else reported back. `network` names the model in messages.
+    /// error when `strict`, else reported back. `network` names the model in messages. A tensor
+    /// that was altered from outside (see [`ParamStore::check_intact`]) gets its registered
+    /// shape, dtype and device back before the copy.
     pub fn load(&self, tensors: &[(String, Tensor)], strict: bool, network: &str) -> Result<LoadReport> {
         let report = self.check(tensors, strict, network)?;
         let vars = self.vars.borrow();
         tch::no_grad(|| -> Result<()> {
             for (name, src) in tensors {
-                if let Some(var) = vars.iter().find(|v| &v.name == name) {
-                    var.tensor.shallow_clone().f_copy_(src)?;
+                if let Some(r) = vars.iter().find(|r| &r.var.name == name) {
+                    let mut dst = r.var.tensor.shallow_clone();
+                    if !dst.defined()
+                        || dst.size() != r.shape
+                        || dst.f_kind()? != r.dtype
+                        || dst.device() != self.device
+                    {
+                        dst.f_set_data(&Tensor::f_empty(r.shape.as_slice(), (r.dtype, self.device))?)?;
+                    }
+                    dst.f_copy_(src)?;
                 }
             }
             Ok(())
@@ -149,19 +225,21 @@ impl ParamStore {
         let mut report = LoadReport::default();
         let mut problems = Vec::new();
         for (name, shape, kind) in specs {
-            let Some(var) = vars.iter().find(|v| &v.name == name) else {
+            let Some(r) = vars.iter().find(|r| &r.var.name == name) else {
                 report.unexpected_keys.push(name.clone());
                 continue;
             };
             if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
                 problems.push(format!("{name}: expected a floating-point tensor, got {kind:?}"));
-            } else if shape != &var.tensor.size() {
-                problems
-                    .push(format!("{name}: shape {shape:?} in the state dict, {:?} in the model", var.tensor.size()));
+            } else if shape != &r.shape {
+                problems.push(format!("{name}: shape {shape:?} in the state dict, {:?} in the model", r.shape));
             }
         }
-        report.missing_keys =
-            vars.iter().filter(|v| !specs.iter().any(|(name, _, _)| name == &v.name)).map(|v| v.name.clone()).collect();
+        report.missing_keys = vars
+            .iter()
+            .filter(|r| !specs.iter().any(|(name, _, _)| name == &r.var.name))
+            .map(|r| r.var.name.clone())
+            .collect();
         if strict {
             if !report.missing_keys.is_empty() {
                 problems.push(format!("missing keys: {}", report.missing_keys.join(", ")));
@@ -182,18 +260,19 @@ impl ParamStore {
     /// Copies `src` into the tensor registered as `name`, in place (shapes already checked).
     pub fn copy_from(&self, name: &str, src: &Tensor) -> Result<()> {
         let vars = self.vars.borrow();
-        let var = vars.iter().find(|v| v.name == name).ok_or_else(|| Error::internal(format!("no tensor {name}")))?;
-        tch::no_grad(|| var.tensor.shallow_clone().f_copy_(src).map(|_| ()))?;
+        let r = vars.iter().find(|r| r.var.name == name).ok_or_else(|| Error::internal(format!("no tensor {name}")))?;
+        tch::no_grad(|| r.var.tensor.shallow_clone().f_copy_(src).map(|_| ()))?;
         Ok(())
     }
 
     fn add(&self, name: String, tensor: Tensor, kind: VarKind) -> Result<Tensor> {
         let mut vars = self.vars.borrow_mut();
-        if vars.iter().any(|v| v.name == name) {
+        if vars.iter().any(|r| r.var.name == name) {
             return Err(Error::internal(format!("tensor {name:?} registered twice")));
         }
         let handle = tensor.shallow_clone();
-        vars.push(Var { name, tensor, kind });
+        let (shape, dtype) = (tensor.size(), tensor.f_kind()?);
+        vars.push(Registered { var: Var { name, tensor, kind }, shape, dtype });
         Ok(handle)
     }
 }
@@ -287,6 +366,21 @@ mod tests {
         assert_eq!(report.missing_keys, ["b"]);
         assert_eq!(report.unexpected_keys, ["zz"]);
         assert_eq!(a.sum(Kind::Float).double_value(&[]), 2.0);
+    }
+
+    #[test]
+    fn altered_tensors_are_named_and_a_load_restores_them() {
+        let store = ParamStore::new(Device::Cpu);
+        let w = store.root().param("w", &[2, 3], Init::Const(0.5)).unwrap();
+        assert!(store.check_intact("Net").is_ok());
+        // What Python's `set_` does to the shared TensorImpl.
+        tch::no_grad(|| w.shallow_clone().set_data(&Tensor::zeros([4], (Kind::Double, Device::Cpu))));
+        let err = store.check_intact("Net").unwrap_err();
+        assert!(matches!(err, Error::Shape(_)) && err.to_string().contains("Net tensor w has shape [4]"), "{err}");
+        let good = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        store.load(&[("w".into(), good)], true, "Net").unwrap();
+        assert!(store.check_intact("Net").is_ok());
+        assert_eq!((w.size(), w.sum(Kind::Float).double_value(&[])), (vec![2, 3], 6.0));
     }
 
     #[test]

@@ -121,6 +121,12 @@ macro_rules! with_network {
     };
 }
 
+/// A forward from Python, which holds the network's very tensors and may have altered them.
+fn intact_forward<N: Network>(network: &N, x: &Tensor) -> crate::Result<Output> {
+    network.store().check_intact(N::NAME)?;
+    network.forward(x)
+}
+
 /// The module surface both native networks share. Not constructed directly.
 #[pyclass(subclass, name = "Network", module = "ugatit_rs._native")]
 pub struct PyNetwork {
@@ -133,7 +139,7 @@ impl PyNetwork {
     /// also advances every spectral-norm power iteration by one step.
     fn forward(&self, py: Python<'_>, x: PyTensor) -> PyResult<Triple> {
         let x = x.0;
-        let o: Output = unlocked(py, move || with_network!(&self.net, n => n.forward(&x)))?;
+        let o: Output = unlocked(py, move || with_network!(&self.net, n => intact_forward(&*n, &x)))?;
         Ok((PyTensor(o.out), PyTensor(o.cam_logit), PyTensor(o.heatmap)))
     }
 
@@ -144,7 +150,7 @@ impl PyNetwork {
         let x = x.0;
         // `allow_threads` runs the closure on this same thread, where the tracer's state lives.
         let o: Output = unlocked(py, move || {
-            crate::nn::compute::with_official_ops(|| with_network!(&self.net, n => n.forward(&x)))
+            crate::nn::compute::with_official_ops(|| with_network!(&self.net, n => intact_forward(&*n, &x)))
         })?;
         Ok((PyTensor(o.out), PyTensor(o.cam_logit), PyTensor(o.heatmap)))
     }

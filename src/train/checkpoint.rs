@@ -412,6 +412,7 @@ pub fn save(trainer: &mut dyn Checkpointable, path: &Path) -> Result<()> {
 pub fn save_with_metadata(trainer: &mut dyn Checkpointable, path: &Path, extra: &[(String, String)]) -> Result<()> {
     let mut tensors = Vec::new();
     trainer.for_each_network(&mut |net, store| {
+        store.check_intact(net)?;
         for var in store.vars() {
             tensors.push((format!("{net}.{}", var.name), var.tensor));
         }

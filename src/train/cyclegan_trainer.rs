@@ -61,10 +61,10 @@ impl CycleGanTrainer {
         let dis_a = PatchDiscriminator::new(config.patch_discriminator(), device)?;
         let dis_b = PatchDiscriminator::new(config.patch_discriminator(), device)?;
         let adam = AdamConfig::ugatit(config.lr, config.weight_decay);
-        let mut g_params = gen_a.store().parameters();
-        g_params.extend(gen_b.store().parameters());
-        let mut d_params = dis_a.store().parameters();
-        d_params.extend(dis_b.store().parameters());
+        let mut g_params = gen_a.store().named_parameters("G_A");
+        g_params.extend(gen_b.store().named_parameters("G_B"));
+        let mut d_params = dis_a.store().named_parameters("D_A");
+        d_params.extend(dis_b.store().named_parameters("D_B"));
         let capacity = config.pool_size as usize;
         let pools = [0, 1].map(|k| ImagePool::new(capacity, &[config.seed, POOL_STREAM, k]));
         Ok(Self {
@@ -127,6 +127,9 @@ impl CycleGanTrainer {
     pub fn step_reduced(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
+        self.for_each_network(|name, store| store.check_intact(name))?;
+        self.g_optim.check_aliasing()?;
+        self.d_optim.check_aliasing()?;
         let saved = self.pools.iter().map(|p| p.state()).collect::<Result<Vec<_>>>()?;
         let g_updates = self.g_optim.step_count();
         let result = tch::with_grad(|| self.step_inner(real_a, real_b, reduce));

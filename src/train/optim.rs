@@ -177,6 +177,8 @@ const ALIGN: i64 = 64;
 pub struct Adam {
     pub config: AdamConfig,
     params: Vec<Tensor>,
+    /// The parameters' names in messages (`genA2B.gap_fc.weight`).
+    names: Vec<String>,
     /// Where each parameter starts in the flat buffers.
     offsets: Vec<i64>,
     /// Zero fillers that keep the concatenated gradient aligned like the parameters.
@@ -192,8 +194,9 @@ pub struct Adam {
 
 impl Adam {
     /// Takes ownership of the parameters' storage: afterwards each parameter is a view into one
-    /// flat buffer (values unchanged, gradients untouched).
-    pub fn new(params: Vec<Tensor>, config: AdamConfig) -> Result<Self> {
+    /// flat buffer (values unchanged, gradients untouched). `params` are `(name, tensor)`.
+    pub fn new(named_params: Vec<(String, Tensor)>, config: AdamConfig) -> Result<Self> {
+        let (names, params): (Vec<String>, Vec<Tensor>) = named_params.into_iter().unzip();
         let first = params.first().ok_or_else(|| Error::internal("Adam needs at least one parameter"))?;
         let device = first.device();
         let mut offsets = Vec::with_capacity(params.len());
@@ -224,7 +227,7 @@ impl Adam {
         let scalar = || Tensor::f_zeros([], (Kind::Float, device));
         let device_scalars =
             DeviceScalars { neg_step_size: scalar()?, bias_correction2_sqrt: scalar()?, weight_decay: scalar()? };
-        Ok(Self { config, params, offsets, paddings, flat_params, exp_avg, exp_avg_sq, device_scalars, step: 0 })
+        Ok(Self { config, params, names, offsets, paddings, flat_params, exp_avg, exp_avg_sq, device_scalars, step: 0 })
     }
 
     pub fn params(&self) -> &[Tensor] {
@@ -246,10 +249,11 @@ impl Adam {
 
     /// Checks that every parameter still aliases its slot of the flat buffer. It stops doing so
     /// if someone replaced its storage (`p.data = p.data.clone()`, moving the network to another
-    /// device); the update would then silently miss that parameter.
-    fn check_aliasing(&self) -> Result<()> {
+    /// device); the update would then silently miss that parameter. The trainers call it before
+    /// a step's first kernel too, so such a step fails whole.
+    pub fn check_aliasing(&self) -> Result<()> {
         let base = self.flat_params.data_ptr() as usize;
-        for (i, (p, &offset)) in self.params.iter().zip(&self.offsets).enumerate() {
+        for ((p, &offset), name) in self.params.iter().zip(&self.offsets).zip(&self.names) {
             let expected = base + 4 * offset as usize;
             let aliased = p.data_ptr() as usize == expected
                 && p.device() == self.flat_params.device()
@@ -257,9 +261,10 @@ impl Adam {
                 && p.is_contiguous();
             if !aliased {
                 return Err(Error::Device(format!(
-                    "parameter {i} ({:?}) no longer shares the optimizer's storage: its data was replaced or \
+                    "parameter {name} {:?} no longer shares the optimizer's storage: its data was replaced or \
                      moved after the Trainer was built (e.g. `p.data = ...` or `.to(...)`); copy values in \
-                     place instead (`p.data.copy_(...)`, `load_state_dict`) or build a new Trainer",
+                     place instead (`p.data.copy_(...)`, `load_state_dict` before it happens) or build a new \
+                     Trainer",
                     p.size()
                 )));
             }
@@ -512,11 +517,16 @@ mod tests {
     use super::*;
     use tch::Device;
 
+    /// `(p0, a), (p1, b), ...`: parameters named by position.
+    fn named(params: &[&Tensor]) -> Vec<(String, Tensor)> {
+        params.iter().enumerate().map(|(i, t)| (format!("p{i}"), t.shallow_clone())).collect()
+    }
+
     #[test]
     fn params_become_views_and_move_downhill() {
         let a = Tensor::ones([2, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
         let b = Tensor::ones([4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let mut adam = Adam::new(vec![a.shallow_clone(), b.shallow_clone()], AdamConfig::ugatit(0.1, 0.0)).unwrap();
+        let mut adam = Adam::new(named(&[&a, &b]), AdamConfig::ugatit(0.1, 0.0)).unwrap();
         assert_eq!(a.data_ptr(), adam.flat_params.data_ptr());
         assert_eq!(b.data_ptr() as usize - a.data_ptr() as usize, 4 * ALIGN as usize, "aligned slots");
         let grads = [Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), -Tensor::ones([4], (Kind::Float, Device::Cpu))];
@@ -540,8 +550,8 @@ mod tests {
         // One draw, copied: the global RNG is shared with tests running in other threads.
         let pa = make();
         let pb: Vec<Tensor> = pa.iter().map(|t| t.detach().copy().set_requires_grad(true)).collect();
-        let mut a = Adam::new(pa.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
-        let mut b = Adam::new(pb.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
+        let mut a = Adam::new(named(&pa.iter().collect::<Vec<_>>()), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
+        let mut b = Adam::new(named(&pb.iter().collect::<Vec<_>>()), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
         for group in [CUDA_GROUP, 100, 300, 1] {
             let grads = Gradient::dense_all(&pa.iter().map(|p| p.randn_like()).collect::<Vec<_>>());
             a.advance().unwrap();
@@ -575,7 +585,7 @@ mod tests {
         let product = grad_output.tr().mm(&input);
         let fresh = || {
             let params = vec![weight.copy().set_requires_grad(true), small.copy().set_requires_grad(true)];
-            let adam = Adam::new(params.iter().map(|t| t.shallow_clone()).collect(), AdamConfig::ugatit(0.01, 1e-4));
+            let adam = Adam::new(named(&params.iter().collect::<Vec<_>>()), AdamConfig::ugatit(0.01, 1e-4));
             (params, adam.unwrap())
         };
         let small_grad = Tensor::randn([7], options);

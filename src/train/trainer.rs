@@ -140,11 +140,11 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         let dis_lb = D::build(config.discriminator(false), device)?;
 
         let adam = AdamConfig::ugatit(config.lr, config.weight_decay);
-        let mut g_params = gen_a2b.store().parameters();
-        g_params.extend(gen_b2a.store().parameters());
+        let mut g_params = gen_a2b.store().named_parameters("genA2B");
+        g_params.extend(gen_b2a.store().named_parameters("genB2A"));
         let mut d_params = Vec::new();
-        for d in [&dis_ga, &dis_gb, &dis_la, &dis_lb] {
-            d_params.extend(d.store().parameters());
+        for (name, d) in [("disGA", &dis_ga), ("disGB", &dis_gb), ("disLA", &dis_la), ("disLB", &dis_lb)] {
+            d_params.extend(d.store().named_parameters(name));
         }
         let g_optim = Adam::new(g_params, adam)?;
         let d_optim = Adam::new(d_params, adam)?;
@@ -200,6 +200,14 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         Ok(saved)
     }
 
+    /// Refuses, before any kernel runs, networks whose tensors Python altered: a changed shape,
+    /// dtype or device, or a parameter no longer in the optimizer's storage.
+    fn check_networks(&self) -> Result<()> {
+        self.for_each_network(|name, store| store.check_intact(name))?;
+        self.g_optim.check_aliasing()?;
+        self.d_optim.check_aliasing()
+    }
+
     /// Calls `f(name, store)` for each of the six networks, in the official order.
     pub fn for_each_network(
         &self,
@@ -235,6 +243,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     pub fn step_reduced(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
+        self.check_networks()?;
         let buffers = self.snapshot_buffers()?;
         let d_updates = self.d_optim.step_count();
         let result = self.run_inner(real_a, real_b, reduce, Counting::InStep);
@@ -274,6 +283,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     pub fn step_kernels(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
+        self.check_networks()?;
         self.run_inner(real_a, real_b, None, Counting::Prepared)
     }
 
