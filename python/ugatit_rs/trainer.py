@@ -139,8 +139,8 @@ class Trainer:
 
     def _build(self, config: TrainConfig) -> None:
         """The native trainer and the Python views of its networks."""
-        if config.model != "ugatit":
-            raise ValueError(f"this trainer trains U-GAT-IT; config.model is {config.model!r}")
+        if config.model != "ugatit":  # "cyclegan" was dispatched by __new__
+            raise ValueError(f"model must be one of {list(_native.MODELS)}, got {config.model!r}")
         self._native = _native.Trainer(config)
         # TrainConfig(cuda_graph=True): steps replay one captured CUDA graph (after warm-up).
         self._graph_step = CudaGraphStep(self._native) if config.cuda_graph else None
