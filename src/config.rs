@@ -26,6 +26,17 @@ impl GeneratorConfig {
         self.ngf * 4
     }
 
+    /// A lower bound on the parameter count (both variants): the 3×3 convolutions of the
+    /// encoder's and the decoder's residual blocks, and the full model's first MLP layer,
+    /// which sees the flattened bottleneck. Lets a configuration too large for the machine be
+    /// refused before anything is allocated.
+    pub fn min_parameters(&self) -> f64 {
+        let c = self.bottleneck_channels() as f64;
+        let blocks = 4.0 * self.n_blocks as f64 * 9.0 * c * c;
+        let side = (self.img_size / 4) as f64;
+        blocks + if self.light { 0.0 } else { side * side * c * c }
+    }
+
     /// `in_features` of `FC.0`: the flattened attention feature map (full mode) or its
     /// channel means (light mode).
     pub fn mlp_in_features(&self) -> i64 {
@@ -73,6 +84,13 @@ impl DiscriminatorConfig {
     /// Channels entering the CAM module: `ndf * 2^(n_layers-2)`.
     pub fn cam_channels(&self) -> i64 {
         self.ndf << (self.n_layers - 2)
+    }
+
+    /// A lower bound on the parameter count (both variants): the last 4×4 convolution, from
+    /// half the CAM channels to all of them.
+    pub fn min_parameters(&self) -> f64 {
+        let c = self.cam_channels() as f64;
+        8.0 * c * c
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -129,6 +147,12 @@ impl Default for CycleGeneratorConfig {
 }
 
 impl CycleGeneratorConfig {
+    /// A lower bound on the parameter count: the residual blocks' 3×3 convolutions.
+    pub fn min_parameters(&self) -> f64 {
+        let c = 4.0 * self.ngf as f64;
+        2.0 * self.n_blocks as f64 * 9.0 * c * c
+    }
+
     pub fn validate(&self) -> Result<()> {
         bounded("input_nc", self.input_nc, 1, 64)?;
         bounded("output_nc", self.output_nc, 1, 64)?;
@@ -153,6 +177,15 @@ impl Default for PatchDiscriminatorConfig {
 }
 
 impl PatchDiscriminatorConfig {
+    /// A lower bound on the parameter count: the last 4×4 convolution before the output one
+    /// (channel multipliers capped at 8, as theirs).
+    pub fn min_parameters(&self) -> f64 {
+        let ndf = self.ndf as f64;
+        let out = ndf * (1i64 << self.n_layers.min(3)) as f64;
+        let c_in = ndf * (1i64 << (self.n_layers - 1).min(3)) as f64;
+        16.0 * c_in * out
+    }
+
     pub fn validate(&self) -> Result<()> {
         bounded("input_nc", self.input_nc, 1, 64)?;
         bounded("ndf", self.ndf, 1, 4096)?;

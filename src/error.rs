@@ -84,6 +84,36 @@ pub fn physical_memory() -> Option<u64> {
     (pages > 0 && page > 0).then(|| pages as u64 * page as u64)
 }
 
+/// Memory the kernel says is available to a new allocation without swapping (`MemAvailable`;
+/// physical memory where that is unknown). Read at each call: it changes as the process grows.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let kib = meminfo.as_deref().and_then(|text| {
+        let line = text.lines().find(|line| line.starts_with("MemAvailable:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    kib.map(|kib| kib * 1024).or_else(physical_memory)
+}
+
+/// [`Error::OutOfMemory`] if `bytes` of host memory are more than is available: with memory
+/// overcommit libtorch's allocation would "succeed" and the process be killed when the pages
+/// are touched, so host allocations sized by user input are checked up front. `what` says
+/// what needs them.
+pub fn check_host_memory(bytes: u64, what: impl FnOnce() -> String) -> Result<()> {
+    if bytes < 64 << 20 {
+        return Ok(()); // not worth reading /proc/meminfo for (every forward asks)
+    }
+    match available_memory() {
+        Some(available) if bytes > available => Err(Error::OutOfMemory(format!(
+            "{} needs {} MiB of memory, more than the {} MiB this machine has available",
+            what(),
+            bytes >> 20,
+            available >> 20
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Reserves `n` elements in a fresh vector, or [`Error::OutOfMemory`] describing `what`.
 pub fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
     let bytes = (n as u64).saturating_mul(std::mem::size_of::<T>() as u64);

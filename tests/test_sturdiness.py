@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -445,6 +446,26 @@ def test_trainer_config_is_read_only():
     copy = tr.config.copy()
     copy.lr = 1e-5
     assert ug.Trainer(tr.config).config == tr.config
+
+
+# -- 7a. memory: refused up front, not killed by the kernel -------------------------------------------
+def test_a_network_or_a_batch_beyond_the_machines_memory_is_a_memory_error():
+    # Before: built for a minute, filling the memory, then the OOM killer ended the process.
+    started = time.monotonic()
+    with pytest.raises(MemoryError, match="this Generator has at least .* million parameters"):
+        ug.Generator(ngf=4096, n_blocks=256, img_size=256, light=True)
+    with pytest.raises(MemoryError, match="this Discriminator"):
+        ug.Discriminator(ndf=4096, n_layers=12)
+    assert time.monotonic() - started < 5
+    g = ug.Generator(ngf=8, n_blocks=1, img_size=96, light=True)
+    huge = torch.zeros(1, 3, 1, 1).expand(64, 3, 2048, 2048)  # no memory of its own
+    with pytest.raises(MemoryError, match=r"a Generator forward on a batch of shape \[64, 3, 2048, 2048\]"):
+        g(huge)
+    tr = ug.Trainer(small_config())
+    with pytest.raises(MemoryError, match=r"a training step on a batch of shape \[100000, 3, 96, 96\]"):
+        tr.step(torch.zeros(1, 3, 1, 1).expand(100_000, 3, 96, 96), X.expand(100_000, 3, 96, 96))
+    assert tr.step_count == 0
+    assert g(X)[0].shape == X.shape and tr.step(X, X)["d_loss"] > 0  # what fits still runs
 
 
 # -- 7b. copies -------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ impl Discriminator {
     /// (gap_fc, gmp_fc, conv1x1, conv, model.*).
     pub fn new(config: DiscriminatorConfig, device: Device) -> Result<Self> {
         config.validate()?;
-        let store = ParamStore::new(device);
+        let store = ParamStore::sized(device, config.min_parameters(), "Discriminator")?;
         let root = store.root();
         let ndf = config.ndf;
         let c = config.cam_channels();
@@ -104,6 +104,12 @@ impl Discriminator {
 
 impl Network for Discriminator {
     const NAME: &'static str = "Discriminator";
+
+    /// The first convolution has stride 2 (`ndf` channels over a quarter of the pixels); an
+    /// eighth of `ndf` keeps the estimate below the measured peaks (`check_forward_memory`).
+    fn feature_channels(&self) -> f64 {
+        self.config.ndf as f64 / 8.0
+    }
     // Train mode runs one spectral-norm power iteration per forward (updating `weight_u` and `weight_v`); eval mode uses them as stored.
     crate::models::store_and_mode_accessors!();
 

@@ -56,7 +56,7 @@ impl Generator {
     /// `state_dict()` order: gap_fc, gmp_fc, conv1x1, gamma, beta, UpBlock1_*, DownBlock, FC, UpBlock2.
     pub fn new(config: GeneratorConfig, device: Device) -> Result<Self> {
         config.validate()?;
-        let store = ParamStore::new(device);
+        let store = ParamStore::sized(device, config.min_parameters(), "Generator")?;
         let root = store.root();
         let ngf = config.ngf;
         let c = config.bottleneck_channels();
@@ -244,6 +244,10 @@ impl Generator {
 
 impl Network for Generator {
     const NAME: &'static str = "Generator";
+
+    fn feature_channels(&self) -> f64 {
+        self.config.ngf as f64
+    }
     // Train/eval mode. The generator has no mode-dependent layer; the flag is kept so that it behaves like a PyTorch module.
     crate::models::store_and_mode_accessors!();
 

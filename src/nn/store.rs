@@ -72,11 +72,51 @@ pub struct LoadReport {
 pub struct ParamStore {
     vars: RefCell<Vec<Registered>>,
     device: Device,
+    /// Host memory the parameters may take, read when the store is made (CPU only; a CUDA
+    /// allocation fails cleanly), and how much they take so far: a configuration too large
+    /// for the machine is refused before its pages are touched (see `check_host_memory`).
+    host_budget: Option<u64>,
+    host_bytes: std::cell::Cell<u64>,
 }
 
 impl ParamStore {
     pub fn new(device: Device) -> Self {
-        Self { vars: RefCell::new(Vec::new()), device }
+        let host_budget = if device == Device::Cpu { crate::error::available_memory() } else { None };
+        Self { vars: RefCell::new(Vec::new()), device, host_budget, host_bytes: std::cell::Cell::new(0) }
+    }
+
+    /// [`ParamStore::new`] for a network of at least `min_parameters` float32 parameters:
+    /// refused at once if those cannot fit in the host memory available (each tensor is still
+    /// counted as it is made, which catches what the bound leaves out, but only once the memory
+    /// before it has been filled).
+    pub fn sized(device: Device, min_parameters: f64, network: &str) -> Result<Self> {
+        let store = Self::new(device);
+        if let Some(budget) = store.host_budget.filter(|&budget| min_parameters * 4.0 > budget as f64) {
+            return Err(Error::OutOfMemory(format!(
+                "this {network} has at least {:.0} million parameters, {} MiB, more than the {} MiB of memory \
+                 this machine has available; choose a smaller configuration",
+                min_parameters / 1e6,
+                (min_parameters * 4.0 / 1048576.0) as u64,
+                budget >> 20
+            )));
+        }
+        Ok(store)
+    }
+
+    /// Counts a new float32 tensor of `shape` against the host budget.
+    fn reserve(&self, name: &str, shape: &[i64]) -> Result<()> {
+        let bytes = shape.iter().try_fold(4u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?)).unwrap_or(u64::MAX);
+        let total = self.host_bytes.get().saturating_add(bytes);
+        if let Some(budget) = self.host_budget.filter(|&budget| total > budget) {
+            return Err(Error::OutOfMemory(format!(
+                "the network's parameters up to {name} {shape:?} need {} MiB of memory, more than the {} MiB \
+                 this machine had available; choose a smaller configuration",
+                total >> 20,
+                budget >> 20
+            )));
+        }
+        self.host_bytes.set(total);
+        Ok(())
     }
 
     pub fn root(&self) -> Path<'_> {
@@ -299,6 +339,7 @@ impl<'a> Path<'a> {
 
     /// Registers a learned float32 parameter with `requires_grad=True`.
     pub fn param(&self, name: &str, shape: &[i64], init: Init) -> Result<Tensor> {
+        self.store.reserve(&self.full_name(name), shape)?;
         let mut tensor = Tensor::f_empty(shape, (Kind::Float, self.store.device))?;
         tch::no_grad(|| -> Result<()> {
             let _ = match init {

@@ -124,6 +124,7 @@ macro_rules! with_network {
 /// A forward from Python, which holds the network's very tensors and may have altered them.
 fn intact_forward<N: Network>(network: &N, x: &Tensor) -> crate::Result<Output> {
     network.store().check_intact(N::NAME)?;
+    crate::models::check_forward_memory(network, x)?;
     network.forward(x)
 }
 

@@ -130,6 +130,7 @@ impl CycleGanTrainer {
         self.for_each_network(|name, store| store.check_intact(name))?;
         self.g_optim.check_aliasing()?;
         self.d_optim.check_aliasing()?;
+        crate::models::check_step_memory(&*lock(&self.gen_a), real_a)?;
         let saved = self.pools.iter().map(|p| p.state()).collect::<Result<Vec<_>>>()?;
         let g_updates = self.g_optim.step_count();
         let result = tch::with_grad(|| self.step_inner(real_a, real_b, reduce));

@@ -212,6 +212,12 @@ impl Adam {
             });
             total += padded;
         }
+        if device == tch::Device::Cpu {
+            // The flat parameters and the two moment buffers, before any of them is touched.
+            crate::error::check_host_memory(3 * 4 * total as u64, || {
+                format!("the optimizer's state for {} parameters", params.len())
+            })?;
+        }
         let flat_params = Tensor::f_zeros([total], (Kind::Float, device))?;
         tch::no_grad(|| -> Result<()> {
             for (p, &offset) in params.iter().zip(&offsets) {

@@ -200,12 +200,14 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         Ok(saved)
     }
 
-    /// Refuses, before any kernel runs, networks whose tensors Python altered: a changed shape,
-    /// dtype or device, or a parameter no longer in the optimizer's storage.
-    fn check_networks(&self) -> Result<()> {
+    /// Refuses, before any kernel runs, networks whose tensors Python altered (a changed shape,
+    /// dtype or device, or a parameter no longer in the optimizer's storage) and a batch whose
+    /// generator passes cannot fit in the host memory.
+    fn check_networks(&self, batch: &Tensor) -> Result<()> {
         self.for_each_network(|name, store| store.check_intact(name))?;
         self.g_optim.check_aliasing()?;
-        self.d_optim.check_aliasing()
+        self.d_optim.check_aliasing()?;
+        crate::models::check_step_memory(&*lock(&self.gen_a2b), batch)
     }
 
     /// Calls `f(name, store)` for each of the six networks, in the official order.
@@ -243,7 +245,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     pub fn step_reduced(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
-        self.check_networks()?;
+        self.check_networks(real_a)?;
         let buffers = self.snapshot_buffers()?;
         let d_updates = self.d_optim.step_count();
         let result = self.run_inner(real_a, real_b, reduce, Counting::InStep);
@@ -283,7 +285,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     pub fn step_kernels(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
-        self.check_networks()?;
+        self.check_networks(real_a)?;
         self.run_inner(real_a, real_b, None, Counting::Prepared)
     }
 

@@ -38,7 +38,7 @@ impl CycleGenerator {
     /// A generator initialised as theirs: PyTorch's defaults, then N(0, 0.02) weights, zero biases.
     pub fn new(config: CycleGeneratorConfig, device: Device) -> Result<Self> {
         config.validate()?;
-        let store = ParamStore::new(device);
+        let store = ParamStore::sized(device, config.min_parameters(), "CycleGenerator")?;
         let model = store.root() / "model";
         let ngf = config.ngf;
         // Instance norm without affine parameters: `use_bias=True` for every conv.
@@ -86,6 +86,10 @@ impl CycleGenerator {
 
 impl Network for CycleGenerator {
     const NAME: &'static str = "CycleGenerator";
+
+    fn feature_channels(&self) -> f64 {
+        self.config.ngf as f64
+    }
     // No dropout and no running statistics: the mode changes nothing, as in theirs.
     crate::models::store_and_mode_accessors!();
 

@@ -26,7 +26,7 @@ pub struct PatchDiscriminator {
 impl PatchDiscriminator {
     pub fn new(config: PatchDiscriminatorConfig, device: Device) -> Result<Self> {
         config.validate()?;
-        let store = ParamStore::new(device);
+        let store = ParamStore::sized(device, config.min_parameters(), "PatchDiscriminator")?;
         let model = store.root() / "model";
         let (ndf, n) = (config.ndf, config.n_layers);
         let stride2 = ConvConfig { stride: 2, padding: 1, bias: true };
@@ -52,6 +52,12 @@ impl PatchDiscriminator {
 
 impl Network for PatchDiscriminator {
     const NAME: &'static str = "PatchDiscriminator";
+
+    /// The first convolution has stride 2 (`ndf` channels over a quarter of the pixels); an
+    /// eighth of `ndf` keeps the estimate below the measured peaks (`check_forward_memory`).
+    fn feature_channels(&self) -> f64 {
+        self.config.ndf as f64 / 8.0
+    }
     crate::models::store_and_mode_accessors!();
 
     /// One logit per patch, `(B, 1, h, w)`; no attention outputs.

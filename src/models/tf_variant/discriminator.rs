@@ -28,7 +28,7 @@ pub struct TfDiscriminator {
 impl TfDiscriminator {
     pub fn new(config: DiscriminatorConfig, device: Device) -> Result<Self> {
         config.validate()?;
-        let store = ParamStore::new(device);
+        let store = ParamStore::sized(device, config.min_parameters(), "Discriminator")?;
         let root = store.root();
         let (ndf, strided) = (config.ndf, config.n_layers - 2);
         let model = &root / "model";
@@ -68,6 +68,12 @@ impl TfDiscriminator {
 
 impl Network for TfDiscriminator {
     const NAME: &'static str = "Discriminator";
+
+    /// The first convolution has stride 2 (`ndf` channels over a quarter of the pixels); an
+    /// eighth of `ndf` keeps the estimate below the measured peaks (`check_forward_memory`).
+    fn feature_channels(&self) -> f64 {
+        self.config.ndf as f64 / 8.0
+    }
     // In training mode every call advances each `u` by one power iteration (as the release's
     // every call does); in eval mode the iteration's result is used without being stored.
     crate::models::store_and_mode_accessors!();

@@ -59,7 +59,7 @@ impl TfGenerator {
                 config.n_blocks
             )));
         }
-        let store = ParamStore::new(device);
+        let store = ParamStore::sized(device, config.min_parameters(), "Generator")?;
         let root = store.root();
         let (ngf, c) = (config.ngf, config.bottleneck_channels());
         let width = ngf * config.n_blocks;
@@ -161,6 +161,10 @@ impl TfGenerator {
 
 impl Network for TfGenerator {
     const NAME: &'static str = "Generator";
+
+    fn feature_channels(&self) -> f64 {
+        self.config.ngf as f64
+    }
     crate::models::store_and_mode_accessors!();
 
     fn forward(&self, input: &Tensor) -> Result<Output> {
