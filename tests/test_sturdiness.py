@@ -362,6 +362,25 @@ def test_replacing_or_deleting_a_live_tensor_or_part_is_refused():
         g.DownBlock[99]
 
 
+def test_a_reparametrized_forward_or_an_added_tensor_is_refused():
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    zeros = {k: torch.zeros_like(v) for k, v in g.named_parameters()}
+    # Before: functional_call returned the output of the network's own weights, silently.
+    with pytest.raises(NotImplementedError, match=r"Generator\.gap_fc\.weight is not the tensor .*functional_call"):
+        torch.func.functional_call(g, zeros, (X,))
+    for add in (
+        lambda: g.register_parameter("extra", torch.nn.Parameter(torch.zeros(1))),
+        lambda: g.gap_fc.register_buffer("extra", torch.zeros(1)),
+        lambda: setattr(g, "head", torch.nn.Linear(1, 1)),
+        lambda: setattr(g.DownBlock, "extra", torch.nn.Parameter(torch.zeros(1))),
+    ):
+        with pytest.raises(AttributeError, match="holds exactly the official tensors"):
+            add()
+    # Before: the added tensor joined state_dict(), which then no longer loaded back.
+    g.load_state_dict(g.state_dict())
+    g(X)
+
+
 @pytest.mark.parametrize(
     "alter, error, match",
     [

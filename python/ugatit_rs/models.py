@@ -51,13 +51,38 @@ class _LiveTree(nn.Module):
                 f"module.{name}.copy_(value)`) or use load_state_dict"
             )
 
+    def _refuse_if_sealed(self, name: str, what: str) -> None:
+        registered = (self.__dict__.get(key, {}) for key in ("_parameters", "_buffers", "_modules"))
+        if self.__dict__.get("_sealed") and not any(name in names for names in registered):
+            raise AttributeError(
+                f"cannot add {what} {name!r}: a ugatit_rs network holds exactly the official tensors, so that "
+                "its state_dict() loads back; keep extra parameters and modules in a module of your own "
+                "that contains this one"
+            )
+
     def __setattr__(self, name: str, value: object) -> None:
         self._refuse_if_live(name, value, "replace")
+        if isinstance(value, (nn.Parameter, nn.Module)):
+            self._refuse_if_sealed(name, "the parameter" if isinstance(value, nn.Parameter) else "the module")
         super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:
         self._refuse_if_live(name, None, "delete")
         super().__delattr__(name)
+
+    def register_parameter(self, name: str, param: nn.Parameter | None) -> None:
+        self._refuse_if_sealed(name, "the parameter")
+        super().register_parameter(name, param)
+
+    def register_buffer(self, name: str, tensor: torch.Tensor | None, persistent: bool = True) -> None:
+        self._refuse_if_sealed(name, "the buffer")
+        super().register_buffer(name, tensor, persistent)
+
+    def add_module(self, name: str, module: nn.Module | None) -> None:
+        self._refuse_if_sealed(name, "the module")
+        super().add_module(name, module)
+
+    register_module = add_module
 
 
 class _Container(_LiveTree):
@@ -123,6 +148,7 @@ class _NativeModule(_LiveTree):
 
     def _adopt(self, native: _native.Network) -> None:
         self._native = native
+        live, owners = [], [self]
         for name, tensor, is_param in native.named_tensors():
             *path, leaf = name.split(".")
             owner: nn.Module = self
@@ -131,14 +157,33 @@ class _NativeModule(_LiveTree):
                 if child is None:
                     child = _Container()
                     owner.add_module(part, child)
+                    owners.append(child)
                 owner = child
             if is_param:
                 # Re-class the Rust tensor's own Python object: nn.Parameter(t) would make a new
                 # TensorImpl, and gradients of the Rust forward would not reach it.
                 tensor.__class__ = nn.Parameter
                 owner.register_parameter(leaf, tensor)
+                live.append((owner._parameters, leaf, tensor, name))
             else:
                 owner.register_buffer(leaf, tensor)
+                live.append((owner._buffers, leaf, tensor, name))
+        # Where each live tensor is registered, to see a swap that bypassed __setattr__.
+        self._live = tuple(live)
+        for owner in owners:
+            owner._sealed = True
+
+    def _check_registered(self) -> None:
+        """``torch.func.functional_call`` and other reparametrizations swap tensors in the module's
+        dicts directly; the Rust forward cannot see them and would silently use its own."""
+        for registry, leaf, tensor, name in self._live:
+            if registry.get(leaf) is not tensor:
+                raise NotImplementedError(
+                    f"{type(self).__name__}.{name} is not the tensor the Rust network computes with: "
+                    "torch.func.functional_call and other reparametrizations swap a module's tensors, "
+                    "which the Rust forward cannot see; copy values into the network instead "
+                    "(load_state_dict, or copy_ under torch.no_grad())"
+                )
 
     # -- calling -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -152,6 +197,7 @@ class _NativeModule(_LiveTree):
                 f"{type(self).__name__} input is on {x.device} but the network is on {self.device}; "
                 "move one of them with .to(...)"
             )
+        self._check_registered()
         return self._native.forward(x)
 
     # -- state -----------------------------------------------------------------------------------
