@@ -4,6 +4,7 @@ failed before its fix. Anything that used to kill or hang the process runs in a 
 a timeout, so a regression fails the test instead of taking the suite down with it."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -325,6 +326,19 @@ def test_replacing_any_parameters_storage_is_caught():
     params[-1].data = params[-1].data.clone()
     with pytest.raises(ValueError, match="no longer shares the optimizer's storage"):
         tr.step(X, X)
+
+
+def test_a_step_on_non_finite_or_unscaled_images_is_refused_before_any_change():
+    tr = ug.Trainer(small_config())
+    before = {k: v.clone() for k, v in tr.gen_a2b.state_dict().items()}
+    # Before: the NaN went through the update into every weight, and each later step was NaN.
+    with pytest.raises(ValueError, match="NaN or Inf values in real_b"):
+        tr.step(X, torch.full_like(X, float("nan")))
+    with pytest.raises(ValueError, match="real_a must be in \\[-1, 1\\], got values from 0 to 255"):
+        tr.step(torch.linspace(0, 255, X.numel()).reshape(X.shape), X)
+    assert tr.step_count == 0
+    assert all(torch.equal(before[k], v) for k, v in tr.gen_a2b.state_dict().items())
+    assert math.isfinite(tr.step(X, X)["g_loss"])
 
 
 def test_a_storage_swap_fails_the_step_whole_and_names_the_parameter():
