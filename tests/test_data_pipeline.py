@@ -108,3 +108,15 @@ def test_streams_depend_on_seed_and_domain_only(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(sa, sb))
     assert not all(torch.equal(x, y) for x, y in zip(sa, sc))
     assert [x.shape[0] for x in sa] == [2, 2, 1, 2, 2, 1]  # drop_last=False, reshuffled per epoch
+
+
+def test_a_for_loop_iterates_one_epoch_of_the_same_stream(tmp_path):
+    for i in range(5):
+        Image.fromarray(_picture(seed=i)).save(tmp_path / f"{i}.png")
+    streamed = DomainLoader(str(tmp_path), 32, batch_size=2, seed=3, num_workers=1)
+    looped = DomainLoader(str(tmp_path), 32, batch_size=2, seed=3, num_workers=1)
+    assert len(looped) == looped.batches_per_epoch == 3
+    epochs = [list(looped), list(looped)]  # before: TypeError, 'DomainLoader' object is not iterable
+    assert [len(e) for e in epochs] == [3, 3] and looped.position == 6
+    expected = [streamed.next_batch() for _ in range(6)]
+    assert all(torch.equal(x, y) for x, y in zip(epochs[0] + epochs[1], expected))

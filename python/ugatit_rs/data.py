@@ -5,6 +5,9 @@ streams float32 ``(B, 3, S, S)`` batches in [-1, 1] from a folder (recursively; 
 bmp, ppm, pgm, tif, tiff, webp in any case), decoded and augmented in background Rust threads with
 the official transforms (``resize="bilinear"``, U-GAT-IT's; ``"bicubic"`` is CycleGAN's). The stream depends only on the seed, never on the number of workers.
 Unreadable files are skipped and listed by ``skipped()``; ``strict=True`` raises instead.
+``next_batch()`` streams on without end, as the official loop reads; ``for batch in loader``
+iterates one epoch (``len(loader)`` batches) from the current position, as a PyTorch
+``DataLoader`` does.
 """
 
 from __future__ import annotations

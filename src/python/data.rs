@@ -7,12 +7,15 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 /// A seeded, prefetching batch stream over one domain folder. Use `ugatit_rs.data.DomainLoader`.
 #[pyclass(name = "DomainLoader", module = "ugatit_rs._native")]
 pub struct PyDomainLoader {
     inner: DomainLoader,
+    /// Batches left in the epoch a `for` loop is iterating.
+    epoch_left: AtomicI64,
 }
 
 #[pymethods]
@@ -44,7 +47,7 @@ impl PyDomainLoader {
         })?;
         let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers, resize };
         let inner = unlocked(py, || DomainLoader::new(&folder, config))?;
-        Ok(Self { inner })
+        Ok(Self { inner, epoch_left: AtomicI64::new(0) })
     }
 
     /// The next batch, a float32 (B, 3, S, S) CPU tensor in [-1, 1]. Waits in short slices
@@ -56,6 +59,26 @@ impl PyDomainLoader {
             }
             py.check_signals()?;
         }
+    }
+
+    /// `len(loader)`: the batches in one epoch.
+    fn __len__(&self) -> usize {
+        usize::try_from(self.inner.batches_per_epoch()).unwrap_or(0)
+    }
+
+    /// `for batch in loader`: one epoch of batches from the current position, as PyTorch's
+    /// `DataLoader` iterates (`next_batch` streams on without end, as the official loop reads).
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf.epoch_left.store(slf.inner.batches_per_epoch(), Ordering::Relaxed);
+        slf
+    }
+
+    fn __next__(&self, py: Python<'_>) -> PyResult<Option<PyTensor>> {
+        if self.epoch_left.fetch_sub(1, Ordering::Relaxed) <= 0 {
+            self.epoch_left.store(0, Ordering::Relaxed);
+            return Ok(None);
+        }
+        self.next_batch(py).map(Some)
     }
 
     /// Moves the stream to batch `k` (0 <= k <= 2**53).
