@@ -369,7 +369,8 @@ def test_replacing_or_deleting_a_live_tensor_or_part_is_refused():
     # while the forward kept using the old one.
     assert g.gap_fc.weight is live and "gap_fc.weight" in g.state_dict()
     assert torch.equal(g(X)[0], expected)
-    g.gap_fc.weight = live  # assigning the same tensor is a no-op, not an error
+    g.gap_fc.weight = live  # assigning the same tensor or part is a no-op, not an error
+    g.gap_fc = g.gap_fc
     g.note = "users may still keep their own attributes"
     assert g.DownBlock[1] is getattr(g.DownBlock, "1") and g.DownBlock[-1] is list(g.DownBlock.children())[-1]
     with pytest.raises(IndexError, match="no part 99"):

@@ -39,7 +39,8 @@ class _LiveTree(nn.Module):
         live = self.__dict__.get("_parameters", {}).get(name)
         if live is None:
             live = self.__dict__.get("_buffers", {}).get(name)
-        if live is None and isinstance(self.__dict__.get("_modules", {}).get(name), _Container):
+        part = self.__dict__.get("_modules", {}).get(name)
+        if live is None and isinstance(part, _Container) and value is not part:
             raise AttributeError(
                 f"cannot {action} {name!r}: it is part of a ugatit_rs network's parameter tree, which the "
                 "Rust network computes with"
