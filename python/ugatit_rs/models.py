@@ -63,8 +63,9 @@ class _LiveTree(nn.Module):
 
     def __setattr__(self, name: str, value: object) -> None:
         self._refuse_if_live(name, value, "replace")
-        if isinstance(value, (nn.Parameter, nn.Module)):
-            self._refuse_if_sealed(name, "the parameter" if isinstance(value, nn.Parameter) else "the module")
+        # nn.Module stores a module without add_module; a parameter goes through register_parameter.
+        if isinstance(value, nn.Module):
+            self._refuse_if_sealed(name, "the module")
         super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:

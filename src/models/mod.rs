@@ -138,9 +138,8 @@ fn check_activation_memory<N: Network>(
     let size = input.size();
     let pixels = size[0].max(0) as f64 * size[2].max(0) as f64 * size[3].max(0) as f64;
     let bytes = pixels * network.feature_channels() * 4.0 * units;
-    crate::error::check_host_memory(bytes.min(u64::MAX as f64) as u64, || {
-        format!("{} on a batch of shape {size:?}", what())
-    })
+    // `as` saturates: an estimate beyond u64 is refused like any other too large.
+    crate::error::check_host_memory(bytes as u64, || format!("{} on a batch of shape {size:?}", what()))
 }
 
 /// Whether autograd records on this thread (libtorch's thread-local grad mode; tch has no getter).

@@ -90,17 +90,12 @@ impl ParamStore {
     /// counted as it is made, which catches what the bound leaves out, but only once the memory
     /// before it has been filled).
     pub fn sized(device: Device, min_parameters: f64, network: &str) -> Result<Self> {
-        let store = Self::new(device);
-        if let Some(budget) = store.host_budget.filter(|&budget| min_parameters * 4.0 > budget as f64) {
-            return Err(Error::OutOfMemory(format!(
-                "this {network} has at least {:.0} million parameters, {} MiB, more than the {} MiB of memory \
-                 this machine has available; choose a smaller configuration",
-                min_parameters / 1e6,
-                (min_parameters * 4.0 / 1048576.0) as u64,
-                budget >> 20
-            )));
+        if device == Device::Cpu {
+            crate::error::check_host_memory((min_parameters * 4.0) as u64, || {
+                format!("this {network} has at least {:.0} million parameters, which", min_parameters / 1e6)
+            })?;
         }
-        Ok(store)
+        Ok(Self::new(device))
     }
 
     /// Counts a new float32 tensor of `shape` against the host budget.

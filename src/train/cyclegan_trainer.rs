@@ -61,10 +61,11 @@ impl CycleGanTrainer {
         let dis_a = PatchDiscriminator::new(config.patch_discriminator(), device)?;
         let dis_b = PatchDiscriminator::new(config.patch_discriminator(), device)?;
         let adam = AdamConfig::ugatit(config.lr, config.weight_decay);
-        let mut g_params = gen_a.store().named_parameters("G_A");
-        g_params.extend(gen_b.store().named_parameters("G_B"));
-        let mut d_params = dis_a.store().named_parameters("D_A");
-        d_params.extend(dis_b.store().named_parameters("D_B"));
+        let [g_a, g_b, d_a, d_b] = CYCLEGAN_NETWORK_NAMES;
+        let mut g_params = gen_a.store().named_parameters(g_a);
+        g_params.extend(gen_b.store().named_parameters(g_b));
+        let mut d_params = dis_a.store().named_parameters(d_a);
+        d_params.extend(dis_b.store().named_parameters(d_b));
         let capacity = config.pool_size as usize;
         let pools = [0, 1].map(|k| ImagePool::new(capacity, &[config.seed, POOL_STREAM, k]));
         Ok(Self {

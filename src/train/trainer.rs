@@ -140,10 +140,11 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         let dis_lb = D::build(config.discriminator(false), device)?;
 
         let adam = AdamConfig::ugatit(config.lr, config.weight_decay);
-        let mut g_params = gen_a2b.store().named_parameters("genA2B");
-        g_params.extend(gen_b2a.store().named_parameters("genB2A"));
+        let [a2b, b2a, ga, gb, la, lb] = NETWORK_NAMES;
+        let mut g_params = gen_a2b.store().named_parameters(a2b);
+        g_params.extend(gen_b2a.store().named_parameters(b2a));
         let mut d_params = Vec::new();
-        for (name, d) in [("disGA", &dis_ga), ("disGB", &dis_gb), ("disLA", &dis_la), ("disLB", &dis_lb)] {
+        for (name, d) in [(ga, &dis_ga), (gb, &dis_gb), (la, &dis_la), (lb, &dis_lb)] {
             d_params.extend(d.store().named_parameters(name));
         }
         let g_optim = Adam::new(g_params, adam)?;
