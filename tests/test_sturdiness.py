@@ -20,6 +20,7 @@ import torch
 import ugatit_rs as ug
 from datasets import make_dataset
 from PIL import Image
+from torch.nn.utils import prune
 from ugatit_rs.data import DomainLoader, prepare
 from ugatit_rs.trainer import latest_checkpoint
 
@@ -381,8 +382,13 @@ def test_a_reparametrized_forward_or_an_added_tensor_is_refused():
     g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
     zeros = {k: torch.zeros_like(v) for k, v in g.named_parameters()}
     # Before: functional_call returned the output of the network's own weights, silently.
-    with pytest.raises(NotImplementedError, match=r"Generator\.gap_fc\.weight is not the tensor .*functional_call"):
+    with pytest.raises(NotImplementedError, match=r"Generator\.gap_fc\.weight is a live tensor .*functional_call"):
         torch.func.functional_call(g, zeros, (X,))
+    # A swap below even the module's dicts is still caught by the forward.
+    g.gap_fc.__dict__["_parameters"] = {"weight": torch.nn.Parameter(torch.zeros_like(g.gap_fc.weight))}
+    with pytest.raises(NotImplementedError, match=r"Generator\.gap_fc\.weight is not the tensor"):
+        g(X)
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
     for add in (
         lambda: g.register_parameter("extra", torch.nn.Parameter(torch.zeros(1))),
         lambda: g.gap_fc.register_buffer("extra", torch.zeros(1)),
@@ -394,6 +400,45 @@ def test_a_reparametrized_forward_or_an_added_tensor_is_refused():
     # Before: the added tensor joined state_dict(), which then no longer loaded back.
     g.load_state_dict(g.state_dict())
     g(X)
+
+
+@pytest.mark.parametrize(
+    "reparametrize",
+    [
+        lambda part: torch.nn.utils.weight_norm(part),
+        lambda part: torch.nn.utils.spectral_norm(part),
+        lambda part: torch.nn.utils.parametrizations.weight_norm(part),
+        lambda part: prune.l1_unstructured(part, "weight", 0.5),
+    ],
+    ids=["weight_norm", "spectral_norm", "parametrizations", "prune"],
+)
+def test_a_parametrization_of_a_part_is_refused_and_leaves_the_network_whole(reparametrize):
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    expected, keys = g(X)[0], list(g.state_dict())
+    # Before: weight_norm deleted the live weight from the module's dict before failing, so the
+    # network lost it from state_dict() and every later forward failed.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old weight_norm's deprecation
+        with pytest.raises(AttributeError, match="weight"):
+            reparametrize(g.DownBlock[1])
+    assert list(g.state_dict()) == keys and not g.DownBlock[1]._forward_pre_hooks
+    assert torch.equal(g(X)[0], expected)
+    g.load_state_dict(g.state_dict())
+
+
+def test_a_part_cannot_move_alone_and_its_hooks_are_said_to_never_fire():
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    with pytest.raises(ValueError, match="move the whole network"):
+        g.DownBlock.double()
+    g.DownBlock.float()  # no change: fine
+    assert g.DownBlock[1].weight.dtype == torch.float32
+    # The forward runs in Rust as a whole; a part's hook used to be accepted and never called.
+    with pytest.warns(UserWarning, match="never fires"):
+        g.DownBlock[1].register_forward_hook(lambda *args: None)
+    seen = []
+    g.register_forward_hook(lambda module, args, out: seen.append(out[1].shape))
+    g(X)
+    assert seen == [torch.Size([1, 2])]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ module's ``parameters()``/``to()``/``train()`` and ``DistributedDataParallel`` a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -28,6 +29,52 @@ def _device_name(device: DeviceLike) -> str:
         return str(torch.device(device))
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"unknown device {device!r}: {exc}") from None
+
+
+class _LiveRegistry(dict):
+    """A module's ``_parameters`` / ``_buffers`` dict that keeps its live tensors. PyTorch's own
+    utilities write these dicts directly, below ``__setattr__``: ``torch.func.functional_call``
+    swaps entries, ``nn.utils.weight_norm`` and ``prune`` delete them. Refusing here leaves the
+    network whole instead of half-rewritten."""
+
+    def __init__(self, entries: dict, network: str, prefix: str):
+        super().__init__(entries)
+        self._live = dict(entries)
+        self._where = f"{network}.{prefix}"
+
+    def __setitem__(self, name: str, value: object) -> None:
+        live = self._live.get(name)
+        if live is not None and value is not live and name in self:
+            raise NotImplementedError(
+                f"{self._where}{name} is a live tensor of the Rust network and cannot be swapped for another: "
+                "torch.func.functional_call, torch.export and other reparametrizations replace a module's "
+                "tensors, which the Rust forward cannot see; copy values into the network instead "
+                "(load_state_dict, or copy_ under torch.no_grad()), and export with ugatit_rs.export"
+            )
+        super().__setitem__(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if name in self._live:
+            raise AttributeError(
+                f"cannot remove {self._where}{name}: it is a live tensor of the Rust network "
+                "(weight_norm, spectral_norm, pruning and other parametrizations need to replace it, "
+                "which a ugatit_rs network cannot do)"
+            )
+        super().__delitem__(name)
+
+    def pop(self, name: str, *default):
+        if name in self._live:
+            self.__delitem__(name)
+        return super().pop(name, *default)
+
+    def popitem(self):
+        raise AttributeError(f"cannot remove tensors from {self._where.rstrip('.')}: they are the Rust network's")
+
+    def clear(self) -> None:
+        self.popitem()
+
+    def __reduce__(self):  # copies and pickles of a part hold plain dicts
+        return (dict, (dict(self),))
 
 
 class _LiveTree(nn.Module):
@@ -95,6 +142,47 @@ class _Container(_LiveTree):
     def forward(self, *args, **kwargs):
         raise RuntimeError("this is a part of a ugatit_rs network's parameter tree; call the network itself")
 
+    def _apply(self, fn, recurse: bool = True):
+        """A part's tensors move and convert only with the whole network (``network.to(...)``)."""
+        own = next(self.parameters(), None)
+        device = own.device if own is not None else torch.device("cpu")
+        changed = True  # unless the probe says otherwise; e.g. .cuda() without CUDA raises
+        try:
+            probe = fn(torch.zeros((), dtype=torch.float32, device=device))
+            changed = isinstance(probe, torch.Tensor) and (probe.dtype, probe.device) != (torch.float32, device)
+        except (RuntimeError, AssertionError):
+            pass
+        if changed:
+            raise ValueError(
+                "a part of a ugatit_rs network cannot be moved or converted on its own; move the whole "
+                "network with network.to(device) (it computes in float32)"
+            )
+        return self
+
+    def _warn_hook(self) -> None:
+        warnings.warn(
+            "a hook on a part of a ugatit_rs network never fires: the network's forward runs in Rust as "
+            "a whole, so its parts are never called; hook the network itself, or a tensor (register_hook)",
+            UserWarning,
+            stacklevel=3,
+        )
+
+    def register_forward_hook(self, *args, **kwargs):
+        self._warn_hook()
+        return super().register_forward_hook(*args, **kwargs)
+
+    def register_forward_pre_hook(self, *args, **kwargs):
+        self._warn_hook()
+        return super().register_forward_pre_hook(*args, **kwargs)
+
+    def register_full_backward_hook(self, *args, **kwargs):
+        self._warn_hook()
+        return super().register_full_backward_hook(*args, **kwargs)
+
+    def register_full_backward_pre_hook(self, *args, **kwargs):
+        self._warn_hook()
+        return super().register_full_backward_pre_hook(*args, **kwargs)
+
     def __getitem__(self, index: int) -> nn.Module:
         if isinstance(index, int) and not isinstance(index, bool):
             numbered = [int(name) for name in self._modules if name.isdigit()]
@@ -150,36 +238,38 @@ class _NativeModule(_LiveTree):
 
     def _adopt(self, native: _native.Network) -> None:
         self._native = native
-        live, owners = [], [self]
+        live, owners = [], {"": self}
         for name, tensor, is_param in native.named_tensors():
             *path, leaf = name.split(".")
             owner: nn.Module = self
-            for part in path:
+            for depth, part in enumerate(path):
                 child = owner._modules.get(part)
                 if child is None:
                     child = _Container()
                     owner.add_module(part, child)
-                    owners.append(child)
+                    owners[".".join(path[: depth + 1]) + "."] = child
                 owner = child
             if is_param:
                 # Re-class the Rust tensor's own Python object: nn.Parameter(t) would make a new
                 # TensorImpl, and gradients of the Rust forward would not reach it.
                 tensor.__class__ = nn.Parameter
                 owner.register_parameter(leaf, tensor)
-                live.append((owner._parameters, leaf, tensor, name))
             else:
                 owner.register_buffer(leaf, tensor)
-                live.append((owner._buffers, leaf, tensor, name))
-        # Where each live tensor is registered, to see a swap that bypassed __setattr__.
-        self._live = tuple(live)
-        for owner in owners:
+            live.append((owner.__dict__, "_parameters" if is_param else "_buffers", leaf, tensor, name))
+        for prefix, owner in owners.items():
+            for key in ("_parameters", "_buffers"):
+                registry = _LiveRegistry(owner.__dict__[key], type(self).__name__, prefix)
+                object.__setattr__(owner, key, registry)
             owner._sealed = True
+        # Where each live tensor is registered, to see a swap that bypassed even _LiveRegistry.
+        self._live = tuple(live)
 
     def _check_registered(self) -> None:
-        """``torch.func.functional_call`` and other reparametrizations swap tensors in the module's
-        dicts directly; the Rust forward cannot see them and would silently use its own."""
-        for registry, leaf, tensor, name in self._live:
-            if registry.get(leaf) is not tensor:
+        """Reparametrizations swap tensors in the module's dicts directly (``_LiveRegistry`` refuses
+        the usual ways); the Rust forward cannot see them and would silently use its own."""
+        for attributes, key, leaf, tensor, name in self._live:
+            if attributes[key].get(leaf) is not tensor:
                 raise NotImplementedError(
                     f"{type(self).__name__}.{name} is not the tensor the Rust network computes with: "
                     "torch.func.functional_call and other reparametrizations swap a module's tensors, "
