@@ -86,6 +86,36 @@ def test_translate_folder(translator, tmp_path):
         translator.translate_folder(str(tmp_path / "nothing"), str(tmp_path / "dst"))
 
 
+def test_translating_files_never_overwrites_an_input_or_another_output(translator, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    image = Image.fromarray(demo.demo_image("A", 96, index=0))
+    for path in (a / "x.png", a / "x.jpg", b / "x.png", a / "y.png"):
+        image.save(path)
+    before = (a / "x.png").read_bytes()
+    # Before: x.jpg's translation silently replaced x.png's, a/x.png's replaced b/x.png's, and an
+    # output folder holding the inputs had them overwritten with their translations.
+    with pytest.raises(ValueError, match=r"x\.(jpg|png) and .*x\.(jpg|png) would both be written to .*x\.png"):
+        translator.translate_folder(str(a), str(tmp_path / "out"), progress=False)
+    with pytest.raises(ValueError, match="would both be written"):
+        translator.translate_files([str(a / "x.png"), str(b / "x.png")], str(tmp_path / "out"), progress=False)
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        translator.translate_files([str(a / "x.png")], str(a), progress=False)
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        translator.translate_inputs([str(b)], str(tmp_path), progress=False)
+    assert (a / "x.png").read_bytes() == before and not (tmp_path / "out").exists()
+    # A single path is one file (it used to be iterated character by character).
+    assert translator.translate_files(str(a / "y.png"), str(tmp_path / "out"), progress=False) == [
+        str(tmp_path / "out" / "y.png")
+    ]
+    written = translator.translate_inputs([str(b), str(a / "y.png")], str(tmp_path / "out"), progress=False)
+    assert written == [str(tmp_path / "out" / "b" / "x.png"), str(tmp_path / "out" / "y.png")]
+    with pytest.raises(FileNotFoundError, match="nothing.png: no such file"):
+        translator.translate_files([str(a / "y.png"), str(a / "nothing.png")], str(tmp_path / "out2"), progress=False)
+    assert not (tmp_path / "out2").exists()  # checked before the first image
+
+
 def test_viz_helpers(tmp_path):
     heat = torch.rand(1, 1, 8, 8)
     img = viz.heatmap_image(heat, 32)

@@ -195,19 +195,9 @@ def cmd_translate(args: argparse.Namespace) -> int:
     translator = Translator.from_checkpoint(
         args.checkpoint, direction=args.direction, device=args.device, batch_size=args.batch_size
     )
-    written = []
-    for src in args.inputs:
-        if os.path.isdir(src):
-            written += translator.translate_folder(
-                src,
-                os.path.join(args.output, os.path.basename(os.path.normpath(src))),
-                progress=not args.no_progress,
-                with_heatmap=args.heatmap,
-            )
-        elif os.path.isfile(src):
-            written += translator.translate_files([src], args.output, progress=False, with_heatmap=args.heatmap)
-        else:
-            raise FileNotFoundError(f"{src}: no such file or folder")
+    written = translator.translate_inputs(
+        args.inputs, args.output, progress=not args.no_progress, with_heatmap=args.heatmap
+    )
     print(f"translated {len(written)} image(s) into {args.output}")
     return 0
 

@@ -115,6 +115,8 @@ class Trainer:
     """
 
     _graph_step: CudaGraphStep | None = None
+    # save_samples' images, read once per count: (count, {"A": [...], "B": [...]}).
+    _samples: tuple[int, dict[str, list[torch.Tensor]]] = (0, {})
 
     def __new__(cls, config: TrainConfig):
         # TrainConfig(model="cyclegan") trains the baseline with this same surface.
@@ -150,6 +152,13 @@ class Trainer:
         self.dis_gb = Discriminator._wrap(self._native.dis_gb)
         self.dis_la = Discriminator._wrap(self._native.dis_la)
         self.dis_lb = Discriminator._wrap(self._native.dis_lb)
+
+    def __reduce__(self):
+        raise TypeError(
+            f"a {type(self).__name__} cannot be copied or pickled (it holds native optimizer state and a data "
+            "pipeline); save_checkpoint(path), then Trainer(config).load_checkpoint(path) continues it exactly, "
+            "and copy.deepcopy works on its networks"
+        )
 
     # -- state -----------------------------------------------------------------------------------
     @property
@@ -283,18 +292,24 @@ class Trainer:
         real / translation / cycle), written to
         ``img/A2B_<step>.png`` and ``img/B2A_<step>.png`` (networks in eval mode, no autograd)."""
         step = self.step_count if step is None else step
-        if not hasattr(self, "_samples"):
-            self._samples = {
-                d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"
-            }
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive int (images per split and direction), got {count!r}")
+        if self._samples[0] != count:  # fit() writes a grid every print_freq steps
+            images = {d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"}
+            for domain, found in images.items():
+                if not found:
+                    raise ValueError(
+                        f"no readable sample images in train{domain} or test{domain} of {self.config.dataset}"
+                    )
+            self._samples = (count, images)
         modes = {name: net.training for name, net in self.networks().items()}
         for net in self.networks().values():
             net.eval()
         try:
             paths = {}
             for direction, fwd, bwd, images in (
-                ("A2B", self.gen_a2b, self.gen_b2a, self._samples["A"]),
-                ("B2A", self.gen_b2a, self.gen_a2b, self._samples["B"]),
+                ("A2B", self.gen_a2b, self.gen_b2a, self._samples[1]["A"]),
+                ("B2A", self.gen_b2a, self.gen_a2b, self._samples[1]["B"]),
             ):
                 path = os.path.join(self.run_dir, "img", f"{direction}_{step:07d}.png")
                 viz.save_png(np.concatenate([self._column(fwd, bwd, x) for x in images], axis=1), path)

@@ -175,39 +175,115 @@ class Translator:
     def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> list[str]:
         """Translates every image under ``src`` into ``dst`` (same relative paths, PNG). The folder is
         scanned like a dataset (regular files only, link loops followed once)."""
-        paths = [os.fspath(p) for p in _native.list_images(os.fspath(src))]
-        if not paths:
-            raise FileNotFoundError(f"{src}: no images found")
-        return self.translate_files(paths, dst, root=src, progress=progress, with_heatmap=with_heatmap)
+        return self._write(_folder_jobs(src, dst, with_heatmap), progress, with_heatmap)
 
     def translate_files(
-        self, paths: Sequence[str], dst: str, root: str | None = None, progress: bool = True, with_heatmap: bool = False
+        self,
+        paths: str | os.PathLike | Sequence[str | os.PathLike],
+        dst: str,
+        root: str | None = None,
+        progress: bool = True,
+        with_heatmap: bool = False,
     ) -> list[str]:
+        """Translates image files into ``dst`` as ``<name>.png`` (or their paths relative to
+        ``root``); returns the files written."""
+        return self._write(_file_jobs(paths, dst, root, with_heatmap), progress, with_heatmap)
+
+    def translate_inputs(
+        self, inputs: Sequence[str | os.PathLike], dst: str, progress: bool = True, with_heatmap: bool = False
+    ) -> list[str]:
+        """What ``ugatit-rs translate`` does: image files go to ``dst/<name>.png``, a folder's
+        images to ``dst/<folder name>/<relative path>.png``, under one progress bar."""
+        if isinstance(inputs, (str, os.PathLike)):
+            inputs = [inputs]
+        jobs: dict[str, str] = {}
+        for src in inputs:
+            if os.path.isdir(src):
+                found = _folder_jobs(src, os.path.join(dst, os.path.basename(os.path.normpath(src))), with_heatmap)
+            elif os.path.isfile(src):
+                found = _file_jobs([src], dst, None, with_heatmap)
+            else:
+                raise FileNotFoundError(f"{src}: no such file or folder")
+            _merge_jobs(jobs, found, with_heatmap)
+        return self._write(jobs, progress, with_heatmap)
+
+    def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool) -> list[str]:
+        """Translates ``{source: target}`` in batches; every target was checked to be distinct."""
+        sources = list(jobs)
         bar = None
         if progress:
             try:
                 from tqdm.auto import tqdm
 
-                bar = tqdm(total=len(paths), unit="img")
+                bar = tqdm(total=len(sources), unit="img")
             except ImportError:
                 pass
-        written = []
-        for i in range(0, len(paths), self.batch_size):
-            chunk = paths[i : i + self.batch_size]
-            outs, heats = self(list(chunk), return_attention=True)
-            for path, out, heat in zip(chunk, outs, heats):
-                rel = os.path.relpath(path, root) if root else os.path.basename(path)
-                target = os.path.join(dst, os.path.splitext(rel)[0] + ".png")
-                os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-                out.save(target)
-                written.append(target)
-                if with_heatmap and heat is not None:
-                    viz.save_png(viz.overlay(np.asarray(out), heat), os.path.splitext(target)[0] + "_cam.png")
+        try:
+            for i in range(0, len(sources), self.batch_size):
+                chunk = sources[i : i + self.batch_size]
+                outs, heats = self(chunk, return_attention=True)
+                for source, out, heat in zip(chunk, outs, heats):
+                    target = jobs[source]
+                    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
+                    out.save(target)
+                    if with_heatmap and heat is not None:
+                        viz.save_png(viz.overlay(np.asarray(out), heat), _heatmap_path(target))
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
             if bar is not None:
-                bar.update(len(chunk))
-        if bar is not None:
-            bar.close()
-        return written
+                bar.close()
+        return [jobs[source] for source in sources]
+
+
+def _heatmap_path(target: str) -> str:
+    return os.path.splitext(target)[0] + "_cam.png"
+
+
+def _merge_jobs(jobs: dict[str, str], new: dict[str, str], with_heatmap: bool) -> None:
+    """Adds ``{source: target}`` to ``jobs``, refusing two sources that would write the same file
+    (``a/x.png`` and ``b/x.png``; ``x.jpg`` and ``x.png``; ``x.png``'s heatmap and ``x_cam.png``)
+    and a target that is one of the inputs (an output folder that holds the images)."""
+
+    def written(target: str) -> tuple[str, ...]:
+        return (target, _heatmap_path(target)) if with_heatmap else (target,)
+
+    writer = {file: source for source, target in jobs.items() for file in written(target)}
+    inputs = {os.path.realpath(source) for source in (*jobs, *new)}
+    for source, target in new.items():
+        if source in jobs:
+            continue  # the same file given twice is translated once
+        for file in written(target):
+            if file in writer:
+                raise ValueError(
+                    f"{writer[file]} and {source} would both be written to {file}; "
+                    "translate them into different output folders"
+                )
+            if os.path.realpath(file) in inputs:
+                raise ValueError(f"translating {source} would overwrite the input {file}; choose another output folder")
+            writer[file] = source
+        jobs[source] = target
+
+
+def _file_jobs(paths, dst: str, root: str | None, with_heatmap: bool) -> dict[str, str]:
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    new: dict[str, str] = {}
+    for path in map(os.fspath, paths):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: {'is a folder' if os.path.isdir(path) else 'no such file'}")
+        rel = os.path.relpath(path, root) if root else os.path.basename(path)
+        new.setdefault(path, os.path.join(dst, os.path.splitext(rel)[0] + ".png"))
+    jobs: dict[str, str] = {}
+    _merge_jobs(jobs, new, with_heatmap)
+    return jobs
+
+
+def _folder_jobs(src: str, dst: str, with_heatmap: bool) -> dict[str, str]:
+    paths = [os.fspath(p) for p in _native.list_images(os.fspath(src))]
+    if not paths:
+        raise FileNotFoundError(f"{src}: no images found")
+    return _file_jobs(paths, dst, src, with_heatmap)
 
 
 def _cyclegan_generator(path, direction: str, device):
