@@ -3,9 +3,11 @@ hangs, lost progress, a drifting learning rate, silent corruption, confusing mes
 failed before its fix. Anything that used to kill or hang the process runs in a subprocess with
 a timeout, so a regression fails the test instead of taking the suite down with it."""
 
+import copy
 import json
 import math
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -461,6 +463,25 @@ def test_a_live_tensor_altered_in_place_is_named_and_load_state_dict_repairs_it(
         g(X)
     g.load_state_dict(sd)
     assert torch.equal(g(X)[0], expected)
+
+
+def test_trainer_surface_refuses_what_it_cannot_do_well(tmp_path, dataset):
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path)))
+    # Before: a .pt name got a safetensors file that neither torch.load nor `convert` could read.
+    with pytest.raises(ValueError, match=r"x\.pt: a checkpoint is a \.safetensors file.*convert"):
+        tr.save_checkpoint(str(tmp_path / "x.pt"))
+    # Before: "Trainer.__new__() missing 1 required positional argument" and "cannot pickle".
+    for copy_ in (copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="cannot be copied or pickled.*save_checkpoint"):
+            copy_(tr)
+    # Before: count=0 cached no images, and every later call failed with numpy's "need at least
+    # one array to concatenate"; the first call's count was also kept for every later count.
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="count must be a positive int"):
+            tr.save_samples(count=bad)
+    for count, columns in ((1, 2), (2, 4)):  # count train + count test images (the dataset has 4 + 2)
+        grid = np.asarray(Image.open(tr.save_samples(count=count)["A2B"]))
+        assert grid.shape[1] == columns * 96
 
 
 def test_a_trainer_with_an_altered_tensor_refuses_to_step_or_save(tmp_path):

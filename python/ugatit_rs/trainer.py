@@ -238,7 +238,13 @@ class Trainer:
     def save_checkpoint(self, path: str | None = None) -> str:
         """Writes networks, optimizer state, step, LR and config to one safetensors file,
         atomically (a crash mid-write leaves the previous file intact). Returns the path."""
-        path = path or self.checkpoint_path()
+        path = os.fspath(path or self.checkpoint_path())
+        if not path.lower().endswith(".safetensors"):
+            # A .pt name promises the official format, which has no optimizer state to resume from.
+            raise ValueError(
+                f"{path}: a checkpoint is a .safetensors file; for the official UGATIT-pytorch .pt, save "
+                "this and run `ugatit-rs convert CKPT.safetensors OUT.pt`"
+            )
         self._native.save_checkpoint(os.fspath(path), [("world_size", str(dp.world_size()))])
         return path
 
