@@ -617,10 +617,11 @@ def _raw_folder(path, n=4):
     return path
 
 
-def test_prepare_refuses_overlapping_output_and_never_doubles(tmp_path):
+def test_prepare_refuses_overlapping_output_and_never_doubles(tmp_path, capsys):
     raw = _raw_folder(tmp_path / "raw")
     with pytest.raises(ValueError, match="overlap"):
-        prepare(raw, raw / "dataset", size=16, progress=False)
+        prepare(raw, raw / "dataset", size=16)
+    assert capsys.readouterr().err == ""  # refused before a progress bar (it used to draw one)
     out = tmp_path / "ds"
     first = prepare(raw, out, size=16, progress=False)
     with pytest.raises(ValueError, match="overwrite"):

@@ -88,19 +88,20 @@ def prepare(
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{folder}: folder not found")
     bar = None
-    if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(unit="img", desc="prepare")
-        except ImportError:
-            pass
 
     def report(done, total):
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+        # The bar opens on the first report (after 0.1 s), so a config or output refused at once
+        # prints only the error.
+        nonlocal bar
+        if bar is None:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            bar = tqdm(unit="img", desc="prepare")
+        bar.total = total
+        bar.n = done
+        bar.refresh()
 
     try:
         return dict(
@@ -114,7 +115,7 @@ def prepare(
                 min_size,
                 workers,
                 bool(overwrite),
-                report if bar is not None else None,
+                report if progress else None,
             )
         )
     finally:

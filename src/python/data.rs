@@ -255,6 +255,7 @@ pub fn prepare_dataset<'py>(
         other => return Err(PyValueError::new_err(format!("fit must be 'crop' or 'pad', got {other:?}"))),
     };
     let config = PrepareConfig { size, fit, test_fraction, seed, min_size, workers, overwrite };
+    config.validate()?; // before the scan, which can take a while on a large folder
     let named: Vec<(&str, &std::path::Path)> = domains.iter().map(|(d, p)| (d.as_str(), p.as_path())).collect();
     let total = unlocked(py, || count_inputs(&named, &output))?;
     let progress = Progress::default();
@@ -264,7 +265,7 @@ pub fn prepare_dataset<'py>(
             let job = scope.spawn(|| crate::error::guarded(|| prepare(&named, &output, &config, &progress)));
             while !job.is_finished() {
                 std::thread::sleep(Duration::from_millis(100));
-                if raised.is_some() {
+                if raised.is_some() || job.is_finished() {
                     continue;
                 }
                 let outcome = Python::with_gil(|py| -> PyResult<()> {
