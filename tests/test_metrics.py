@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -252,6 +253,26 @@ def test_in_training_kid_falls_and_keeps_the_best_checkpoint(demo_data, tmp_path
     with open(os.path.join(tr.run_dir, "model", "best.json")) as f:
         best = json.load(f)
     assert best["kid_mean"] == min(r["kid_mean"] for r in evals)
+
+
+def test_evaluation_checks_every_input_before_any_work(demo_data, tmp_path):
+    from ugatit_rs.evaluation import compare_folders, evaluate_checkpoint
+
+    (tmp_path / "empty").mkdir()
+    missing_weights = str(tmp_path / "no_inception.pt")  # would fail later, when the network loads
+    # Before: the real folder's features were computed first, then the empty fake folder refused.
+    with pytest.raises(FileNotFoundError, match="empty: no images"):
+        compare_folders(os.path.join(demo_data, "testA"), str(tmp_path / "empty"), inception=missing_weights)
+    partial = tmp_path / "partial"
+    shutil.copytree(os.path.join(demo_data, "testA"), partial / "testA")
+    ckpt = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu")).save_checkpoint(
+        str(tmp_path / "c.safetensors")
+    )
+    # Before: all of testA was translated before testB was found missing.
+    with pytest.raises(FileNotFoundError, match="testB"):
+        evaluate_checkpoint(str(partial), ckpt, inception=missing_weights, progress=False)
+    with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
+        evaluate_checkpoint(demo_data, str(tmp_path / "nothing.safetensors"), inception=missing_weights)
 
 
 @needs_weights

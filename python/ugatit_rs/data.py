@@ -94,10 +94,8 @@ def prepare(
         # prints only the error.
         nonlocal bar
         if bar is None:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                return
+            from tqdm.auto import tqdm
+
             bar = tqdm(unit="img", desc="prepare")
         bar.total = total
         bar.n = done

@@ -14,6 +14,7 @@ import os
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import metrics
 from .data import domain_folder, load_image
@@ -35,8 +36,9 @@ def compare_folders(
     real: str, fake: str, protocol: str = "paper", inception: str | None = None, device=None, progress: bool = True
 ) -> dict:
     """KID and FID between the images of two folders (searched recursively)."""
+    real_files, fake_files = metrics.image_files(real), metrics.image_files(fake)  # both, before any work
     feats = metrics.InceptionFeatures(weights=inception, protocol=protocol, device=device, progress=progress)
-    return {"protocol": protocol, **_scores(feats(real), feats(fake), protocol)}
+    return {"protocol": protocol, **_scores(feats(real_files), feats(fake_files), protocol)}
 
 
 def evaluate_checkpoint(
@@ -52,16 +54,23 @@ def evaluate_checkpoint(
     std×100 and FID per direction. Translations stay in memory (as 8-bit images, like saved files)."""
     from .translate import Translator
 
+    # Everything that can be refused is checked before the first image is translated.
+    files = {split: metrics.image_files(domain_folder(dataset, split)) for split in ("testA", "testB")}
+    translators = {
+        direction: Translator.from_checkpoint(checkpoint, direction=direction, device=device, batch_size=batch_size)
+        for direction in ("A2B", "B2A")
+    }
     feats = metrics.InceptionFeatures(weights=inception, protocol=protocol, device=device, progress=progress)
     result = {"protocol": protocol, "checkpoint": os.fspath(checkpoint), "dataset": os.fspath(dataset)}
     for direction, source, target in (("A2B", "testA", "testB"), ("B2A", "testB", "testA")):
-        translator = Translator.from_checkpoint(checkpoint, direction=direction, device=device, batch_size=batch_size)
-        sources = [os.fspath(p) for p in metrics._native.list_images(domain_folder(dataset, source))]
         fakes = []
-        for i in range(0, len(sources), batch_size):
-            fakes += [np.array(img) for img in translator(sources[i : i + batch_size])]  # writable copies
-        real = feats(domain_folder(dataset, target))
-        result[direction] = _scores(real, feats(fakes), protocol)
+        bar = tqdm(total=len(files[source]), unit="img", desc=f"translate {source} {direction}", disable=not progress)
+        for i in range(0, len(files[source]), batch_size):
+            chunk = files[source][i : i + batch_size]
+            fakes += [np.array(img) for img in translators[direction](chunk)]  # writable copies
+            bar.update(len(chunk))
+        bar.close()
+        result[direction] = _scores(feats(files[target]), feats(fakes), protocol)
     return result
 
 

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import _native, viz
 
@@ -132,12 +133,7 @@ class InceptionFeatures:
     def _batches(self, images) -> tuple[int, list]:
         """(count, [callable preparing one batch of inputs])."""
         if isinstance(images, (str, os.PathLike)):
-            folder = os.fspath(images)
-            if not os.path.isdir(folder):
-                raise FileNotFoundError(f"{folder}: folder not found")
-            images = _native.list_images(folder)
-            if not images:
-                raise FileNotFoundError(f"{folder}: no images ({', '.join(_native.IMAGE_EXTENSIONS)}) in this folder")
+            images = image_files(images)
         if isinstance(images, torch.Tensor):
             if images.dim() != 4 or images.shape[1] != 3 or not images.is_floating_point():
                 raise ValueError(f"a tensor of images must be float (N, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
@@ -158,7 +154,7 @@ class InceptionFeatures:
 
     def __call__(self, images) -> np.ndarray:
         count, jobs = self._batches(images)
-        bar = _progress(count, self.progress)
+        bar = tqdm(total=count, unit="img", desc="Inception features", disable=not self.progress)
         out = []
         # Decode/resize the next batch (Rust, GIL released) while the network runs on this one.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -168,11 +164,20 @@ class InceptionFeatures:
                 if i + 1 < len(jobs):
                     pending = pool.submit(jobs[i + 1])
                 out.append(self.features_of_inputs(inputs))
-                if bar is not None:
-                    bar.update(len(inputs))
-        if bar is not None:
-            bar.close()
+                bar.update(len(inputs))
+        bar.close()
         return np.concatenate(out)
+
+
+def image_files(folder: str | os.PathLike) -> list[str]:
+    """The images under ``folder`` (recursively, as a dataset is read); refuses a missing or empty one."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: folder not found")
+    images = [os.fspath(p) for p in _native.list_images(folder)]
+    if not images:
+        raise FileNotFoundError(f"{folder}: no images ({', '.join(_native.IMAGE_EXTENSIONS)}) in this folder")
+    return images
 
 
 def _as_hwc_uint8(item) -> torch.Tensor:
@@ -191,16 +196,6 @@ def _as_hwc_uint8(item) -> torch.Tensor:
     if 0 in item.shape:
         raise ValueError(f"cannot compute features of an empty ({item.shape[1]}x{item.shape[0]}) image")
     return torch.from_numpy(np.ascontiguousarray(item))
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, unit="img", desc="Inception features")
 
 
 # -- estimators ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import _native, viz
 from . import distributed as dp
@@ -46,17 +47,6 @@ def _check_finite(step: int, losses: dict[str, float]) -> None:
 
 
 _CHECKPOINT_RE = re.compile(r"_params_(\d+)\.safetensors$")
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    """tqdm (terminal or notebook) when installed and wanted, else None."""
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
 
 
 def checkpoints(model_dir: str) -> list[str]:
@@ -574,7 +564,7 @@ class RunLog:
         if write:
             os.makedirs(run_dir, exist_ok=True)
         self._writer = _tensorboard_writer(run_dir) if write else None
-        self._bar = _progress(total, initial, progress)
+        self._bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, disable=not progress)
         self._callback = callback
         self._pending: list = []
         self._started = time.perf_counter()
@@ -585,8 +575,7 @@ class RunLog:
 
     def record(self, step: int, losses, lr: float) -> None:
         self._pending.append((step, losses, lr))
-        if self._bar is not None:
-            self._bar.update(1)
+        self._bar.update(1)
 
     def flush(self, agree: bool = True) -> None:
         """Reads the pending losses. ``agree``: in a data-parallel run, all ranks reach one
@@ -618,8 +607,7 @@ class RunLog:
                     for key, value in record.items():
                         if key not in ("step", "time"):
                             self._writer.add_scalar(key, value, step)
-        if self._bar is not None:
-            self._bar.set_postfix(d_loss=f"{record['d_loss']:.4f}", g_loss=f"{record['g_loss']:.2f}")
+        self._bar.set_postfix(d_loss=f"{record['d_loss']:.4f}", g_loss=f"{record['g_loss']:.2f}")
         if self._callback is not None:
             self._callback(pending[-1][0], record)
 
@@ -630,12 +618,10 @@ class RunLog:
         if self._writer is not None:
             for key, value in scores.items():
                 self._writer.add_scalar(f"eval/{key}", value, step)
-        if self._bar is not None:
-            self._bar.set_postfix(kid_A2B=f"{scores['kid_A2B']:.2f}", kid_B2A=f"{scores['kid_B2A']:.2f}")
+        self._bar.set_postfix(kid_A2B=f"{scores['kid_A2B']:.2f}", kid_B2A=f"{scores['kid_B2A']:.2f}")
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        self._bar.close()
         if self._writer is not None:
             self._writer.close()
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from . import _native, viz
 from .convert import is_official, read_metadata, read_network
@@ -210,14 +211,7 @@ class Translator:
     def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool) -> list[str]:
         """Translates ``{source: target}`` in batches; every target was checked to be distinct."""
         sources = list(jobs)
-        bar = None
-        if progress:
-            try:
-                from tqdm.auto import tqdm
-
-                bar = tqdm(total=len(sources), unit="img")
-            except ImportError:
-                pass
+        bar = tqdm(total=len(sources), unit="img", disable=not progress)
         try:
             for i in range(0, len(sources), self.batch_size):
                 chunk = sources[i : i + self.batch_size]
@@ -228,11 +222,9 @@ class Translator:
                     out.save(target)
                     if with_heatmap and heat is not None:
                         viz.save_png(viz.overlay(np.asarray(out), heat), _heatmap_path(target))
-                if bar is not None:
-                    bar.update(len(chunk))
+                bar.update(len(chunk))
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         return [jobs[source] for source in sources]
 
 
