@@ -32,6 +32,32 @@ struct Registered {
     dtype: Kind,
 }
 
+/// How a tensor differs from its registration (see [`ParamStore::check_intact`]).
+enum Alteration {
+    Undefined,
+    Shape(Vec<i64>),
+    Dtype(Kind),
+    Device(Device),
+}
+
+impl Registered {
+    /// What was altered from outside, if anything, given the store's device.
+    fn alteration(&self, device: Device) -> Result<Option<Alteration>> {
+        let t = &self.var.tensor;
+        Ok(if !t.defined() {
+            Some(Alteration::Undefined)
+        } else if t.size() != self.shape {
+            Some(Alteration::Shape(t.size()))
+        } else if t.f_kind()? != self.dtype {
+            Some(Alteration::Dtype(t.f_kind()?))
+        } else if t.device() != device {
+            Some(Alteration::Device(t.device()))
+        } else {
+            None
+        })
+    }
+}
+
 /// How a parameter is initialised.
 #[derive(Debug, Clone, Copy)]
 pub enum Init {
@@ -186,34 +212,26 @@ impl ParamStore {
     /// broadcast, as silently wrong numbers). A few microseconds; every forward and step runs it.
     pub fn check_intact(&self, network: &str) -> Result<()> {
         let device = self.device;
+        let altered = "was altered outside the network (resize_, set_, as_strided_ or `.data = ...`); \
+                       write values in place instead (copy_, load_state_dict, which also restores it)";
         for r in self.vars.borrow().iter() {
-            let (name, t) = (&r.var.name, &r.var.tensor);
-            let altered = "was altered outside the network (resize_, set_, as_strided_ or `.data = ...`); \
-                           write values in place instead (copy_, load_state_dict, which also restores it)";
-            if !t.defined() {
-                return Err(Error::shape(format!("{network} tensor {name} is undefined: it {altered}")));
-            }
-            let shape = t.size();
-            if shape != r.shape {
-                return Err(Error::shape(format!(
+            let Some(alteration) = r.alteration(device)? else { continue };
+            let name = &r.var.name;
+            return Err(match alteration {
+                Alteration::Undefined => Error::shape(format!("{network} tensor {name} is undefined: it {altered}")),
+                Alteration::Shape(shape) => Error::shape(format!(
                     "{network} tensor {name} has shape {shape:?}, the network needs {:?}: it {altered}",
                     r.shape
-                )));
-            }
-            let dtype = t.f_kind()?;
-            if dtype != r.dtype {
-                return Err(Error::Dtype(format!(
+                )),
+                Alteration::Dtype(dtype) => Error::Dtype(format!(
                     "{network} tensor {name} is {dtype:?}, the network needs {:?}: it {altered}",
                     r.dtype
-                )));
-            }
-            if t.device() != device {
-                return Err(Error::Device(format!(
-                    "{network} tensor {name} is on {:?} while the network is on {device:?}: it {altered}; \
-                     move the whole network with .to(...)",
-                    t.device()
-                )));
-            }
+                )),
+                Alteration::Device(on) => Error::Device(format!(
+                    "{network} tensor {name} is on {on:?} while the network is on {device:?}: it {altered}; \
+                     move the whole network with .to(...)"
+                )),
+            });
         }
         Ok(())
     }
@@ -232,11 +250,7 @@ impl ParamStore {
             for (name, src) in tensors {
                 if let Some(r) = vars.iter().find(|r| &r.var.name == name) {
                     let mut dst = r.var.tensor.shallow_clone();
-                    if !dst.defined()
-                        || dst.size() != r.shape
-                        || dst.f_kind()? != r.dtype
-                        || dst.device() != self.device
-                    {
+                    if r.alteration(self.device)?.is_some() {
                         dst.f_set_data(&Tensor::f_empty(r.shape.as_slice(), (r.dtype, self.device))?)?;
                     }
                     dst.f_copy_(src)?;

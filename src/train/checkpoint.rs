@@ -26,7 +26,7 @@ pub const FORMAT: &str = "ugatit-rs/1";
 /// Tensors and metadata entries a trainer saves besides its networks and optimizers.
 pub type ExtraState = (Vec<(String, Tensor)>, Vec<(String, String)>);
 
-/// What a checkpoint saves and restores; both trainers implement it.
+/// What a checkpoint saves and restores, and what a step checks first; both trainers implement it.
 pub trait Checkpointable {
     fn config(&self) -> &TrainConfig;
     fn device(&self) -> Device;
@@ -49,6 +49,12 @@ pub trait Checkpointable {
     /// Restores the further state (after every check passed).
     fn load_extra_state(&mut self, _file: &SafetensorsFile) -> Result<()> {
         Ok(())
+    }
+    /// Refuses networks whose tensors Python altered (a changed shape, dtype or device, or a
+    /// parameter no longer in its optimizer's storage); a step runs this before its first kernel.
+    fn check_tensors(&mut self) -> Result<()> {
+        self.for_each_network(&mut |name, store| store.check_intact(name))?;
+        self.optimizers().iter().try_for_each(|optim| optim.check_aliasing())
     }
 }
 

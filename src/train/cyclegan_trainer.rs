@@ -5,6 +5,7 @@
 //!
 //! `G_A: A → B` is judged by `D_A` (which sees domain B), `G_B: B → A` by `D_B`, as in theirs.
 
+use super::checkpoint::Checkpointable;
 use super::image_pool::ImagePool;
 use super::losses::{l1, mse_to};
 use super::optim::{Adam, AdamConfig, Gradient};
@@ -128,9 +129,7 @@ impl CycleGanTrainer {
     pub fn step_reduced(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
         self.check_batch(real_a, "real_a")?;
         self.check_batch(real_b, "real_b")?;
-        self.for_each_network(|name, store| store.check_intact(name))?;
-        self.g_optim.check_aliasing()?;
-        self.d_optim.check_aliasing()?;
+        Checkpointable::check_tensors(self)?;
         crate::models::check_step_memory(&*lock(&self.gen_a), real_a)?;
         let saved = self.pools.iter().map(|p| p.state()).collect::<Result<Vec<_>>>()?;
         let g_updates = self.g_optim.step_count();

@@ -9,6 +9,7 @@
 //! The step also comes in two halves for CUDA graphs: [`Trainer::step_kernels`] (device work,
 //! captured once) and [`Trainer::prepare_replay`] (the host bookkeeping before each replay).
 
+use super::checkpoint::Checkpointable;
 use super::losses::{bce_with_logits_to, l1, mse_to};
 use super::optim::{Adam, AdamConfig, Gradient};
 use super::schedule::lr_at;
@@ -204,10 +205,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// Refuses, before any kernel runs, networks whose tensors Python altered (a changed shape,
     /// dtype or device, or a parameter no longer in the optimizer's storage) and a batch whose
     /// generator passes cannot fit in the host memory.
-    fn check_networks(&self, batch: &Tensor) -> Result<()> {
-        self.for_each_network(|name, store| store.check_intact(name))?;
-        self.g_optim.check_aliasing()?;
-        self.d_optim.check_aliasing()?;
+    fn check_networks(&mut self, batch: &Tensor) -> Result<()> {
+        Checkpointable::check_tensors(self)?;
         crate::models::check_step_memory(&*lock(&self.gen_a2b), batch)
     }
 
