@@ -722,6 +722,23 @@ def test_truncated_newest_checkpoint_resumes_from_the_previous_one(dataset, tmp_
     assert "truncated" in capsys.readouterr().err
 
 
+def test_read_only_arrays_are_taken_without_a_torch_warning():
+    # np.asarray(pil_image) is read-only; torch.from_numpy warned about it once per process
+    # (in a fresh interpreter, since torch shows that warning only once).
+    out = run_python("""
+        import warnings
+        import numpy as np, ugatit_rs as ug
+        from PIL import Image
+        from ugatit_rs import metrics, translate
+        warnings.simplefilter("error")
+        image = np.asarray(Image.fromarray(np.full((96, 96, 3), 128, np.uint8)))
+        assert not image.flags.writeable
+        translator = translate.Translator(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True), 96)
+        print(translator(image).shape, metrics._as_hwc_uint8(image).shape, ug.viz.from_image(image).shape)
+    """)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 # -- 10. the README's names exist after a plain import -----------------------------------------------
 def test_submodules_are_reachable_from_the_package():
     out = run_python("""

@@ -45,9 +45,7 @@ def demo_image(domain: str, size: int = 96, seed: int = 0, index: int = 0) -> np
 
 def scores(source: np.ndarray, translated: np.ndarray) -> dict[str, float]:
     """Face-mask IoU(source, translated), and flatness and border brightness of ``translated``."""
-    iou, flat, bright = _native.demo_scores(
-        torch.from_numpy(np.ascontiguousarray(source)), torch.from_numpy(np.ascontiguousarray(translated))
-    )
+    iou, flat, bright = _native.demo_scores(viz.array_tensor(source), viz.array_tensor(translated))
     return {"iou": iou, "flatness": flat, "brightness": bright}
 
 

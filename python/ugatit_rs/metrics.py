@@ -195,7 +195,7 @@ def _as_hwc_uint8(item) -> torch.Tensor:
         raise TypeError(f"images must be paths, PIL images or HWC uint8 RGB arrays, got {desc}")
     if 0 in item.shape:
         raise ValueError(f"cannot compute features of an empty ({item.shape[1]}x{item.shape[0]}) image")
-    return torch.from_numpy(np.ascontiguousarray(item))
+    return viz.array_tensor(item)
 
 
 # -- estimators ----------------------------------------------------------------------------------------

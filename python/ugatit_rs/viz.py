@@ -62,9 +62,16 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return ((x.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)
 
 
+def array_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor of a numpy array, sharing it when it is contiguous and writable. A read-only
+    array (``np.asarray(pil_image)``) is copied: ``torch.from_numpy`` would warn about it."""
+    array = np.ascontiguousarray(array)
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
+
+
 def from_image(image: np.ndarray) -> torch.Tensor:
     """An HWC uint8 RGB array as a ``(3, H, W)`` float32 tensor in [-1, 1] (inverse of :func:`to_image`)."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1)
+    return array_tensor(image).permute(2, 0, 1).float().div(127.5).sub(1)
 
 
 def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarray:
