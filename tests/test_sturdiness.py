@@ -304,6 +304,27 @@ def test_two_concurrent_fits_are_refused(dataset, tmp_path):
     assert tr.step_count == 8
 
 
+def test_stop_ends_a_fit_running_in_a_thread_with_a_checkpoint(tmp_path, dataset):
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=100_000, save_freq=100_000))
+    assert tr.stop() is False  # nothing running
+    result = []
+    worker = threading.Thread(target=lambda: result.append(tr.fit(progress=False, log_every=1)))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while tr.step_count < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tr.stop() is True
+    worker.join(timeout=60)
+    assert not worker.is_alive() and result, "fit() did not return after stop()"
+    stopped = tr.step_count
+    assert 3 <= stopped < 100_000
+    assert latest_checkpoint(os.path.join(tr.run_dir, "model")).endswith(f"_params_{stopped:07d}.safetensors")
+    with open(result[0]) as f:
+        assert [json.loads(line)["step"] for line in f][-1] == stopped
+    # The request is not left behind for the next run.
+    assert tr.fit(progress=False, until=stopped + 2) and tr.step_count == stopped + 2
+
+
 def test_resume_follows_the_official_schedule_whatever_the_checkpoint_says(tmp_path):
     tr = ug.Trainer(small_config(iteration=10))
     x = torch.rand(1, 3, 96, 96) * 2 - 1

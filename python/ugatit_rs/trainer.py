@@ -124,6 +124,7 @@ class Trainer:
         self._build(config)
         self._config = self._native.config
         self._fitting = threading.Lock()
+        self._stop_requested = threading.Event()
         if config.init_from:  # a new run from existing weights: fresh optimizers, step 0
             from .init_from import load_into
 
@@ -341,10 +342,12 @@ class Trainer:
         are always read before a checkpoint is written, so no checkpoint holds a diverged state.
         ``until`` stops after that step (saving a checkpoint) without changing the schedule,
         which is still computed for ``config.iteration`` steps. Returns the path of the log.
-        One ``fit`` at a time per trainer: a second concurrent call raises ``RuntimeError``.
+        One ``fit`` at a time per trainer: a second concurrent call raises ``RuntimeError``; run
+        in a thread, :meth:`stop` ends it at the next step boundary (saving a checkpoint).
         """
         if not self._fitting.acquire(blocking=False):
             raise RuntimeError("this Trainer is already running fit() (in another thread); one run at a time")
+        self._stop_requested.clear()
         try:
             _check_grad_mode()
             with torch.enable_grad():
@@ -409,7 +412,10 @@ class Trainer:
         try:
             for step in range(start + 1, last + 1):
                 # All ranks stop at the same step boundary, whichever received the Ctrl-C.
-                if dp.any_rank(bool(interrupted), self.device) if world > 1 else interrupted:
+                requested = bool(interrupted) or self._stop_requested.is_set()
+                if dp.any_rank(requested, self.device) if world > 1 else requested:
+                    if self._stop_requested.is_set() and not interrupted:
+                        break  # stop(): save and return, below
                     raise KeyboardInterrupt
                 real_a, real_b = (loaders[d].next_batch() for d in "AB")
                 if world > 1:
@@ -447,6 +453,14 @@ class Trainer:
             if skipped:
                 print(f"skipped {len(skipped)} unreadable image(s); first: {sorted(skipped)[0]}", file=sys.stderr)
         return run_log.path
+
+    def stop(self) -> bool:
+        """Asks a ``fit()`` running in another thread (a notebook's background run) to finish its
+        current step, save a checkpoint and return. Returns whether a fit was running."""
+        if not self._fitting.locked():
+            return False
+        self._stop_requested.set()
+        return True
 
     def _training_evaluator(self):
         """The in-training KID, or None (with one message) when the metrics extra is missing."""
