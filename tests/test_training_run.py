@@ -45,8 +45,13 @@ def _all_tensors(trainer):
     return {f"{n}.{k}": v.clone() for n, net in trainer.networks().items() for k, v in net.state_dict().items()}
 
 
-def test_fit_writes_log_samples_and_checkpoints(dataset, tmp_path):
-    trainer = ug.Trainer(_config(dataset, str(tmp_path)))
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
+def test_fit_writes_log_samples_and_checkpoints(dataset, tmp_path, device):
+    # On CUDA the batches reach the device from page-locked memory.
+    trainer = ug.Trainer(_config(dataset, str(tmp_path), device=device))
     log = trainer.fit(progress=False)
     rows = [json.loads(line) for line in open(log)]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]

@@ -420,6 +420,10 @@ class Trainer:
                 real_a, real_b = (loaders[d].next_batch() for d in "AB")
                 if world > 1:
                     real_a, real_b = dp.local_slice(real_a), dp.local_slice(real_b)
+                if self.device.type == "cuda":
+                    # From page-locked memory the copies queue behind the previous step's kernels;
+                    # from pageable memory the driver may make the host wait for them.
+                    real_a, real_b = real_a.pin_memory(), real_b.pin_memory()
                 real_a = real_a.to(self.device, non_blocking=True)
                 real_b = real_b.to(self.device, non_blocking=True)
                 losses, lr = self._step_lazy(real_a, real_b, grad_hook)
