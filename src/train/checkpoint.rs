@@ -11,6 +11,7 @@ use super::cyclegan_trainer::{CycleGanTrainer, CYCLEGAN_NETWORK_NAMES};
 use super::optim::Adam;
 use super::trainer::{Trainer, NETWORK_NAMES};
 use crate::config::TrainConfig;
+use crate::models::input::check_training_batch;
 use crate::models::{UgatitDiscriminator, UgatitGenerator};
 use crate::nn::TensorSpec;
 use crate::{Error, Result};
@@ -50,11 +51,18 @@ pub trait Checkpointable {
     fn load_extra_state(&mut self, _file: &SafetensorsFile) -> Result<()> {
         Ok(())
     }
-    /// Refuses networks whose tensors Python altered (a changed shape, dtype or device, or a
-    /// parameter no longer in its optimizer's storage); a step runs this before its first kernel.
-    fn check_tensors(&mut self) -> Result<()> {
+    /// Refuses a batch whose generator passes cannot fit in the host memory.
+    fn check_step_memory(&self, batch: &Tensor) -> Result<()>;
+    /// Everything a step refuses before its first kernel: batches of the wrong shape, dtype or
+    /// device, networks whose tensors Python altered (a changed shape, dtype or device, or a
+    /// parameter no longer in its optimizer's storage), and a batch too large for the host.
+    fn check_step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<()> {
+        let (img_size, device) = (self.config().img_size, self.device());
+        check_training_batch(real_a, "real_a", img_size, device)?;
+        check_training_batch(real_b, "real_b", img_size, device)?;
         self.for_each_network(&mut |name, store| store.check_intact(name))?;
-        self.optimizers().iter().try_for_each(|optim| optim.check_aliasing())
+        self.optimizers().iter().try_for_each(|optim| optim.check_aliasing())?;
+        self.check_step_memory(real_a)
     }
 }
 
@@ -83,6 +91,9 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Checkpointable for Trainer<G, D
     fn optimizers(&mut self) -> [&mut Adam; 2] {
         [&mut self.g_optim, &mut self.d_optim]
     }
+    fn check_step_memory(&self, batch: &Tensor) -> Result<()> {
+        Trainer::check_step_memory(self, batch)
+    }
 }
 
 impl Checkpointable for CycleGanTrainer {
@@ -109,6 +120,9 @@ impl Checkpointable for CycleGanTrainer {
     }
     fn optimizers(&mut self) -> [&mut Adam; 2] {
         [&mut self.g_optim, &mut self.d_optim]
+    }
+    fn check_step_memory(&self, batch: &Tensor) -> Result<()> {
+        CycleGanTrainer::check_step_memory(self, batch)
     }
 
     /// The pools: `pool.fake_B.images` / `pool.fake_A.images` (when not empty) and each RNG

@@ -14,7 +14,6 @@ use super::trainer::{GradientHook, Shared, StepLosses};
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::cyclegan::{CycleGenerator, PatchDiscriminator};
-use crate::models::input::check_training_batch;
 use crate::models::Network;
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -115,8 +114,9 @@ impl CycleGanTrainer {
         f("D_B", lock(&self.dis_b).store())
     }
 
-    fn check_batch(&self, x: &Tensor, name: &str) -> Result<()> {
-        check_training_batch(x, name, self.config.img_size, self.device)
+    /// Refuses a batch whose generator passes cannot fit in the host memory.
+    pub(crate) fn check_step_memory(&self, batch: &Tensor) -> Result<()> {
+        crate::models::check_step_memory(&*lock(&self.gen_a), batch)
     }
 
     pub fn step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
@@ -127,10 +127,7 @@ impl CycleGanTrainer {
     /// with the generators' first, then the discriminators', in parameter order). A step that
     /// fails before the generators' update leaves the pools as they were.
     pub fn step_reduced(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
-        self.check_batch(real_a, "real_a")?;
-        self.check_batch(real_b, "real_b")?;
-        Checkpointable::check_tensors(self)?;
-        crate::models::check_step_memory(&*lock(&self.gen_a), real_a)?;
+        self.check_step(real_a, real_b)?;
         let saved = self.pools.iter().map(|p| p.state()).collect::<Result<Vec<_>>>()?;
         let g_updates = self.g_optim.step_count();
         let result = tch::with_grad(|| self.step_inner(real_a, real_b, reduce));

@@ -15,7 +15,6 @@ use super::optim::{Adam, AdamConfig, Gradient};
 use super::schedule::lr_at;
 use crate::config::TrainConfig;
 use crate::device::parse_device;
-use crate::models::input::check_training_batch;
 use crate::models::{Discriminator, Generator, Output, UgatitDiscriminator, UgatitGenerator};
 use crate::nn::compute::{with_compute, Compute};
 use crate::nn::recorded_linear::LinearCalls;
@@ -202,11 +201,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         Ok(saved)
     }
 
-    /// Refuses, before any kernel runs, networks whose tensors Python altered (a changed shape,
-    /// dtype or device, or a parameter no longer in the optimizer's storage) and a batch whose
-    /// generator passes cannot fit in the host memory.
-    fn check_networks(&mut self, batch: &Tensor) -> Result<()> {
-        Checkpointable::check_tensors(self)?;
+    /// Refuses a batch whose generator passes cannot fit in the host memory.
+    pub(crate) fn check_step_memory(&self, batch: &Tensor) -> Result<()> {
         crate::models::check_step_memory(&*lock(&self.gen_a2b), batch)
     }
 
@@ -221,10 +217,6 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         f("disGB", lock(&self.dis_gb).store())?;
         f("disLA", lock(&self.dis_la).store())?;
         f("disLB", lock(&self.dis_lb).store())
-    }
-
-    fn check_batch(&self, x: &Tensor, name: &str) -> Result<()> {
-        check_training_batch(x, name, self.config.img_size, self.device)
     }
 
     /// One official iteration: D update, G update, rho clipping, at the scheduled LR.
@@ -243,9 +235,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// there (`python/ugatit_rs/distributed.py`). It is called once with the discriminators'
     /// gradients and once with the generators', in parameter order.
     pub fn step_reduced(&mut self, real_a: &Tensor, real_b: &Tensor, reduce: GradientHook<'_>) -> Result<StepLosses> {
-        self.check_batch(real_a, "real_a")?;
-        self.check_batch(real_b, "real_b")?;
-        self.check_networks(real_a)?;
+        self.check_step(real_a, real_b)?;
         let buffers = self.snapshot_buffers()?;
         let d_updates = self.d_optim.step_count();
         let result = self.run_inner(real_a, real_b, reduce, Counting::InStep);
@@ -283,9 +273,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// replay must follow a [`Trainer::prepare_replay`]; the losses it returns are the graph's
     /// output tensors, overwritten by the next replay.
     pub fn step_kernels(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
-        self.check_batch(real_a, "real_a")?;
-        self.check_batch(real_b, "real_b")?;
-        self.check_networks(real_a)?;
+        self.check_step(real_a, real_b)?;
         self.run_inner(real_a, real_b, None, Counting::Prepared)
     }
 
