@@ -10,13 +10,13 @@ use super::image_pool::ImagePool;
 use super::losses::{l1, mse_to};
 use super::optim::{Adam, AdamConfig, Gradient};
 use super::schedule::cyclegan_lr_at;
-use super::trainer::{GradientHook, Shared, StepLosses};
+use super::trainer::{lock, GradientHook, Shared, StepLosses};
 use crate::config::TrainConfig;
 use crate::device::parse_device;
 use crate::models::cyclegan::{CycleGenerator, PatchDiscriminator};
 use crate::models::Network;
 use crate::{Error, Result};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tch::{Device, Tensor};
 
 /// The four networks under their checkpoint names (their files are `latest_net_<name>.pth`).
@@ -24,10 +24,6 @@ pub const CYCLEGAN_NETWORK_NAMES: [&str; 4] = ["G_A", "G_B", "D_A", "D_B"];
 
 /// Tags the pools' random streams apart from the data pipeline's.
 const POOL_STREAM: u64 = 0x9001;
-
-fn lock<T>(m: &Shared<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 pub struct CycleGanTrainer {
     config: TrainConfig,

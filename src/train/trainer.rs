@@ -29,7 +29,8 @@ pub type GradientHook<'a> = Option<&'a mut dyn FnMut(&[Tensor]) -> Result<()>>;
 /// A network shared between the trainer and the Python objects that expose it.
 pub type Shared<T> = Arc<Mutex<T>>;
 
-fn lock<T>(m: &Shared<T>) -> MutexGuard<'_, T> {
+/// Locks a shared network; a mutex poisoned by a panic (already reported as an error) still opens.
+pub(crate) fn lock<T>(m: &Shared<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
