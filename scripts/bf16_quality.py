@@ -64,7 +64,7 @@ def score(args) -> None:
     import numpy as np
     import ugatit_rs as ug
     from PIL import Image
-    from ugatit_rs import _native
+    from ugatit_rs import _native, viz
     from ugatit_rs.evaluation import compare_folders
 
     with open(os.path.join(args.dir, "runs.jsonl")) as f:
@@ -84,19 +84,22 @@ def score(args) -> None:
                 for i, path in enumerate(_native.list_images(os.path.join(data, source))):
                     with torch.no_grad():
                         out = g.eval()(_native.load_image(path, DEMO["img_size"]))[0][0]
-                    pixels = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
-                    Image.fromarray(np.ascontiguousarray(pixels)).save(os.path.join(fakes, f"{i:03d}.png"))
+                    Image.fromarray(viz.to_image(out)).save(os.path.join(fakes, f"{i:03d}.png"))
                 scores = compare_folders(os.path.join(data, target), fakes, progress=False)
                 row[direction] = scores["kid_x100"]
             results[(precision, seed)] = row
             print(f"{precision}/s{seed:<5}{row['A2B']:>14.2f}{row['B2A']:>14.2f}", flush=True)
     seeds = sorted({s for p, s in results if all((q, s) in results for q in PRECISIONS)})
+
+    def spread(values: np.ndarray) -> float:  # seed-to-seed sd; undefined for one seed
+        return float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+
     for direction in ("A2B", "B2A"):
         kid = {p: np.array([results[(p, s)][direction] for s in seeds]) for p in PRECISIONS}
         diff = kid["bf16"] - kid["fp32"]
         print(
-            f"{direction}: fp32 {kid['fp32'].mean():.2f} ± {kid['fp32'].std(ddof=1):.2f}, "
-            f"bf16 {kid['bf16'].mean():.2f} ± {kid['bf16'].std(ddof=1):.2f} (mean ± seed-to-seed sd, "
+            f"{direction}: fp32 {kid['fp32'].mean():.2f} ± {spread(kid['fp32']):.2f}, "
+            f"bf16 {kid['bf16'].mean():.2f} ± {spread(kid['bf16']):.2f} (mean ± seed-to-seed sd, "
             f"{len(seeds)} seeds); bf16 - fp32 per seed {np.round(diff, 2).tolist()}, mean {diff.mean():+.2f}"
         )
 

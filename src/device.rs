@@ -19,7 +19,9 @@ pub fn parse_device(name: &str) -> Result<Device> {
     if let Device::Cuda(index) = device {
         let available = tch::Cuda::device_count() as usize;
         if available == 0 {
-            return Err(Error::Device(format!("device {name:?} requested but CUDA is not available on this machine")));
+            return Err(Error::Device(format!(
+                "device {name:?} requested but CUDA is not available on this machine; use \"cpu\""
+            )));
         }
         if index >= available {
             return Err(Error::Device(format!("device {name:?} requested but only {available} CUDA device(s) exist")));
