@@ -705,6 +705,16 @@ def test_translator_refuses_empty_images_and_takes_pil_without_warnings(tmp_path
             t(empty)
     with pytest.raises(ValueError, match="batch_size"):
         ug.translate.Translator(t.generator, 96, batch_size=-1)
+    # Before: a discriminator "translated" into its logit map, and img_size=0 meant "default".
+    with pytest.raises(TypeError, match=r"needs a generator .*, got Discriminator"):
+        ug.translate.Translator(ug.Discriminator(ndf=4, n_layers=5), 96)
+    for size in (0, 7, 96.0):
+        with pytest.raises(ValueError, match="img_size must be an int between 8 and 8192"):
+            ug.translate.Translator(t.generator, size)
+    # Grayscale and RGBA arrays convert as PIL does (they used to be refused, unlike PIL images).
+    gray, rgba = np.full((30, 20), 200, np.uint8), np.full((30, 20, 4), 200, np.uint8)
+    assert t(gray).shape == t(rgba).shape == (30, 20, 3)
+    assert np.array_equal(t(gray), t(np.stack([gray] * 3, axis=2)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out = t(Image.new("RGB", (50, 40)))

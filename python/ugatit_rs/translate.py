@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import _native, viz
 from .convert import is_official, read_metadata, read_network
-from .models import Generator, translate_batch
+from .models import Discriminator, Generator, translate_batch
 
 
 def generator_config_from_state_dict(sd) -> dict:
@@ -51,11 +51,19 @@ class Translator:
     """A generator plus the pre- and post-processing to translate ordinary images."""
 
     def __init__(self, generator: Generator, img_size: int, batch_size: int = 8):
-        if not 1 <= int(batch_size) <= 4096:
-            raise ValueError(f"batch_size must be between 1 and 4096, got {batch_size}")
+        from .cyclegan import PatchDiscriminator
+
+        if not isinstance(generator, torch.nn.Module) or isinstance(generator, (Discriminator, PatchDiscriminator)):
+            raise TypeError(
+                "Translator needs a generator (ugatit_rs.Generator, ugatit_rs.cyclegan.ResnetGenerator or a "
+                f"module returning images), got {type(generator).__name__}"
+            )
+        for name, value, lo, hi in (("img_size", img_size, 8, 8192), ("batch_size", batch_size, 1, 4096)):
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ValueError(f"{name} must be an int between {lo} and {hi}, got {value!r}")
         self.generator = generator.eval()
-        self.img_size = int(img_size)
-        self.batch_size = int(batch_size)
+        self.img_size = img_size
+        self.batch_size = batch_size
 
     @classmethod
     def from_checkpoint(
@@ -70,7 +78,7 @@ class Translator:
         cyclegan = _cyclegan_generator(path, direction, device)
         if cyclegan is not None:
             generator, trained_size = cyclegan
-            return cls(generator, img_size or trained_size or 256, batch_size)
+            return cls(generator, img_size if img_size is not None else trained_size or 256, batch_size)
         sd = read_network(path, "gen" + direction)
         trained_size, variant = None, "pytorch"
         if not is_official(path):
@@ -86,7 +94,7 @@ class Translator:
             raise ValueError(f"this full-mode generator only works at img_size={size}, got img_size={img_size}")
         g = Generator(img_size=size, device=device, variant=variant, **cfg)
         g.load_state_dict(sd)
-        return cls(g, img_size or size, batch_size)
+        return cls(g, img_size if img_size is not None else size, batch_size)
 
     # -- conversions -------------------------------------------------------------------------------
     def _to_tensor(self, item) -> torch.Tensor:
@@ -99,8 +107,12 @@ class Translator:
         if isinstance(item, Image.Image):
             item = np.array(item.convert("RGB"))
         if isinstance(item, np.ndarray):
+            if item.dtype == np.uint8 and (item.ndim == 2 or item.ndim == 3 and item.shape[2] == 4) and item.size:
+                item = np.array(Image.fromarray(item).convert("RGB"))  # grayscale or RGBA, as PIL converts
             if item.dtype != np.uint8 or item.ndim != 3 or item.shape[2] != 3:
-                raise ValueError(f"numpy images must be HWC uint8 RGB, got {item.dtype} {item.shape}")
+                raise ValueError(
+                    f"numpy images must be HWC uint8 RGB (or HW gray, HWC RGBA), got {item.dtype} {item.shape}"
+                )
             if 0 in item.shape:
                 raise ValueError(f"cannot translate an empty ({item.shape[1]}x{item.shape[0]}) image")
             return viz.from_image(np.ascontiguousarray(item))
