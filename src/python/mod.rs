@@ -27,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<models::PyPatchDiscriminator>()?;
     m.add_class::<models::PyExportedGenerator>()?;
     m.add_function(wrap_pyfunction!(models::set_compute, m)?)?;
+    m.add_function(wrap_pyfunction!(models::check_device, m)?)?;
     m.add_class::<tf::PyTfCheckpoint>()?;
     m.add_function(wrap_pyfunction!(tf::tf_checkpoint_prefix, m)?)?;
     m.add_class::<crate::config::TrainConfig>()?;

@@ -444,6 +444,13 @@ impl PyExportedGenerator {
     }
 }
 
+/// Checks that a device exists (`"cpu"`, `"cuda"`, `"cuda:N"`) and returns its torch spelling;
+/// the message of a missing one is the networks' own.
+#[pyfunction]
+pub fn check_device(name: &str) -> PyResult<String> {
+    Ok(crate::device::device_name(crate::device::parse_device(name)?))
+}
+
 /// Sets how this thread's network forwards compute (`ugatit_rs.compute`), returning the previous
 /// `(precision, channels_last)` so the context manager can restore it.
 #[pyfunction]
