@@ -74,6 +74,13 @@ def test_export_command_from_a_checkpoint(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ugatit_rs", "export", ckpt, "-o", str(tmp_path / "no" / "g.onnx")],
                          capture_output=True, text=True, timeout=300)  # fmt: skip
     assert bad.returncode == 2 and "output folder not found" in bad.stderr
+    # Before: `-o` naming the checkpoint replaced it with the export.
+    before = open(ckpt, "rb").read()
+    for target, message in ((ckpt, "would overwrite the checkpoint"), (str(tmp_path / "x.safetensors"), "name it")):
+        bad = subprocess.run([sys.executable, "-m", "ugatit_rs", "export", ckpt, "-o", target],
+                             capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-2000:]
+    assert open(ckpt, "rb").read() == before
     with pytest.raises(TypeError, match="Generator"):
         E.onnx(tr.dis_ga, tmp_path / "d.onnx")
 

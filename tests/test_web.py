@@ -51,6 +51,22 @@ def test_web_folder_is_self_contained(site):
     assert "http://" not in html and "https://" not in html  # nothing from a CDN
 
 
+def test_a_page_is_written_only_into_a_new_empty_or_earlier_page_folder(site, demo_checkpoint, tmp_path):
+    from ugatit_rs.web import write_page
+
+    g = Translator.from_checkpoint(demo_checkpoint).generator
+    own = tmp_path / "mine"
+    own.mkdir()
+    (own / "index.html").write_text("the user's page")
+    # Before: the user's index.html was replaced without a word.
+    with pytest.raises(FileExistsError, match="earlier `export --web` did not write"):
+        write_page(g, own)
+    assert (own / "index.html").read_text() == "the user's page"
+    with pytest.raises(FileExistsError, match="not a folder"):
+        write_page(g, own / "index.html")
+    assert write_page(g, site) == site  # an earlier page is updated
+
+
 def test_page_translates_like_the_translator(site, demo_checkpoint, tmp_path):
     photo = demo.demo_image("A", 96, seed=7)  # at the model's size: the page's resize is the identity
     Image.fromarray(photo).save(tmp_path / "photo.png")

@@ -291,6 +291,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     target = args.output or os.path.splitext(os.path.basename(args.checkpoint))[0] + (
         f"_{args.direction}.onnx" if args.format == "onnx" else f"_{args.direction}.pt"
     )
+    if os.path.exists(target) and os.path.samefile(target, args.checkpoint):
+        raise ValueError(f"{target}: the output would overwrite the checkpoint; choose another -o")
+    if target.endswith(".safetensors"):
+        raise ValueError(f"{target}: an {args.format} export is not a .safetensors file; name it .onnx or .pt")
     options = {"attention": not args.no_attention, "uint8": args.uint8}
     if args.format == "onnx":
         export.onnx(generator, target, fp16=args.fp16, **options)

@@ -100,6 +100,23 @@ def find_onnxruntime_web(ort_web: str | os.PathLike | None = None, fetch: bool =
     return found
 
 
+def _check_target(directory: Path) -> None:
+    """Refuses a file, and a folder holding anything but an earlier page: the page's
+    ``index.html`` would replace a user's own."""
+    if directory.exists() and not directory.is_dir():
+        raise FileExistsError(f"{directory}: exists and is not a folder")
+    if not directory.is_dir() or not any(directory.iterdir()):
+        return
+    try:
+        earlier = "onnxruntime_web" in json.loads((directory / "model.json").read_text())
+    except (OSError, ValueError, TypeError):
+        earlier = False
+    if not earlier:
+        raise FileExistsError(
+            f"{directory}: holds files that an earlier `export --web` did not write; choose a new or empty folder"
+        )
+
+
 def write_page(
     generator,
     directory: str | os.PathLike,
@@ -112,11 +129,13 @@ def write_page(
     """Writes ``index.html``, its script and style, ``model.onnx`` (uint8 in and out, with the
     attention outputs), ``model.json`` and onnxruntime-web's files into ``directory``. Serve the
     folder with any static server (``python -m http.server -d DIR``) and open it. Photos are
-    resized to ``img_size`` (default: the generator's own, else 256)."""
+    resized to ``img_size`` (default: the generator's own, else 256). ``directory`` must be new,
+    empty, or an earlier page (which is updated)."""
     from .. import export
 
     runtime = find_onnxruntime_web(ort_web)  # fail before writing anything
     directory = Path(directory)
+    _check_target(directory)
     directory.mkdir(parents=True, exist_ok=True)
     export.onnx(generator, directory / "model.onnx", attention=True, uint8=True, fp16=fp16)
     config = generator.config
