@@ -285,6 +285,14 @@ def test_evaluation_checks_every_input_before_any_work(demo_data, tmp_path):
         evaluate_checkpoint(str(partial), ckpt, inception=missing_weights, progress=False)
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
         evaluate_checkpoint(demo_data, str(tmp_path / "nothing.safetensors"), inception=missing_weights)
+    # Before: `--output` naming the checkpoint replaced it with the JSON, after all the work.
+    before = open(ckpt, "rb").read()
+    out = subprocess.run(
+        [sys.executable, "-m", "ugatit_rs", "eval", "--dataset", demo_data, "--checkpoint", ckpt, "--output", ckpt],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "name a .json file" in out.stderr, out.stderr[-2000:]
+    assert open(ckpt, "rb").read() == before
 
 
 @needs_weights

@@ -250,6 +250,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from . import evaluation
 
+    # Checked first: the numbers take minutes, and `--output CKPT` must not replace a checkpoint.
+    if not args.output.endswith(".json") or os.path.isdir(args.output):
+        raise ValueError(f"--output {args.output}: name a .json file for the numbers")
     if args.real or args.fake:
         if not (args.real and args.fake) or args.dataset or args.checkpoint:
             raise ValueError("give either --real DIR --fake DIR, or --dataset DIR --checkpoint CKPT")
