@@ -325,6 +325,33 @@ def test_stop_ends_a_fit_running_in_a_thread_with_a_checkpoint(tmp_path, dataset
     assert tr.fit(progress=False, until=stopped + 2) and tr.step_count == stopped + 2
 
 
+def test_a_second_run_into_the_same_folder_is_refused_and_a_killed_run_leaves_no_lock(tmp_path, dataset):
+    cfg = dict(dataset=dataset, result_dir=str(tmp_path), iteration=100_000, save_freq=100_000)
+    other = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import ugatit_rs as ug
+            cfg = ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu", num_workers=0, **{cfg!r})
+            ug.Trainer(cfg).fit(progress=False, log_every=1)
+        """)],
+        cwd=TESTS,
+    )  # fmt: skip
+    try:
+        tr = ug.Trainer(small_config(**cfg))
+        log = os.path.join(tr.run_dir, "log.jsonl")
+        deadline = time.monotonic() + 60
+        while not (os.path.exists(log) and os.path.getsize(log)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Before: both runs wrote one log and resumed from each other's checkpoints.
+        with pytest.raises(ug.RunInUseError, match=f"in use by another training run \\(pid {other.pid}\\)"):
+            tr.fit(progress=False)
+        assert tr.step_count == 0
+    finally:
+        other.kill()  # SIGKILL: no clean-up runs, yet the lock goes with the process
+        other.wait(timeout=60)
+    tr.fit(progress=False, until=1)
+    assert tr.step_count == 1
+
+
 def test_resume_follows_the_official_schedule_whatever_the_checkpoint_says(tmp_path):
     tr = ug.Trainer(small_config(iteration=10))
     x = torch.rand(1, 3, 96, 96) * 2 - 1

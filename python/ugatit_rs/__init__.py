@@ -20,7 +20,7 @@ from . import convert, data, distributed, export, metrics, translate, viz  # noq
 from ._compute import compute  # noqa: E402
 from ._native import StateDictError, TrainConfig, __version__  # noqa: E402
 from .models import Discriminator, Generator  # noqa: E402
-from .trainer import NonFiniteLossError, Trainer  # noqa: E402
+from .trainer import NonFiniteLossError, RunInUseError, Trainer  # noqa: E402
 
 __all__ = [
     "Generator",
@@ -30,5 +30,6 @@ __all__ = [
     "StateDictError",
     "compute",
     "NonFiniteLossError",
+    "RunInUseError",
     "__version__",
 ]

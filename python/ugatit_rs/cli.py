@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from . import TrainConfig, Trainer
+from . import RunInUseError, TrainConfig, Trainer
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, OSError, MemoryError, FloatingPointError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, MemoryError, FloatingPointError, ImportError, RunInUseError) as exc:
         print(f"ugatit-rs {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

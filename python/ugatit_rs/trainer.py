@@ -4,6 +4,8 @@ progress bar, loss log, sample grids, checkpoints, resume and Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import json
 import math
@@ -14,7 +16,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -28,6 +30,11 @@ from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
 
 NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
+
+
+class RunInUseError(RuntimeError):
+    """A ``fit()`` was refused because another one is running: on the same Trainer (in another
+    thread), or into the same run folder (another process or trainer)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -342,15 +349,19 @@ class Trainer:
         are always read before a checkpoint is written, so no checkpoint holds a diverged state.
         ``until`` stops after that step (saving a checkpoint) without changing the schedule,
         which is still computed for ``config.iteration`` steps. Returns the path of the log.
-        One ``fit`` at a time per trainer: a second concurrent call raises ``RuntimeError``; run
-        in a thread, :meth:`stop` ends it at the next step boundary (saving a checkpoint).
+        One ``fit`` at a time per trainer and per run folder (across processes): a second one
+        raises :class:`RunInUseError`. Run in a thread, :meth:`stop` ends it at the next step
+        boundary (saving a checkpoint).
         """
         if not self._fitting.acquire(blocking=False):
-            raise RuntimeError("this Trainer is already running fit() (in another thread); one run at a time")
+            raise RunInUseError("this Trainer is already running fit() (in another thread); one run at a time")
         self._stop_requested.clear()
         try:
             _check_grad_mode()
-            with torch.enable_grad():
+            for split in ("trainA", "trainB"):
+                domain_folder(self.config.dataset, split)  # a missing dataset leaves no run folder behind
+            owner = _exclusive_run_dir(self.run_dir) if dp.rank() == 0 else contextlib.nullcontext()
+            with torch.enable_grad(), owner:
                 return self._fit(progress, callback, int(log_every), until)
         finally:
             self._fitting.release()
@@ -560,6 +571,32 @@ def _warn_if_global_batch_changes(checkpoint: str, global_batch: int) -> None:
             "the resumed run sees other batches and takes other steps than the original would have",
             file=sys.stderr,
         )
+
+
+@contextlib.contextmanager
+def _exclusive_run_dir(run_dir: str) -> Iterator[None]:
+    """One fit() per run folder at a time, across processes and trainers: two would interleave
+    their logs and resume from each other's checkpoints. The lock (``flock`` on ``.lock``) goes
+    with the process that holds it, so a killed run leaves none behind."""
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, ".lock"), "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RunInUseError(
+                f"{run_dir} is in use by another training run ({holder}); wait for it, stop it, or train "
+                "into another result_dir"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _check_grad_mode() -> None:
