@@ -249,8 +249,8 @@ def _merge_jobs(jobs: dict[str, str], new: dict[str, str], with_heatmap: bool) -
     (``a/x.png`` and ``b/x.png``; ``x.jpg`` and ``x.png``; ``x.png``'s heatmap and ``x_cam.png``)
     and a target that is one of the inputs (an output folder that holds the images)."""
 
-    def written(target: str) -> tuple[str, ...]:
-        return (target, _heatmap_path(target)) if with_heatmap else (target,)
+    def written(target: str) -> tuple[str, ...]:  # as real paths: "out/./x.png" is "out/x.png"
+        return tuple(map(os.path.realpath, (target, _heatmap_path(target)) if with_heatmap else (target,)))
 
     writer = {file: source for source, target in jobs.items() for file in written(target)}
     inputs = {os.path.realpath(source) for source in (*jobs, *new)}
@@ -263,7 +263,7 @@ def _merge_jobs(jobs: dict[str, str], new: dict[str, str], with_heatmap: bool) -
                     f"{writer[file]} and {source} would both be written to {file}; "
                     "translate them into different output folders"
                 )
-            if os.path.realpath(file) in inputs:
+            if file in inputs:
                 raise ValueError(f"translating {source} would overwrite the input {file}; choose another output folder")
             writer[file] = source
         jobs[source] = target
