@@ -64,12 +64,11 @@ def evaluate_checkpoint(
     result = {"protocol": protocol, "checkpoint": os.fspath(checkpoint), "dataset": os.fspath(dataset)}
     for direction, source, target in (("A2B", "testA", "testB"), ("B2A", "testB", "testA")):
         fakes = []
-        bar = tqdm(total=len(files[source]), unit="img", desc=f"translate {source} {direction}", disable=not progress)
-        for i in range(0, len(files[source]), batch_size):
-            chunk = files[source][i : i + batch_size]
-            fakes += [np.array(img) for img in translators[direction](chunk)]  # writable copies
-            bar.update(len(chunk))
-        bar.close()
+        with tqdm(total=len(files[source]), unit="img", desc=f"translate {source}", disable=not progress) as bar:
+            for i in range(0, len(files[source]), batch_size):
+                chunk = files[source][i : i + batch_size]
+                fakes += [np.array(img) for img in translators[direction](chunk)]  # writable copies
+                bar.update(len(chunk))
         result[direction] = _scores(feats(files[target]), feats(fakes), protocol)
     return result
 

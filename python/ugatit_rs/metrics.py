@@ -159,10 +159,12 @@ class InceptionFeatures:
 
     def __call__(self, images) -> np.ndarray:
         count, jobs = self._batches(images)
-        bar = tqdm(total=count, unit="img", desc="Inception features", disable=not self.progress)
         out = []
         # Decode/resize the next batch (Rust, GIL released) while the network runs on this one.
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        with (
+            tqdm(total=count, unit="img", desc="Inception features", disable=not self.progress) as bar,
+            ThreadPoolExecutor(max_workers=1) as pool,
+        ):
             pending = pool.submit(jobs[0])
             for i in range(len(jobs)):
                 inputs = pending.result()
@@ -170,7 +172,6 @@ class InceptionFeatures:
                     pending = pool.submit(jobs[i + 1])
                 out.append(self.features_of_inputs(inputs))
                 bar.update(len(inputs))
-        bar.close()
         return np.concatenate(out)
 
 

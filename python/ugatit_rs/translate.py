@@ -223,8 +223,7 @@ class Translator:
     def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool) -> list[str]:
         """Translates ``{source: target}`` in batches; every target was checked to be distinct."""
         sources = list(jobs)
-        bar = tqdm(total=len(sources), unit="img", disable=not progress)
-        try:
+        with tqdm(total=len(sources), unit="img", disable=not progress) as bar:
             for i in range(0, len(sources), self.batch_size):
                 chunk = sources[i : i + self.batch_size]
                 outs, heats = self(chunk, return_attention=True)
@@ -235,8 +234,6 @@ class Translator:
                     if with_heatmap and heat is not None:
                         viz.save_png(viz.overlay(np.asarray(out), heat), _heatmap_path(target))
                 bar.update(len(chunk))
-        finally:
-            bar.close()
         return [jobs[source] for source in sources]
 
 
