@@ -1,6 +1,7 @@
 """The user-facing pieces: the demo's quality check, the Translator, visualisation."""
 
 import os
+import shlex
 
 import numpy as np
 import pytest
@@ -130,3 +131,55 @@ def test_viz_helpers(tmp_path):
     log = [{"step": i, "d_loss": 1.0 / (i + 1), "g_loss": 2.0} for i in range(30)]
     fig = viz.loss_curves(log, smooth=5)
     assert len(fig.axes) == 2
+
+
+def _cli_args(command: str) -> list[str] | None:
+    """The arguments after `ugatit-rs` or `-m ugatit_rs` in a shell command (also inside a quoted
+    `bash -c '...'`), or None when the command does not run ugatit-rs."""
+    words = shlex.split(command, comments=True)
+    for i, word in enumerate(words):
+        if word == "ugatit-rs" or (word == "ugatit_rs" and i and words[i - 1] == "-m"):
+            return words[i + 1 :]
+        if " " in word and (inner := _cli_args(word)) is not None:
+            return inner
+    return None
+
+
+def _documented_commands() -> list[tuple[str, list[str]]]:
+    """Every ugatit-rs command in the README's and docs' shell blocks, continuation lines joined."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    docs = [os.path.join(root, "README.md")] + [
+        os.path.join(root, "docs", name)
+        for name in sorted(os.listdir(os.path.join(root, "docs")))
+        if name.endswith(".md")
+    ]
+    found = []
+    for path in docs:
+        in_shell, pending, start = False, "", 0
+        for number, line in enumerate(open(path, encoding="utf-8"), 1):
+            if line.startswith("```"):
+                in_shell = line.strip() in ("```bash", "```sh")
+                continue
+            if not in_shell:
+                continue
+            start = start if pending else number
+            pending += line.rstrip("\n")
+            if pending.endswith("\\"):
+                pending = pending[:-1] + " "
+                continue
+            args = _cli_args(pending)
+            if args is not None:
+                found.append((f"{os.path.basename(path)}:{start}", args))
+            pending = ""
+    return found
+
+
+@pytest.mark.parametrize("where, args", _documented_commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_documented_commands_parse(where, args):
+    """The subcommands and flags the docs show exist (what the commands do is tested elsewhere)."""
+    from ugatit_rs.cli import build_parser
+
+    try:
+        build_parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{where}: `ugatit-rs {shlex.join(args)}` does not parse")
