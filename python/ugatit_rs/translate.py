@@ -103,7 +103,7 @@ class Translator:
 
         if isinstance(item, (str, os.PathLike)):
             with Image.open(item) as im:
-                item = np.array(im.convert("RGB"))  # a writable copy: torch warns on read-only arrays
+                item = np.array(im.convert("RGB"))
         if isinstance(item, Image.Image):
             item = np.array(item.convert("RGB"))
         if isinstance(item, np.ndarray):
@@ -115,7 +115,7 @@ class Translator:
                 )
             if 0 in item.shape:
                 raise ValueError(f"cannot translate an empty ({item.shape[1]}x{item.shape[0]}) image")
-            return viz.from_image(np.ascontiguousarray(item))
+            return viz.from_image(item)
         if isinstance(item, torch.Tensor):
             if item.dim() != 3 or item.shape[0] != 3 or not item.is_floating_point():
                 raise ValueError(
