@@ -112,6 +112,9 @@ def test_translating_files_never_overwrites_an_input_or_another_output(translato
     ]
     written = translator.translate_inputs([str(b), str(a / "y.png")], str(tmp_path / "out"), progress=False)
     assert written == [str(tmp_path / "out" / "b" / "x.png"), str(tmp_path / "out" / "y.png")]
+    os.mkfifo(a / "pipe.png")  # used to read "no such file"; opening it would block
+    with pytest.raises(FileNotFoundError, match="pipe.png: is not a regular file"):
+        translator.translate_inputs([str(a / "pipe.png")], str(tmp_path / "out2"), progress=False)
     with pytest.raises(FileNotFoundError, match="nothing.png: no such file"):
         translator.translate_files([str(a / "y.png"), str(a / "nothing.png")], str(tmp_path / "out2"), progress=False)
     assert not (tmp_path / "out2").exists()  # checked before the first image

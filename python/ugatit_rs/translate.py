@@ -216,7 +216,7 @@ class Translator:
             elif os.path.isfile(src):
                 found = _file_jobs([src], dst, None, with_heatmap)
             else:
-                raise FileNotFoundError(f"{src}: no such file or folder")
+                raise FileNotFoundError(f"{src}: {_not_a_file(src)}")
             _merge_jobs(jobs, found, with_heatmap)
         return self._write(jobs, progress, with_heatmap)
 
@@ -235,6 +235,10 @@ class Translator:
                         viz.save_png(viz.overlay(np.asarray(out), heat), _heatmap_path(target))
                 bar.update(len(chunk))
         return [jobs[source] for source in sources]
+
+
+def _not_a_file(path: str) -> str:
+    return "is not a regular file (a FIFO, socket or device?)" if os.path.exists(path) else "no such file or folder"
 
 
 def _heatmap_path(target: str) -> str:
@@ -272,7 +276,7 @@ def _file_jobs(paths, dst: str, root: str | None, with_heatmap: bool) -> dict[st
     new: dict[str, str] = {}
     for path in map(os.fspath, paths):
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: {'is a folder' if os.path.isdir(path) else 'no such file'}")
+            raise FileNotFoundError(f"{path}: {'is a folder' if os.path.isdir(path) else _not_a_file(path)}")
         rel = os.path.relpath(path, root) if root else os.path.basename(path)
         new.setdefault(path, os.path.join(dst, os.path.splitext(rel)[0] + ".png"))
     jobs: dict[str, str] = {}
