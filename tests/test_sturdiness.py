@@ -768,6 +768,68 @@ def test_official_pt_with_any_extension_loads_into_a_trainer(tmp_path):
         assert torch.equal(other.gen_a2b.state_dict()["FC.0.weight"], tr.gen_a2b.state_dict()["FC.0.weight"])
 
 
+def _plain_safetensors(path, tensors, metadata):
+    """A safetensors file as other writers (and ugatit-rs before checksums) make it."""
+    header, offset = {"__metadata__": dict(metadata)}, 0
+    for name, t in tensors:
+        size = t.numel() * t.element_size()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(len(blob).to_bytes(8, "little") + blob)
+        for _, t in tensors:
+            f.write(t.contiguous().numpy().tobytes())
+
+
+@pytest.mark.parametrize("damage", ["one flipped bit", "a zero-filled page"])
+def test_a_corrupted_checkpoint_is_named_and_changes_nothing(tmp_path, damage):
+    # Before: the bytes loaded as weights, silently (a flipped bit in a weight, a page of zeros
+    # from an interrupted copy), since a safetensors file checks only its header.
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    data = bytearray(open(path, "rb").read())
+    start = 8 + int.from_bytes(data[:8], "little")
+    if damage == "one flipped bit":
+        data[len(data) - 5] ^= 0x10  # the last tensor's data: every other tensor reads fine first
+    else:
+        data[start + 4096 : start + 8192] = bytes(4096)
+    open(path, "wb").write(bytes(data))
+    other = ug.Trainer(small_config(seed=5))
+    before = {k: v.clone() for k, v in other.gen_a2b.state_dict().items()}
+    with pytest.raises(ug.StateDictError, match=r"a\.safetensors: \S+: checksum mismatch, the file is corrupted"):
+        other.load_checkpoint(path)
+    assert all(torch.equal(before[k], v) for k, v in other.gen_a2b.state_dict().items())
+    if damage == "a zero-filled page":  # the generators' own reader checks too
+        with pytest.raises(ug.StateDictError, match="checksum mismatch"):
+            ug.convert.read_network(path, "genA2B")
+    # The checksums are the file's business, not metadata a user sees or copies along.
+    assert "crc32" not in dict(ug._native.read_checkpoint_metadata(path))
+
+
+def test_a_checkpoint_without_checksums_still_loads(tmp_path):
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    plain = str(tmp_path / "plain.safetensors")
+    _plain_safetensors(plain, ug._native.read_checkpoint(path), ug._native.read_checkpoint_metadata(path))
+    other = ug.Trainer(small_config(seed=5))
+    other.load_checkpoint(plain)
+    assert torch.equal(other.dis_ga.state_dict()["model.1.weight_orig"], tr.dis_ga.state_dict()["model.1.weight_orig"])
+
+
+def test_a_corrupted_official_pt_is_named(tmp_path):
+    # torch.load skips the zip archive's CRCs: a damaged tensor used to load as wrong weights.
+    tr = ug.Trainer(small_config())
+    pt = ug.convert.ours_to_official(tr.save_checkpoint(str(tmp_path / "a.safetensors")), tmp_path / "x.pt")
+    data = bytearray(open(pt, "rb").read())
+    weight = tr.gen_a2b.state_dict()["FC.0.weight"].numpy().tobytes()
+    at = bytes(data).index(weight)  # stored uncompressed, as torch.save does
+    data[at + 3] ^= 0x01
+    open(pt, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match=r"x\.pt: \S+ fails its CRC check, the file is corrupted"):
+        ug.Trainer(small_config()).load_checkpoint(pt)
+
+
 def test_truncated_newest_checkpoint_resumes_from_the_previous_one(dataset, tmp_path, capsys):
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=4, save_freq=2))
     tr.fit(progress=False)

@@ -3,7 +3,8 @@
 The official ``*_params_<step>.pt`` is ``torch.save({'genA2B': state_dict, 'genB2A': ...,
 'disGA': ..., 'disGB': ..., 'disLA': ..., 'disLB': ...})``. It is read with
 ``torch.load(weights_only=True)``, which refuses any pickle that would build arbitrary objects
-(so a malicious file cannot run code). Ours is one safetensors file with the same tensors under
+(so a malicious file cannot run code), after the zip archive's own CRC-32s are checked (torch's
+reader skips them, so a corrupted copy would otherwise load as wrong weights). Ours is one safetensors file with the same tensors under
 ``<network>.<official key>``.
 
 Command line: ``ugatit-rs convert IN OUT`` (direction chosen by the extensions).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
 
 import torch
@@ -23,11 +25,32 @@ from . import _native
 NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
 
 
+def _unreadable(path: str, exc: Exception) -> ValueError:
+    return ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})")
+
+
+def _check_archive(path: str) -> None:
+    """Checks every member of a ``torch.save`` zip archive against its CRC-32 (a legacy pickle
+    has none to check)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            corrupted = archive.testzip()
+    except Exception as exc:  # a broken archive fails in zipfile's own ways (BadZipFile, EOFError, ...)
+        raise _unreadable(path, exc) from None
+    if corrupted is not None:
+        raise ValueError(
+            f"{path}: {corrupted} fails its CRC check, the file is corrupted (changed after it was written)"
+        )
+
+
 def load_plain(path: str | os.PathLike):
     """``torch.load(weights_only=True)`` on the CPU: tensors and containers only, never code."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    _check_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -36,7 +59,7 @@ def load_plain(path: str | os.PathLike):
             f"(weights_only=True rejected it: {str(exc).splitlines()[0]})"
         ) from None
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        raise _unreadable(path, exc) from None
 
 
 def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:

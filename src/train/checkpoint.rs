@@ -4,7 +4,9 @@
 //! (CycleGAN's image pools), and in the metadata the step, learning rate and config.
 //!
 //! Files are written atomically — temp file, fsync, rename, fsync of the folder — so a process
-//! killed mid-save leaves the previous checkpoint intact. Loading checks every tensor (presence,
+//! killed mid-save leaves the previous checkpoint intact. Each tensor's CRC-32 is kept in the
+//! metadata and checked whenever the tensor is read, so bytes changed on disk or in a copy (a
+//! flipped bit, a zero-filled page) are named instead of loaded as weights. Loading checks every tensor (presence,
 //! dtype, shape) and the architecture before touching the trainer, so a bad file changes nothing.
 
 use super::cyclegan_trainer::{CycleGanTrainer, CYCLEGAN_NETWORK_NAMES};
@@ -228,6 +230,10 @@ pub fn write_safetensors_streaming(
     metadata: &HashMap<String, String>,
     mut produce: impl FnMut(usize) -> Result<Tensor>,
 ) -> Result<()> {
+    // The tensors' checksums are known only once they are written: the header holds a
+    // placeholder of the same length, overwritten in place at the end.
+    let mut metadata = metadata.clone();
+    metadata.insert(CHECKSUM_KEY.into(), vec!["00000000"; specs.len()].join(","));
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!(metadata));
     let mut offset = 0usize;
@@ -244,6 +250,7 @@ pub fn write_safetensors_streaming(
     while !header_bytes.len().is_multiple_of(8) {
         header_bytes.push(b' ');
     }
+    let checksums_at = checksum_position(&header_bytes)? as u64 + 8;
 
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
@@ -254,6 +261,7 @@ pub fn write_safetensors_streaming(
         let mut w = BufWriter::with_capacity(1 << 20, file);
         w.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
         w.write_all(&header_bytes).map_err(io_err(&tmp))?;
+        let mut checksums = Vec::with_capacity(specs.len());
         for (i, (name, shape, kind)) in specs.iter().enumerate() {
             crash_point(i, &mut w, &tmp)?;
             // On the host and contiguous: a no-op for CPU tensors, one tensor's copy otherwise.
@@ -270,8 +278,10 @@ pub fn write_safetensors_streaming(
             // the trainer being locked) for the duration of the borrow.
             let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, bytes) };
             w.write_all(data).map_err(io_err(&tmp))?;
+            checksums.push(format!("{:08x}", crc32fast::hash(data)));
         }
         let file = w.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
+        file.write_all_at(checksums.join(",").as_bytes(), checksums_at).map_err(io_err(&tmp))?;
         file.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err(path))?;
         if let Ok(d) = File::open(dir) {
@@ -283,6 +293,22 @@ pub fn write_safetensors_streaming(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The metadata entry holding each tensor's CRC-32 (8 hex digits, comma-separated, in the
+/// order of the tensors' data in the file). Files without it (written before it existed, or by
+/// other tools) load unchecked.
+const CHECKSUM_KEY: &str = "crc32";
+
+/// Where the checksums' placeholder value starts in the serialised header. JSON escapes every
+/// quote inside a string, so the key followed by `":"` occurs once, as the metadata entry.
+fn checksum_position(header: &[u8]) -> Result<usize> {
+    let key = format!("\"{CHECKSUM_KEY}\":\"");
+    let mut found = header.windows(key.len()).enumerate().filter(|(_, w)| *w == key.as_bytes()).map(|(i, _)| i);
+    match (found.next(), found.next()) {
+        (Some(at), None) => Ok(at + key.len()),
+        _ => Err(Error::internal("the checkpoint header has no single checksum entry")),
+    }
 }
 
 /// Fault injection for the crash tests (`--features crash-tests` only): with
@@ -326,6 +352,8 @@ pub struct TensorEntry {
     /// Absolute byte offset in the file, and length.
     offset: u64,
     len: u64,
+    /// CRC-32 of the bytes as written, where the file records it.
+    checksum: Option<u32>,
 }
 
 /// An open safetensors file: the header is parsed and checked against the file's size up
@@ -366,7 +394,7 @@ impl SafetensorsFile {
             serde_json::from_slice(&header).map_err(|e| invalid(format!("header is not JSON: {e}")))?;
         let data_start = 8 + header_len;
         let data_len = size - data_start;
-        let mut metadata = HashMap::new();
+        let mut metadata: HashMap<String, String> = HashMap::new();
         let mut entries = Vec::new();
         for (name, value) in header {
             if name == "__metadata__" {
@@ -389,9 +417,29 @@ impl SafetensorsFile {
                      {data_len} data bytes (truncated?)"
                 )));
             }
-            entries.push(TensorEntry { name, kind, shape, offset: data_start + begin, len: end - begin });
+            entries.push(TensorEntry {
+                name,
+                kind,
+                shape,
+                offset: data_start + begin,
+                len: end - begin,
+                checksum: None,
+            });
         }
         entries.sort_by_key(|e| e.offset);
+        if let Some(list) = metadata.remove(CHECKSUM_KEY) {
+            let checksums: Vec<Option<u32>> =
+                list.split(',').filter(|c| !c.is_empty()).map(|c| u32::from_str_radix(c, 16).ok()).collect();
+            if checksums.len() != entries.len() || checksums.contains(&None) {
+                return Err(invalid(format!(
+                    "its {} tensors do not match the checksum list in its metadata (corrupted header)",
+                    entries.len()
+                )));
+            }
+            for (entry, checksum) in entries.iter_mut().zip(checksums) {
+                entry.checksum = checksum;
+            }
+        }
         Ok(Self { path: path.to_path_buf(), file, entries, metadata })
     }
 
@@ -403,7 +451,8 @@ impl SafetensorsFile {
         &self.entries
     }
 
-    /// Reads one tensor onto `device`, straight into the tensor's own memory.
+    /// Reads one tensor onto `device`, straight into the tensor's own memory, checking its
+    /// bytes against the checksum the file records for it.
     pub fn read(&self, entry: &TensorEntry, device: Device) -> Result<Tensor> {
         let t = Tensor::f_empty(entry.shape.as_slice(), (entry.kind, Device::Cpu))
             .map_err(|e| Error::OutOfMemory(format!("cannot allocate {} bytes for {}: {e}", entry.len, entry.name)))?;
@@ -411,6 +460,13 @@ impl SafetensorsFile {
             // SAFETY: a fresh contiguous CPU tensor of exactly `entry.len` bytes, owned here.
             let data = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, entry.len as usize) };
             self.file.read_exact_at(data, entry.offset).map_err(io_err(&self.path))?;
+            if entry.checksum.is_some_and(|expected| crc32fast::hash(data) != expected) {
+                return Err(Error::StateDict(format!(
+                    "{}: {}: checksum mismatch, the file is corrupted (its bytes changed after it was written)",
+                    self.path.display(),
+                    entry.name
+                )));
+            }
         }
         Ok(if device == Device::Cpu { t } else { t.f_to_device(device)? })
     }
