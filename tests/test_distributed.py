@@ -93,15 +93,17 @@ def test_a_killed_rank_stops_the_other_with_an_error(dataset, tmp_path):
     assert tr.load_checkpoint(os.path.join(model, latest)) > 0
 
 
-def _two_nodes(datasets, results, port, iteration=2):
+def _two_nodes(datasets, results, port, iteration=2, extra=((), ())):
     """Two torchrun invocations (one process each) meeting through a c10d rendezvous on
-    127.0.0.1, as two machines would."""
+    127.0.0.1, as two machines would; ``results`` is one folder or one per node."""
     procs = []
-    for node, data in enumerate(datasets):
+    results = results if isinstance(results, (list, tuple)) else [results, results]
+    for node, (data, result, flags) in enumerate(zip(datasets, results, extra)):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                f"--node_rank={node}", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}",
-               "--rdzv_id=ugatit-test", "-m", "ugatit_rs", "train", "--dataset", data, "--result_dir", str(results),
-               "--batch_size", "1", "--iteration", str(iteration), "--save_freq", str(iteration), *TRAIN_FLAGS]  # fmt: skip
+               "--rdzv_id=ugatit-test", "-m", "ugatit_rs", "train", "--dataset", data, "--result_dir", str(result),
+               "--batch_size", "1", "--iteration", str(iteration), "--save_freq", str(iteration), *TRAIN_FLAGS,
+               *flags]  # fmt: skip
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return [(p.wait(timeout=600), p.communicate()[1]) for p in procs]
 
@@ -113,11 +115,42 @@ def test_two_nodes_on_localhost_train_together(dataset, tmp_path):
     assert os.path.exists(os.path.join(tmp_path, "toy", "model", "toy_params_0000002.safetensors"))
 
 
+def _refused_on_every_rank(outcomes, field, values):
+    """Both ranks exit with the disagreement named (the rendezvous, not the node, sets the ranks)."""
+    for code, err in outcomes:
+        assert code != 0 and "the ranks disagree" in err and f"{field}: " in err, err[-2000:]
+        assert all(f"{v} on rank" in err for v in values), err[-2000:]
+        assert "SIGABRT" not in err and "Signal 6" not in err, err[-2000:]
+
+
 def test_ranks_with_different_datasets_are_refused(dataset, tmp_path):
     other = make_dataset(tmp_path / "other" / "toy", n_train=5, n_test=2, size=100)
     outcomes = _two_nodes([dataset, other], tmp_path / "r", port=29516)
-    assert all(code != 0 for code, _ in outcomes)
-    assert any("different datasets" in err and "trainA: 6" in err for _, err in outcomes), outcomes[0][1][-2000:]
+    _refused_on_every_rank(outcomes, "trainA images", ["6", "5"])
+
+
+@pytest.mark.parametrize(
+    "flags, field, values",
+    [
+        # Before: a SIGABRT in Gloo's broadcast of mismatched shapes.
+        (["--light", "false"], "light", ["True", "False"]),
+        # Before: exit 0, each rank on its own learning rate, the replicas drifting apart unseen.
+        (["--lr", "2e-4"], "lr", ["0.0001", "0.0002"]),
+    ],
+    ids=["architecture", "learning rate"],
+)
+def test_ranks_with_different_configs_are_refused(dataset, tmp_path, flags, field, values):
+    outcomes = _two_nodes([dataset, dataset], tmp_path, port=29519, extra=((), flags))
+    _refused_on_every_rank(outcomes, field, values)
+
+
+def test_a_rank_that_cannot_see_the_checkpoint_is_refused_on_resume(dataset, tmp_path):
+    # Before: rank 1, whose --result_dir held no checkpoint, started again from step 0 while
+    # rank 0 resumed at step 2, and waited in a collective until the timeout.
+    assert train(dataset, tmp_path / "a", 1, 1, 2).returncode == 0
+    resume = ["--resume", "true"]
+    outcomes = _two_nodes([dataset, dataset], [tmp_path / "a", tmp_path / "b"], 29520, 4, (resume, resume))
+    _refused_on_every_rank(outcomes, "step resumed from", ["2", "0"])
 
 
 def test_a_diverging_run_stops_every_rank_with_the_error(dataset, tmp_path):

@@ -127,16 +127,37 @@ def any_rank(flag: bool, device) -> bool:
     return bool(t.item() > 0)
 
 
-def check_same_dataset(counts: dict[str, int], device) -> None:
-    """Refuses to start when the ranks see different numbers of images (different data)."""
+#: TrainConfig fields that may differ between ranks: where each process finds its files and
+#: what only rank 0 does (logging, checkpoints, evaluation). All others shape the training.
+PER_RANK_FIELDS = frozenset(
+    {
+        "dataset",
+        "result_dir",
+        "device",
+        "num_workers",
+        "print_freq",
+        "save_freq",
+        "eval_freq",
+        "eval_images",
+        "resume",
+        "init_from",
+    }
+)
+
+
+def check_ranks_agree(facts: dict[str, object]) -> None:
+    """Refuses to start, on every rank, when the ranks' ``facts`` (the training config, the
+    dataset sizes, the step resumed from) differ: replicas would silently train different models,
+    wait for each other until the timeout, or abort in a collective of mismatched shapes."""
     if not is_distributed():
         return
-    mine = torch.tensor([counts[k] for k in sorted(counts)], dtype=torch.float64, device=device)
-    gathered = [torch.zeros_like(mine) for _ in range(world_size())]
-    dist.all_gather(gathered, mine)
-    for r, theirs in enumerate(gathered):
-        if not torch.equal(theirs, mine):
-            detail = ", ".join(
-                f"{k}: {int(a)} here vs {int(b)} on rank {r}" for k, a, b in zip(sorted(counts), mine, theirs)
-            )
-            raise ValueError(f"rank {rank()} and rank {r} see different datasets ({detail})")
+    mine = {key: str(value) for key, value in facts.items()}
+    everyone: list[dict[str, str] | None] = [None] * world_size()
+    dist.all_gather_object(everyone, mine)
+    differing = sorted({key for theirs in everyone for key in mine if theirs.get(key) != mine[key]})
+    if differing:
+        detail = "; ".join(
+            f"{key}: " + ", ".join(f"{theirs.get(key)} on rank {r}" for r, theirs in enumerate(everyone))
+            for key in differing
+        )
+        raise ValueError(f"the ranks disagree, so they would not train one model together: {detail}")

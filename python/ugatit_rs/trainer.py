@@ -400,7 +400,9 @@ class Trainer:
         for loader in loaders.values():
             loader.seek(start)  # batch k feeds iteration k + 1, whatever happened before
         if world > 1:
-            dp.check_same_dataset({f"train{d}": loader.num_images for d, loader in loaders.items()}, self.device)
+            shared = {k: v for k, v in cfg.to_dict().items() if k not in dp.PER_RANK_FIELDS}
+            images = {f"train{d} images": loader.num_images for d, loader in loaders.items()}
+            dp.check_ranks_agree({**shared, **images, "step resumed from": start})
             dp.broadcast_state(self)
         last = cfg.iteration if until is None else min(int(until), cfg.iteration)
         run_log = RunLog(
