@@ -830,6 +830,25 @@ def test_a_corrupted_official_pt_is_named(tmp_path):
         ug.Trainer(small_config()).load_checkpoint(pt)
 
 
+@pytest.mark.parametrize("model", ["ugatit", "cyclegan"])
+def test_a_weight_of_the_wrong_rank_in_a_foreign_file_is_named(tmp_path, model):
+    # Before: IndexError ("tuple index out of range") from reading the architecture off its shape.
+    tr = ug.Trainer(small_config(model=model))
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    if model == "ugatit":
+        nested = ug.convert.read_ours(path)
+        nested["genA2B"]["DownBlock.1.weight"] = torch.zeros(4)
+        foreign, key = str(tmp_path / "x_params_0000001.pt"), "DownBlock.1.weight"
+        torch.save(nested, foreign)
+    else:
+        sd = tr.gen_a2b.state_dict()
+        sd["model.1.weight"] = torch.zeros(0, 3, 7, 7)
+        foreign, key = str(tmp_path / "latest_net_G_A.pth"), "model.1.weight"
+        torch.save(sd, foreign)
+    with pytest.raises(ug.StateDictError, match=rf"{os.path.basename(foreign)}.*{key} has shape"):
+        ug.translate.Translator.from_checkpoint(foreign)
+
+
 def test_truncated_newest_checkpoint_resumes_from_the_previous_one(dataset, tmp_path, capsys):
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=4, save_freq=2))
     tr.fit(progress=False)

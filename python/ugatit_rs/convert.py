@@ -106,6 +106,16 @@ def read_network(path: str | os.PathLike, network: str) -> OrderedDict:
     return sd
 
 
+def weight_shape(sd, key: str, ndim: int, source: str) -> tuple[int, ...]:
+    """The shape of ``sd[key]``, which must be an ``ndim``-D tensor with no empty dimension (a
+    state dict's architecture is read from such shapes)."""
+    value = sd.get(key)
+    if not isinstance(value, torch.Tensor) or value.dim() != ndim or 0 in value.shape:
+        found = f"has shape {tuple(value.shape)}" if isinstance(value, torch.Tensor) else f"is a {type(value).__name__}"
+        raise _native.StateDictError(f"{source}: {key} {found}; expected a non-empty {ndim}-D weight")
+    return tuple(value.shape)
+
+
 def _step_from_name(path: str) -> int:
     match = re.search(r"_params_(\d+)\.", os.path.basename(path))
     return int(match.group(1)) if match else 0

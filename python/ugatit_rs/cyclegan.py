@@ -13,11 +13,13 @@ the state-dict names are theirs, so ``state_dict()`` loads into their ``ResnetGe
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import torch
 
 from . import _native, viz
+from .convert import load_plain, weight_shape
 from .models import DeviceLike, _device_name, _NativeModule
 from .trainer import Trainer
 
@@ -150,8 +152,6 @@ def is_network_state_dict(obj) -> bool:
 
 def read_their_network(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """One network from their ``<epoch>_net_<name>.pth`` (read with ``weights_only=True``)."""
-    from .convert import load_plain
-
     sd = load_plain(path)
     if not is_network_state_dict(sd):
         found = sorted(sd)[:5] if isinstance(sd, dict) else type(sd).__name__
@@ -159,17 +159,19 @@ def read_their_network(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in sd.items()}
 
 
-def generator_config_from_state_dict(sd) -> dict:
-    """``ngf``, ``n_blocks``, ``input_nc``, ``output_nc`` of a CycleGAN ResNet generator state dict."""
+def generator_config_from_state_dict(sd, source: str = "state dict") -> dict:
+    """``ngf``, ``n_blocks``, ``input_nc``, ``output_nc`` of a CycleGAN ResNet generator state
+    dict (``source`` names it in errors)."""
     if "model.1.weight" not in sd:
-        raise _native.StateDictError("not a CycleGAN ResNet generator state dict: missing model.1.weight")
-    blocks = sorted(int(k.split(".")[1]) for k in sd if k.endswith(".conv_block.1.weight"))
-    last = max(int(k.split(".")[1]) for k in sd if k.endswith(".weight"))
+        raise _native.StateDictError(f"{source}: not a CycleGAN ResNet generator state dict: missing model.1.weight")
+    layers = [(int(m[1]), m[2]) for m in (re.fullmatch(r"model\.(\d+)\.(.*)", k) for k in sd) if m]
+    last = max(i for i, rest in layers if rest == "weight")
+    ngf, input_nc = weight_shape(sd, "model.1.weight", 4, source)[:2]
     return {
-        "ngf": sd["model.1.weight"].shape[0],
-        "n_blocks": len(blocks),
-        "input_nc": sd["model.1.weight"].shape[1],
-        "output_nc": sd[f"model.{last}.weight"].shape[0],
+        "ngf": ngf,
+        "n_blocks": sum(1 for _, rest in layers if rest == "conv_block.1.weight"),
+        "input_nc": input_nc,
+        "output_nc": weight_shape(sd, f"model.{last}.weight", 4, source)[0],
     }
 
 

@@ -25,8 +25,8 @@ def architecture_of(path: str | os.PathLike) -> dict:
     if os.path.isdir(path) and not _is_tf(path):
         from .cyclegan import generator_config_from_state_dict, read_their_network
 
-        sd = read_their_network(os.path.join(path, "latest_net_G_A.pth"))
-        cfg = generator_config_from_state_dict(sd)
+        generator = os.path.join(path, "latest_net_G_A.pth")
+        cfg = generator_config_from_state_dict(read_their_network(generator), generator)
         return {"model": "cyclegan", "ch": cfg["ngf"], "n_res": cfg["n_blocks"]}
     if _is_tf(path):
         from .tf_weights import read
@@ -44,7 +44,7 @@ def architecture_of(path: str | os.PathLike) -> dict:
         variant = "pytorch"
     from .translate import generator_config_from_state_dict
 
-    cfg = generator_config_from_state_dict(read_network(path, "genA2B"))
+    cfg = generator_config_from_state_dict(read_network(path, "genA2B"), f"{path}: genA2B")
     out = {"model": "ugatit", "variant": variant, "light": cfg["light"], "ch": cfg["ngf"], "n_res": cfg["n_blocks"]}
     return out if cfg["light"] else {**out, "img_size": cfg["img_size"]}
 

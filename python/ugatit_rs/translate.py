@@ -22,28 +22,27 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import _native, viz
-from .convert import is_official, read_metadata, read_network
+from .convert import is_official, read_metadata, read_network, weight_shape
 from .models import Discriminator, Generator, translate_batch
 
 
-def generator_config_from_state_dict(sd) -> dict:
-    """Infers ``ngf``, ``n_blocks``, ``light`` and ``img_size`` from an official generator state dict."""
+def generator_config_from_state_dict(sd, source: str = "state dict") -> dict:
+    """Infers ``ngf``, ``n_blocks``, ``light`` and ``img_size`` from an official generator state
+    dict (``source`` names it in errors)."""
     needed = ("DownBlock.1.weight", "FC.0.weight", "UpBlock2.11.weight")
     missing = [k for k in needed if k not in sd]
     if missing:
-        raise _native.StateDictError(f"not a U-GAT-IT generator state dict: missing {', '.join(missing)}")
-    ngf = sd["DownBlock.1.weight"].shape[0]
-    n_blocks = sum(1 for k in sd if k.startswith("UpBlock1_") and k.endswith(".conv1.weight"))
-    fc_in = sd["FC.0.weight"].shape[1]
+        raise _native.StateDictError(f"{source}: not a U-GAT-IT generator state dict: missing {', '.join(missing)}")
+    ngf, input_nc = weight_shape(sd, "DownBlock.1.weight", 4, source)[:2]
+    fc_in = weight_shape(sd, "FC.0.weight", 2, source)[1]
     light = fc_in == 4 * ngf
-    img_size = None if light else int(round((fc_in / (4 * ngf)) ** 0.5)) * 4
     return {
         "ngf": ngf,
-        "n_blocks": n_blocks,
+        "n_blocks": sum(1 for k in sd if k.startswith("UpBlock1_") and k.endswith(".conv1.weight")),
         "light": light,
-        "img_size": img_size,
-        "input_nc": sd["DownBlock.1.weight"].shape[1],
-        "output_nc": sd["UpBlock2.11.weight"].shape[0],
+        "img_size": None if light else int(round((fc_in / (4 * ngf)) ** 0.5)) * 4,
+        "input_nc": input_nc,
+        "output_nc": weight_shape(sd, "UpBlock2.11.weight", 4, source)[0],
     }
 
 
@@ -88,7 +87,7 @@ class Translator:
             # "tf": the TensorFlow release's network (converted, or trained as variant="tf").
             variant = meta.get("variant") or config.get("variant", "pytorch")
 
-        cfg = generator_config_from_state_dict(sd)
+        cfg = generator_config_from_state_dict(sd, f"{path}: gen{direction}")
         size = cfg.pop("img_size") or img_size or trained_size or 256
         if img_size is not None and not cfg["light"] and img_size != size:
             raise ValueError(f"this full-mode generator only works at img_size={size}, got img_size={img_size}")
@@ -313,6 +312,6 @@ def _cyclegan_generator(path, direction: str, device):
         sd = dict(_native.read_checkpoint(path, name + "."))
         sd = {k[len(name) + 1 :]: v for k, v in sd.items()}
         trained_size = config.get("img_size")
-    generator = cyclegan.ResnetGenerator(device=device, **cyclegan.generator_config_from_state_dict(sd))
+    generator = cyclegan.ResnetGenerator(device=device, **cyclegan.generator_config_from_state_dict(sd, path))
     generator.load_state_dict(sd)
     return generator, trained_size
