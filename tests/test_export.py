@@ -101,6 +101,25 @@ def test_fp16_onnx_error_is_small_and_keeps_float_io(tmp_path, light, size):
     assert errors[0] > 1e-6  # it really computes in float16
 
 
+@pytest.mark.parametrize("opset", list(E.OPSETS))
+def test_the_oldest_and_newest_opsets_export_and_run(tmp_path, opset):
+    g = generator(True, 96).eval()
+    session = ort.InferenceSession(E.onnx(g, tmp_path / "g.onnx", uint8=True, opset=opset))
+    assert session.run(None, {"image": np.zeros((1, 96, 96, 3), np.uint8)})[0].shape == (1, 96, 96, 3)
+
+
+def test_bad_export_targets_and_opsets_are_refused_before_tracing(tmp_path, capfd):
+    g = generator(True, 96)
+    # Before: a TorchScript RuntimeError ("enforce fail at inline_container.cc"), and for an
+    # opset the exporter cannot write, the whole traced graph dumped on stdout first.
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        E.torchscript(g, tmp_path)
+    for opset in (E.OPSETS[0] - 1, E.OPSETS[1] + 1, "17", True):
+        with pytest.raises(ValueError, match="opset must be an int between 11 and 21"):
+            E.onnx(g, tmp_path / "g.onnx", opset=opset)
+    assert capfd.readouterr().out == "" and not os.listdir(tmp_path)
+
+
 def test_uint8_export_quantises_like_the_translator(tmp_path):
     g = generator(True, 96).eval()
     session = ort.InferenceSession(E.onnx(g, tmp_path / "g8.onnx", uint8=True), providers=["CPUExecutionProvider"])

@@ -67,6 +67,26 @@ def test_a_page_is_written_only_into_a_new_empty_or_earlier_page_folder(site, de
     assert write_page(g, site) == site  # an earlier page is updated
 
 
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        # Before: written, with "X" as the page's direction and its title.
+        ({"direction": "X"}, ValueError, "direction must be"),
+        ({"img_size": 90}, ValueError, "multiple of 4"),
+        ({"title": 3}, TypeError, "title must be a string"),
+    ],
+    ids=["direction", "img_size", "title"],
+)
+def test_page_options_are_checked_before_anything_is_written(tmp_path, kwargs, error, match):
+    from ugatit_rs.web import write_page
+
+    with pytest.raises(error, match=match):
+        write_page(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True), tmp_path / "page", **kwargs)
+    with pytest.raises(ValueError, match="only works at img_size=96"):
+        write_page(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=False), tmp_path / "page", img_size=128)
+    assert not (tmp_path / "page").exists()
+
+
 def test_page_translates_like_the_translator(site, demo_checkpoint, tmp_path):
     photo = demo.demo_image("A", 96, seed=7)  # at the model's size: the page's resize is the identity
     Image.fromarray(photo).save(tmp_path / "photo.png")

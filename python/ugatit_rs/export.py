@@ -49,7 +49,12 @@ class _Traced(nn.Module):
         return (out, cam_logit, heatmap) if self.attention else out
 
 
-def _check(generator) -> None:
+#: The ONNX operator sets an export may target (see :func:`onnx`).
+OPSETS = (11, 21)
+
+
+def check_exportable(generator) -> None:
+    """Raises TypeError unless ``generator`` is one of the generators an export can trace."""
     from .cyclegan import ResnetGenerator
 
     if not isinstance(generator, (Generator, ResnetGenerator)):
@@ -63,7 +68,7 @@ def has_attention(generator) -> bool:
     return isinstance(generator, Generator)
 
 
-def _fully_convolutional(generator) -> bool:
+def fully_convolutional(generator) -> bool:
     """Any image size works (multiples of 4): light U-GAT-IT and CycleGAN generators."""
     return generator.config.get("light", True)
 
@@ -80,6 +85,8 @@ def _writable(path: str | os.PathLike) -> str:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"{parent}: output folder not found")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a folder; give the file to write")
     return path
 
 
@@ -97,7 +104,7 @@ def _traced(generator: Generator, attention: bool, uint8: bool) -> nn.Module:
 def torchscript(generator: Generator, path: str | os.PathLike, attention: bool = True, uint8: bool = False) -> str:
     """Writes a TorchScript file (``torch.jit.load`` in Python, ``tch::CModule`` in Rust; see
     ``ugatit_rs._native.ExportedGenerator``)."""
-    _check(generator)
+    check_exportable(generator)
     attention = attention and has_attention(generator)
     path = _writable(path)
     _traced(generator, attention, uint8).save(path)
@@ -113,11 +120,16 @@ def onnx(
     opset: int = 17,
 ) -> str:
     """Writes an ONNX model (input ``image``; outputs ``translation``[, ``cam_logit``, ``heatmap``]).
-    A CycleGAN generator has no attention outputs: its export holds the translation only."""
-    _check(generator)
+    A CycleGAN generator has no attention outputs: its export holds the translation only.
+    ``opset`` is the ONNX operator set, between 11 (the first with the dynamic padding the uint8
+    export needs) and 21 (the newest torch 2.11's exporter writes); each is tested with
+    onnxruntime."""
+    check_exportable(generator)
+    if isinstance(opset, bool) or not isinstance(opset, int) or not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ValueError(f"opset must be an int between {OPSETS[0]} and {OPSETS[1]}, got {opset!r}")
     attention = attention and has_attention(generator)
     path = _writable(path)
-    light = _fully_convolutional(generator)
+    light = fully_convolutional(generator)
     outputs = ["translation", "cam_logit", "heatmap"] if attention else ["translation"]
     if light:  # any size the network accepts (multiples of 4)
         axes = {0: "batch", 1: "height", 2: "width"} if uint8 else {0: "batch", 2: "height", 3: "width"}

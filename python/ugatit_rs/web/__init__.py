@@ -100,6 +100,24 @@ def find_onnxruntime_web(ort_web: str | os.PathLike | None = None, fetch: bool =
     return found
 
 
+def _check_options(generator, direction, title, img_size) -> None:
+    """The page's own settings, checked before anything is written."""
+    from .. import export
+
+    export.check_exportable(generator)
+    if direction not in ("A2B", "B2A"):
+        raise ValueError(f"direction must be 'A2B' or 'B2A', got {direction!r}")
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a string, got {type(title).__name__}")
+    if img_size is None:
+        return
+    if isinstance(img_size, bool) or not isinstance(img_size, int) or not 8 <= img_size <= 8192 or img_size % 4:
+        raise ValueError(f"img_size must be a multiple of 4 between 8 and 8192, got {img_size!r}")
+    own = generator.config.get("img_size")
+    if not export.fully_convolutional(generator) and img_size != own:
+        raise ValueError(f"this full-mode generator only works at img_size={own}, got img_size={img_size}")
+
+
 def _check_target(directory: Path) -> None:
     """Refuses a file, and a folder holding anything but an earlier page: the page's
     ``index.html`` would replace a user's own."""
@@ -133,6 +151,7 @@ def write_page(
     empty, or an earlier page (which is updated)."""
     from .. import export
 
+    _check_options(generator, direction, title, img_size)
     runtime = find_onnxruntime_web(ort_web)  # fail before writing anything
     directory = Path(directory)
     _check_target(directory)
