@@ -29,7 +29,7 @@ HUGE = 10**12
 
 
 def _diverged_trainer():
-    tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=0, device="cpu"))
+    tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=1, device="cpu"))
     with torch.no_grad():
         next(tr.dis_la.parameters()).fill_(float("inf"))
     return tr
@@ -79,6 +79,8 @@ CASES = [
     ("TrainConfig(seed=-1)", lambda f: ug.TrainConfig(seed=-1), ValueError),
     ("Trainer(None)", lambda f: ug.Trainer(None), TypeError),
     ("Trainer(ch=huge)", lambda f: ug.Trainer(ug.TrainConfig(device="cpu", ch=HUGE)), ValueError),
+    # Before: RuntimeError "internal error (please report): parameter 4 received no gradient".
+    ("Trainer(n_res=0)", lambda f: ug.Trainer(ug.TrainConfig(device="cpu", ch=2, n_res=0)), ValueError),
     ("Trainer(inf lr)", lambda f: ug.Trainer(ug.TrainConfig(device="cpu", lr=float("inf"))), ValueError),
     ("step(None, x)", lambda f: f["trainer"].step(None, x96), TypeError),
     ("step(x, [])", lambda f: f["trainer"].step(x96, []), TypeError),
@@ -97,7 +99,7 @@ CASES = [
     ),
     (
         "save_checkpoint(into a file)",
-        lambda f: ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=0, device="cpu")).save_checkpoint(
+        lambda f: ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=1, device="cpu")).save_checkpoint(
             f["file"] + "/x.safetensors"
         ),
         OSError,

@@ -213,7 +213,7 @@ def test_mutated_files_never_crash(tmp_path):
     Image.fromarray((np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)).save(img_path)
     jpg_path = tmp_path / "seed.jpg"
     Image.open(img_path).save(jpg_path, quality=80)
-    trainer = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=0, device="cpu"))
+    trainer = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=2, n_res=1, device="cpu"))
     ck_path = trainer.save_checkpoint(str(tmp_path / "seed.safetensors"))
     seeds = {"png": img_path.read_bytes(), "jpg": jpg_path.read_bytes(), "safetensors": open(ck_path, "rb").read()}
 

@@ -525,8 +525,19 @@ def test_trainer_surface_refuses_what_it_cannot_do_well(tmp_path, dataset):
     # Before: count=0 cached no images, and every later call failed with numpy's "need at least
     # one array to concatenate"; the first call's count was also kept for every later count.
     for bad in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="count must be a positive int"):
+        with pytest.raises(ValueError, match="count must be an int >= 1"):
             tr.save_samples(count=bad)
+    # Before: step=-5 wrote img/A2B_-000005.png; fit(until="2") and fit(callback=3) started a
+    # run that failed later, and until=-1 "trained" zero steps without a word.
+    for call in (lambda: tr.save_samples(step=-5), lambda: tr.checkpoint_path("x")):
+        with pytest.raises(ValueError, match="step must be an int >= 0"):
+            call()
+    for kwargs in ({"until": "2"}, {"until": -1}, {"until": True}, {"log_every": 0}, {"log_every": 2.5}):
+        with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be an int >= 1"):
+            tr.fit(progress=False, **kwargs)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        tr.fit(progress=False, callback=3)
+    assert tr.checkpoint_path(np.int64(7)).endswith("_params_0000007.safetensors")
     for count, columns in ((1, 2), (2, 4)):  # count train + count test images (the dataset has 4 + 2)
         grid = np.asarray(Image.open(tr.save_samples(count=count)["A2B"]))
         assert grid.shape[1] == columns * 96

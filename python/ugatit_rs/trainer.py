@@ -9,6 +9,7 @@ import fcntl
 import glob
 import json
 import math
+import numbers
 import os
 import re
 import signal
@@ -195,7 +196,7 @@ class Trainer:
         return os.path.join(self.config.result_dir, self.dataset_name)
 
     def checkpoint_path(self, step: int | None = None) -> str:
-        step = self.step_count if step is None else step
+        step = self.step_count if step is None else _whole("step", step, 0)
         return os.path.join(self.run_dir, "model", f"{self.dataset_name}_params_{step:07d}.safetensors")
 
     # -- one iteration ---------------------------------------------------------------------------
@@ -295,9 +296,8 @@ class Trainer:
         columns of real / heatmap / identity / heatmap / translation / heatmap / cycle (CycleGAN:
         real / translation / cycle), written to
         ``img/A2B_<step>.png`` and ``img/B2A_<step>.png`` (networks in eval mode, no autograd)."""
-        step = self.step_count if step is None else step
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-            raise ValueError(f"count must be a positive int (images per split and direction), got {count!r}")
+        step = self.step_count if step is None else _whole("step", step, 0)
+        _whole("count", count, 1)  # images per split and direction
         if self._samples[0] != count:  # fit() writes a grid every print_freq steps
             images = {d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"}
             for domain, found in images.items():
@@ -353,6 +353,10 @@ class Trainer:
         raises :class:`RunInUseError`. Run in a thread, :meth:`stop` ends it at the next step
         boundary (saving a checkpoint).
         """
+        log_every = _whole("log_every", log_every, 1)
+        until = None if until is None else _whole("until", until, 1)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable as callback(step, losses), got {type(callback).__name__}")
         if not self._fitting.acquire(blocking=False):
             raise RunInUseError("this Trainer is already running fit() (in another thread); one run at a time")
         self._stop_requested.clear()
@@ -362,14 +366,12 @@ class Trainer:
                 domain_folder(self.config.dataset, split)  # a missing dataset leaves no run folder behind
             owner = _exclusive_run_dir(self.run_dir) if dp.rank() == 0 else contextlib.nullcontext()
             with torch.enable_grad(), owner:
-                return self._fit(progress, callback, int(log_every), until)
+                return self._fit(progress, callback, log_every, until)
         finally:
             self._fitting.release()
 
     def _fit(self, progress, callback, log_every, until) -> str:
         cfg = self.config
-        if log_every < 1:
-            raise ValueError(f"log_every must be >= 1, got {log_every}")
         # Data-parallel: every rank reads the same global batch and trains on its slice; rank 0
         # alone writes logs, samples and checkpoints.
         world, lead = dp.world_size(), dp.rank() == 0
@@ -404,7 +406,7 @@ class Trainer:
             images = {f"train{d} images": loader.num_images for d, loader in loaders.items()}
             dp.check_ranks_agree({**shared, **images, "step resumed from": start})
             dp.broadcast_state(self)
-        last = cfg.iteration if until is None else min(int(until), cfg.iteration)
+        last = cfg.iteration if until is None else min(until, cfg.iteration)
         run_log = RunLog(
             self.run_dir, total=last, initial=start, progress=progress and lead, callback=callback, write=lead
         )
@@ -599,6 +601,14 @@ def _exclusive_run_dir(run_dir: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _whole(name: str, value, low: int) -> int:
+    """``value`` as an int when it is an integer (numpy's too, not a bool) of at least ``low``;
+    else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
 
 
 def _check_grad_mode() -> None:
