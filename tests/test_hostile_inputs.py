@@ -127,6 +127,28 @@ CASES = [
     ("demo.demo_image('C')", lambda f: demo.demo_image("C"), ValueError),
     ("viz.heatmap_image(empty)", lambda f: viz.heatmap_image(torch.zeros(0), 32), ValueError),
     ("viz.heatmap_image(None)", lambda f: viz.heatmap_image(None, 32), ValueError),
+    # Before: torch's "Input and output sizes should be greater than 0", or a 4 TB allocation.
+    ("viz.heatmap_image(size=0)", lambda f: viz.heatmap_image(torch.zeros(1, 1, 4, 4), 0), ValueError),
+    ("viz.heatmap_image(size=huge)", lambda f: viz.heatmap_image(torch.zeros(1, 1, 4, 4), 10**6), ValueError),
+    # Before: "permute(sparse_coo): number of dimensions ..."; a float image was taken as 0..255.
+    ("viz.from_image(gray)", lambda f: viz.from_image(np.zeros((8, 8), np.uint8)), ValueError),
+    ("viz.from_image(float)", lambda f: viz.from_image(np.zeros((8, 8, 3))), ValueError),
+    (
+        "viz.overlay(alpha=5)",
+        lambda f: viz.overlay(np.zeros((8, 8, 3), np.uint8), torch.zeros(1, 1, 4, 4), 5),
+        ValueError,
+    ),
+    ("viz.loss_curves(no such key)", lambda f: viz.loss_curves([{"step": 1, "d_loss": 1.0}], keys=("zz",)), ValueError),
+    (
+        "viz.loss_curves(smooth=0)",
+        lambda f: viz.loss_curves([{"step": 1, "d_loss": 1.0, "g_loss": 1.0}], smooth=0),
+        ValueError,
+    ),
+    # Before: the process aborted ("memory allocation of 30000000000 bytes failed").
+    ("demo.demo_image(size=huge)", lambda f: demo.demo_image("A", 100_000), ValueError),
+    ("demo.demo_image(size=0)", lambda f: demo.demo_image("A", 0), ValueError),
+    ("demo.write_dataset(size=huge)", lambda f: demo.write_dataset(f["tmp"] + "/d", size=100_000), ValueError),
+    ("demo.write_dataset(n_train=0)", lambda f: demo.write_dataset(f["tmp"] + "/d", n_train=0), ValueError),
 ]
 
 

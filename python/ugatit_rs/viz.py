@@ -69,8 +69,15 @@ def array_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
+def _check_rgb(image, what: str = "image") -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        found = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"{what} must be an HWC uint8 RGB array, got {found}")
+
+
 def from_image(image: np.ndarray) -> torch.Tensor:
     """An HWC uint8 RGB array as a ``(3, H, W)`` float32 tensor in [-1, 1] (inverse of :func:`to_image`)."""
+    _check_rgb(image)
     return array_tensor(image).permute(2, 0, 1).float().div(127.5).sub(1)
 
 
@@ -90,12 +97,17 @@ def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarra
     peak = h.max()
     h = h / peak if peak > 0 else torch.zeros_like(h)
     hw = (size, size) if isinstance(size, int) else tuple(size)
+    if len(hw) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 16384 for n in hw):
+        raise ValueError(f"size must be an int or (height, width) between 1 and 16384, got {size!r}")
     h = F.interpolate(h[None, None], size=hw, mode="bilinear", align_corners=False)[0, 0]
     return (jet(h.numpy()) * 255).round().astype(np.uint8)
 
 
 def overlay(image: np.ndarray, heatmap: torch.Tensor, alpha: float = 0.5) -> np.ndarray:
-    """The heatmap's jet colours blended over an HWC uint8 image."""
+    """The heatmap's jet colours blended over an HWC uint8 image (``alpha``: the heatmap's share)."""
+    _check_rgb(image)
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha!r}")
     colours = heatmap_image(heatmap, image.shape[:2]).astype(np.float32)
     return (image.astype(np.float32) * (1 - alpha) + colours * alpha).round().clip(0, 255).astype(np.uint8)
 
@@ -144,10 +156,16 @@ def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", 
     import matplotlib.pyplot as plt
 
     rows = read_log(log) if not isinstance(log, list) else log
+    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
+        raise ValueError(f"smooth must be an int >= 1 (steps averaged), got {smooth!r}")
+    logged = {key for row in rows for key in row}
+    missing = [key for key in keys if key not in logged]
+    if not rows or missing:
+        raise ValueError(f"the log has no {', '.join(missing) or 'rows'}; it has {sorted(logged)}")
     fig, axes = plt.subplots(1, len(keys), figsize=(4.5 * len(keys), 3.2), squeeze=False)
     steps = np.array([r["step"] for r in rows])
     for ax, key in zip(axes[0], keys):
-        values = np.array([r[key] for r in rows], dtype=float)
+        values = np.array([r.get(key, np.nan) for r in rows], dtype=float)
         if smooth > 1 and len(values) >= smooth:
             kernel = np.ones(smooth) / smooth
             values = np.convolve(values, kernel, mode="valid")

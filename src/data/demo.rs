@@ -99,7 +99,34 @@ fn to_u8(c: [f32; 3]) -> Rgb<u8> {
     Rgb(c.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
 }
 
-/// Draws one image of `style`, `size` pixels square, determined by `seed` and `index`.
+/// The image sizes the demo draws: its faces need a few pixels, and a drawing is held whole
+/// (3 bytes a pixel) while it is made.
+pub const SIZES: std::ops::RangeInclusive<u32> = 8..=4096;
+
+/// Images per split and domain: test images are numbered from here on, so the train images'
+/// indices (and seeds) stay apart from theirs.
+pub const MAX_IMAGES: u64 = 1_000_000;
+
+/// Refuses what [`draw`] and [`write_dataset`] cannot make: a size outside [`SIZES`], counts
+/// outside 1..=[`MAX_IMAGES`].
+pub fn check_request(size: u32, counts: &[(&str, u64)]) -> crate::Result<()> {
+    if !SIZES.contains(&size) {
+        return Err(crate::Error::config(format!(
+            "demo image size must be between {} and {}, got {size}",
+            SIZES.start(),
+            SIZES.end()
+        )));
+    }
+    for (name, n) in counts {
+        if !(1..=MAX_IMAGES).contains(n) {
+            return Err(crate::Error::config(format!("{name} must be between 1 and {MAX_IMAGES}, got {n}")));
+        }
+    }
+    Ok(())
+}
+
+/// Draws one image of `style`, `size` pixels square (within [`SIZES`]), determined by `seed`
+/// and `index`.
 pub fn draw(style: Style, size: u32, seed: u64, index: u64) -> RgbImage {
     let mut rng = Rng::from_parts(&[seed, index, style as u64, 0xFACE]);
     let face = random_face(&mut rng, style);
@@ -225,7 +252,8 @@ pub fn border_brightness(img: &RgbImage) -> f64 {
 /// Writes `root/{trainA,trainB,testA,testB}` of PNGs (photos are A, cartoons B); train and test
 /// images never share an index, and A and B are drawn independently (unpaired).
 pub fn write_dataset(root: &std::path::Path, n_train: u64, n_test: u64, size: u32, seed: u64) -> crate::Result<()> {
-    let jobs: Vec<(String, Style, u64)> = [("train", 0u64, n_train), ("test", 1_000_000u64, n_test)]
+    check_request(size, &[("n_train", n_train), ("n_test", n_test)])?;
+    let jobs: Vec<(String, Style, u64)> = [("train", 0u64, n_train), ("test", MAX_IMAGES, n_test)]
         .iter()
         .flat_map(|&(split, base, n)| {
             [("A", Style::Photo), ("B", Style::Cartoon)]

@@ -190,6 +190,7 @@ fn to_rgb_image(t: &tch::Tensor, what: &str) -> PyResult<image::RgbImage> {
 #[pyfunction]
 #[pyo3(signature = (domain, size=96, seed=0, index=0))]
 pub fn demo_image(domain: &str, size: u32, seed: u64, index: u64) -> PyResult<PyTensor> {
+    crate::data::demo::check_request(size, &[])?;
     let img = crate::data::demo::draw(style_of(domain)?, size, seed, index);
     let t = tch::Tensor::f_from_slice(img.as_raw())
         .and_then(|t| t.f_view_([size as i64, size as i64, 3]))
