@@ -62,7 +62,7 @@ def test_channels_last_is_the_same_function():
 def test_unsupported_combinations_are_refused(opts, match):
     cfg = {**SMALL, **opts}
     with pytest.raises(ValueError, match=match):
-        ug.TrainConfig(**cfg).validate()
+        ug.TrainConfig(**cfg)
 
 
 def test_compute_context_for_inference():

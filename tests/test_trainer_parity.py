@@ -175,7 +175,11 @@ def test_train_config_validation_and_defaults():
         ("cam_weight", float("nan"), "cam_weight"),
         ("num_workers", -1, "num_workers"),
     ]:
-        bad = ug.TrainConfig(device="cpu", **{field: value})
+        # Refused as given (it used to wait for Trainer(config)), and when set afterwards.
+        with pytest.raises(ValueError, match=match):
+            ug.TrainConfig(device="cpu", **{field: value})
+        bad = ug.TrainConfig(device="cpu")
+        setattr(bad, field, value)
         with pytest.raises(ValueError, match=match):
             bad.validate()
         with pytest.raises(ValueError, match=match):

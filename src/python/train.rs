@@ -74,7 +74,12 @@ impl TrainConfig {
             }
             fields.set_item(&name, &value)?;
         }
-        pythonize::depythonize::<TrainConfig>(&fields).map_err(|e| PyValueError::new_err(e.to_string()))
+        let config =
+            pythonize::depythonize::<TrainConfig>(&fields).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // All fields first, so that one given later can make an earlier one valid; fields set
+        // after construction are checked again by `validate()` and `Trainer(config)`.
+        config.validate()?;
+        Ok(config)
     }
 
     /// Raises ValueError naming the first invalid field.
