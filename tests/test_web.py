@@ -157,6 +157,14 @@ def test_translate_uploads_reports_bad_files_and_converts_modes(demo_checkpoint,
     assert "notes.txt: not a readable image" in message and "huge.png: 400×300 is too large" in message
     assert Image.open(downloads[-1]).size == (50, 40)  # back at the upload's own size
     assert translate_uploads(translators, [], "A2B", str(tmp_path))[2].startswith("Upload")
+    # Before: uploads sharing a name shared one download, the later translation replacing it.
+    (tmp_path / "other").mkdir()
+    Image.fromarray(photo[:, ::-1]).save(tmp_path / "other" / "small.jpg")
+    twins = [str(tmp_path / "small.jpg"), str(tmp_path / "other" / "small.jpg"), str(tmp_path / "small.png")]
+    Image.fromarray(photo).save(twins[2])
+    _, downloads, _ = translate_uploads(translators, twins, "A2B", str(tmp_path / "twins"))
+    assert [os.path.basename(p) for p in downloads] == ["small_A2B.png", "small_2_A2B.png", "small_3_A2B.png"]
+    assert [Image.open(p).size for p in downloads] == [(50, 40), (96, 96), (96, 96)]
 
 
 def test_gradio_app_translates_an_upload(demo_checkpoint, tmp_path):

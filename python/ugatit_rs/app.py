@@ -66,14 +66,20 @@ def translate_uploads(
         notes.append(f"Only the first {MAX_FILES} of {len(paths)} files were translated.")
         paths = paths[:MAX_FILES]
     translator = translators[direction]
-    gallery, downloads = [], []
+    gallery, downloads, stems = [], [], set()
     for path in paths:
         image, problem = _open_rgb(path, max_pixels)
         if problem:
             notes.append(problem)
             continue
         out, heat = translator(image, return_attention=True)
-        stem = Path(path).stem
+        # Uploads may share a name (x.jpg and x.png, or two folders' x.png): number the later
+        # ones, so no translation replaces another's download.
+        stem, copies = Path(path).stem, 1
+        while stem in stems:
+            copies += 1
+            stem = f"{Path(path).stem}_{copies}"
+        stems.add(stem)
         target = os.path.join(out_dir, f"{stem}_{direction}.png")
         viz.save_png(out, target)
         gallery.append((out, f"{stem}: {direction}"))
