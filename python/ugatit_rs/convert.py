@@ -4,8 +4,8 @@ The official ``*_params_<step>.pt`` is ``torch.save({'genA2B': state_dict, 'genB
 'disGA': ..., 'disGB': ..., 'disLA': ..., 'disLB': ...})``. It is read with
 ``torch.load(weights_only=True)``, which refuses any pickle that would build arbitrary objects
 (so a malicious file cannot run code), after the zip archive's own CRC-32s are checked (torch's
-reader skips them, so a corrupted copy would otherwise load as wrong weights). Ours is one safetensors file with the same tensors under
-``<network>.<official key>``.
+reader skips them, so a corrupted copy would otherwise load as wrong weights). Ours is one
+safetensors file with the same tensors under ``<network>.<official key>``.
 
 Command line: ``ugatit-rs convert IN OUT`` (direction chosen by the extensions).
 """

@@ -122,8 +122,8 @@ def onnx(
     """Writes an ONNX model (input ``image``; outputs ``translation``[, ``cam_logit``, ``heatmap``]).
     A CycleGAN generator has no attention outputs: its export holds the translation only.
     ``opset`` is the ONNX operator set, between 11 (the first with the dynamic padding the uint8
-    export needs) and 21 (the newest torch 2.11's exporter writes); each is tested with
-    onnxruntime."""
+    export needs) and 21 (the newest torch 2.11's exporter writes); both ends are tested with
+    onnxruntime (``tests/test_export.py``)."""
     check_exportable(generator)
     if isinstance(opset, bool) or not isinstance(opset, int) or not OPSETS[0] <= opset <= OPSETS[1]:
         raise ValueError(f"opset must be an int between {OPSETS[0]} and {OPSETS[1]}, got {opset!r}")

@@ -6,8 +6,9 @@
 //! Files are written atomically — temp file, fsync, rename, fsync of the folder — so a process
 //! killed mid-save leaves the previous checkpoint intact. Each tensor's CRC-32 is kept in the
 //! metadata and checked whenever the tensor is read, so bytes changed on disk or in a copy (a
-//! flipped bit, a zero-filled page) are named instead of loaded as weights. Loading checks every tensor (presence,
-//! dtype, shape) and the architecture before touching the trainer, so a bad file changes nothing.
+//! flipped bit, a zero-filled page) are named instead of loaded as weights. Loading checks every
+//! tensor (presence, dtype, shape) and the architecture before touching the trainer, so a bad
+//! file changes nothing.
 
 use super::cyclegan_trainer::{CycleGanTrainer, CYCLEGAN_NETWORK_NAMES};
 use super::optim::Adam;
