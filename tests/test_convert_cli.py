@@ -119,6 +119,12 @@ def test_cli_train_test_translate_convert(tmp_path):
     assert sorted(os.listdir(tmp_path / "tr" / "testB")) == ["000.png", "000_cam.png", "001.png", "001_cam.png"]
     out = run("convert", str(ckpt), str(tmp_path / "x.pt"))
     assert out.returncode == 0 and (tmp_path / "x.pt").exists(), out.stderr
+    # Before: converting back over the training checkpoint replaced it with a networks-only file,
+    # its optimizer state lost without a word.
+    before = ckpt.read_bytes()
+    out = run("convert", str(tmp_path / "x.pt"), str(ckpt))
+    assert out.returncode == 2 and "already exists; pass --overwrite" in out.stderr and ckpt.read_bytes() == before
+    assert run("convert", str(tmp_path / "x.pt"), str(tmp_path / "y.safetensors"), "--overwrite").returncode == 0
     out = run("train", "--dataset", str(tmp_path / "missing"), "--device", "cpu")
     assert out.returncode == 2 and "missing/trainA" in out.stderr
     out = run("train", "--img_size", "50", "--device", "cpu")

@@ -208,6 +208,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     src, dst = args.src.lower(), args.dst.lower()
     from .tf_weights import convert, is_tf_checkpoint
 
+    if os.path.lexists(args.dst) and not args.overwrite:
+        # A conversion holds the networks only: it would silently drop a training checkpoint's
+        # optimizer state, or a typo could replace the source's sibling.
+        raise FileExistsError(f"{args.dst}: already exists; pass --overwrite to replace it")
+
     if is_tf_checkpoint(args.src) and dst.endswith(".safetensors"):
         convert(args.src, args.dst, img_size=args.img_size)
     elif src.endswith((".pt", ".pth")) and dst.endswith(".safetensors"):
@@ -362,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
         "convert", help="official .pt <-> ugatit-rs .safetensors; TensorFlow release checkpoint -> .safetensors"
     )
     conv.add_argument("src", help="a .pt, a .safetensors, or a TensorFlow checkpoint (PREFIX, PREFIX.index, folder)")
-    conv.add_argument("dst")
+    conv.add_argument("dst", help="the file to write (an existing one only with --overwrite)")
+    conv.add_argument("--overwrite", action="store_true", help="replace dst if it exists")
     conv.add_argument(
         "--img_size", type=bounded_int(8, 8192), default=None, help="working size of a light TF model (default 256)"
     )
