@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -541,6 +542,23 @@ def test_trainer_surface_refuses_what_it_cannot_do_well(tmp_path, dataset):
     for count, columns in ((1, 2), (2, 4)):  # count train + count test images (the dataset has 4 + 2)
         grid = np.asarray(Image.open(tr.save_samples(count=count)["A2B"]))
         assert grid.shape[1] == columns * 96
+
+
+@pytest.mark.parametrize("model", ["ugatit", "cyclegan"])
+def test_a_frozen_parameter_is_refused_before_the_step_and_unfreezing_trains_again(model):
+    # Before: libtorch's "Internal torch error: one of the input tensor does not use
+    # set_requires_grad", from deep inside the backward.
+    tr = ug.Trainer(small_config(model=model))
+    name, frozen = next(iter((tr.dis_ga if model == "ugatit" else tr.dis_a).named_parameters()))
+    before = frozen.detach().clone()
+    frozen.requires_grad_(False)
+    network = "disGA" if model == "ugatit" else "D_A"
+    with pytest.raises(ValueError, match=rf"{network} parameter {re.escape(name)} has requires_grad=False"):
+        tr.step(X, X)
+    assert tr.step_count == 0 and torch.equal(frozen, before)
+    frozen.requires_grad_(True)
+    tr.step(X, X)
+    assert tr.step_count == 1 and not torch.equal(frozen, before)
 
 
 def test_a_trainer_with_an_altered_tensor_refuses_to_step_or_save(tmp_path):

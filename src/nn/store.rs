@@ -236,6 +236,25 @@ impl ParamStore {
         Ok(())
     }
 
+    /// Refuses a parameter switched to `requires_grad=False` from Python: the trainers update
+    /// every parameter each step (autograd would otherwise fail deep inside the backward).
+    pub fn check_trainable(&self, network: &str) -> Result<()> {
+        let frozen = self
+            .vars
+            .borrow()
+            .iter()
+            .find(|r| r.var.kind == VarKind::Parameter && !r.var.tensor.requires_grad())
+            .map(|r| r.var.name.clone());
+        match frozen {
+            Some(name) => Err(Error::config(format!(
+                "{network} parameter {name} has requires_grad=False, but the Trainer updates every parameter \
+                 (as the official loop does; freezing is not supported): call requires_grad_(True) on it, or \
+                 train the networks with your own torch optimizer"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Copies `tensors` into the store in place (under `no_grad`, like `Module.load_state_dict`),
     /// after checking everything first so that a bad dict leaves the store untouched.
     ///
