@@ -966,6 +966,26 @@ def test_checkpoint_log_and_trainer_agree_after_every_exit(dataset, tmp_path):
     assert steps == [1, 2, 3, 4] and tr.step_count == 4
 
 
+def _logged_steps(path):
+    with open(path) as f:
+        return [json.loads(line)["step"] for line in f]
+
+
+def test_the_log_holds_each_step_of_the_run_once(dataset, tmp_path):
+    # Before: a second fresh run appended to the first one's log (the demo run twice plotted a
+    # zig-zag), and a resume after a kill repeated the steps logged after its checkpoint.
+    cfg = small_config(dataset=dataset, result_dir=str(tmp_path), iteration=6, save_freq=2)
+    ug.Trainer(cfg).fit(progress=False, until=2)
+    tr = ug.Trainer(cfg)
+    log = tr.fit(progress=False, until=4)
+    assert _logged_steps(log) == [1, 2, 3, 4] and _logged_steps(log + ".1") == [1, 2]
+    with open(log, "a") as f:  # a run killed after logging steps 5 and 6, mid-line
+        f.write('{"step": 5, "d_loss": 1.0}\n{"step": 6, "d_loss": 1.0}\n{"step": 7, "d_lo')
+    resumed = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=6, save_freq=2, resume=True))
+    resumed.fit(progress=False)
+    assert _logged_steps(log) == [1, 2, 3, 4, 5, 6] and resumed.step_count == 6
+
+
 def test_sigint_exit_code_from_the_command_line_is_130(dataset, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "ugatit_rs", "train", "--dataset", dataset, "--result_dir", str(tmp_path),

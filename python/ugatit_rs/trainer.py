@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -630,6 +631,7 @@ class RunLog:
         self._write = write  # False on data-parallel ranks other than 0: they only check losses
         if write:
             os.makedirs(run_dir, exist_ok=True)
+            _trim_log(self.path, initial)
         self._writer = _tensorboard_writer(run_dir) if write else None
         self._bar = tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True, disable=not progress)
         self._callback = callback
@@ -691,6 +693,42 @@ class RunLog:
         self._bar.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def _trim_log(path: str, last_step: int) -> None:
+    """Makes ``log.jsonl`` end at ``last_step``, where the run starts: a fresh run (0) starts a
+    new log, the earlier one kept as ``log.jsonl.1`` (``.2``, ...); a resumed one drops the lines
+    of steps it will redo (written after the checkpoint it resumes from, by a run that was
+    killed) and a line cut short by the kill. Without this, a second demo in one folder plotted
+    both runs' losses as one zig-zag curve."""
+    if not os.path.exists(path):
+        return
+    if last_step == 0:
+        if os.path.getsize(path) > 0:
+            earlier = next(f"{path}.{n}" for n in range(1, 10**6) if not os.path.exists(f"{path}.{n}"))
+            os.replace(path, earlier)
+        return
+    with open(path, "rb") as f:  # the common case, a clean resume, reads only the end
+        f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
+        tail = f.read()
+    lines = tail.split(b"\n")
+    if tail.endswith(b"\n") and _logged_step(lines[-2] if len(lines) > 1 else b"") <= last_step:
+        return
+    kept = tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(path), delete=False)
+    with kept, open(path, "rb") as log:
+        for line in log:
+            if line.endswith(b"\n") and _logged_step(line) <= last_step:
+                kept.write(line)
+    os.chmod(kept.name, os.stat(path).st_mode & 0o777)
+    os.replace(kept.name, path)
+
+
+def _logged_step(line: bytes) -> float:
+    """The step of a log line; a line that is not one (cut short) sorts after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _tensorboard_writer(run_dir: str):
