@@ -145,6 +145,9 @@ def test_convert_then_translate_and_export(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     meta = ug.convert.read_metadata(out)
     assert meta["variant"] == "tf" and json.loads(meta["config"])["img_size"] == 96
+    # Before: ignored, the file written at the weights' own 96.
+    with pytest.raises(ValueError, match="works at img_size=96 only, got img_size=128"):
+        T.convert(prefix, tmp_path / "other.safetensors", img_size=128)
     t = Translator.from_checkpoint(str(out), "A2B")
     assert t.generator.config["variant"] == "tf" and "variant='tf'" in repr(t.generator)
     with torch.no_grad():
