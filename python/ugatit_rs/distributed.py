@@ -13,6 +13,7 @@ every rank.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 
@@ -145,7 +146,7 @@ PER_RANK_FIELDS = frozenset(
 )
 
 
-def check_ranks_agree(facts: dict[str, object]) -> None:
+def check_ranks_agree(facts: dict[str, object], device) -> None:
     """Refuses to start, on every rank, when the ranks' ``facts`` (the training config, the
     dataset sizes, the step resumed from) differ: replicas would silently train different models,
     wait for each other until the timeout, or abort in a collective of mismatched shapes."""
@@ -153,7 +154,10 @@ def check_ranks_agree(facts: dict[str, object]) -> None:
         return
     mine = {key: str(value) for key, value in facts.items()}
     everyone: list[dict[str, str] | None] = [None] * world_size()
-    dist.all_gather_object(everyone, mine)
+    device = torch.device(device)
+    # NCCL sends the pickled objects from the current CUDA device: make it this rank's own.
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        dist.all_gather_object(everyone, mine)
     differing = sorted({key for theirs in everyone for key in mine if theirs.get(key) != mine[key]})
     if differing:
         detail = "; ".join(
