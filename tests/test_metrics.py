@@ -125,6 +125,16 @@ def test_unknown_protocol_and_degenerate_blocks():
     assert math.isnan(M.kid(features(8), features(9)).std)  # one block: tf-gan's std is undefined
 
 
+def test_an_undefined_std_is_null_in_the_json_and_n_a_in_the_table(tmp_path):
+    from ugatit_rs.evaluation import _scores, format_table, write_json
+
+    result = {"protocol": "paper", **_scores(features(8), features(9), "paper")}
+    # Before: eval.json held a bare NaN, which strict JSON readers (JavaScript's JSON.parse) refuse.
+    text = open(write_json(result, str(tmp_path / "e.json"))).read()
+    assert json.loads(text)["kid_std_x100"] is None and "NaN" not in text
+    assert "± n/a" in format_table(result)
+
+
 # -- the Inception pipeline -----------------------------------------------------------------------
 @pytest.mark.parametrize("size", [(500, 375), (64, 64), (299, 299), (300, 1000)])
 def test_resizing_is_bit_identical_to_pillow(size):

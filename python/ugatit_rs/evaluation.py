@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import numpy as np
@@ -73,24 +74,39 @@ def evaluate_checkpoint(
     return result
 
 
+def _kid_text(scores: dict) -> str:
+    """KID×100 ± std×100; the paper's estimator has no std with a single block (≤ 10 images)."""
+    std = scores["kid_std_x100"]
+    return f"{scores['kid_x100']:.2f} ± " + (f"{std:.2f}" if std is not None and math.isfinite(std) else "n/a")
+
+
 def format_table(result: dict) -> str:
     """The paper's layout: KID×100 ± std×100 and FID per direction."""
     lines = [f"{'direction':<10}{'KID x100':>20}{'FID':>12}{'real':>7}{'fake':>7}   ({result['protocol']} protocol)"]
-    for direction in ("A2B", "B2A"):
-        if direction in result:
-            r = result[direction]
-            kid = f"{r['kid_x100']:.2f} ± {r['kid_std_x100']:.2f}"
-            lines.append(f"{direction:<10}{kid:>20}{r['fid']:>12.2f}{r['n_real']:>7}{r['n_fake']:>7}")
+    rows = [(d, result[d]) for d in ("A2B", "B2A") if d in result]
     if "kid_x100" in result:
-        kid = f"{result['kid_x100']:.2f} ± {result['kid_std_x100']:.2f}"
-        lines.append(f"{'real/fake':<10}{kid:>20}{result['fid']:>12.2f}{result['n_real']:>7}{result['n_fake']:>7}")
+        rows.append(("real/fake", result))
+    for name, r in rows:
+        lines.append(f"{name:<10}{_kid_text(r):>20}{r['fid']:>12.2f}{r['n_real']:>7}{r['n_fake']:>7}")
     return "\n".join(lines)
 
 
+def _strict(value):
+    """``value`` with every NaN or Inf float replaced by None (JSON's null): ``json.dump`` would
+    write ``NaN``, which strict JSON readers refuse."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(result: dict, path: str) -> str:
+    """Writes ``result`` as strict JSON (an undefined number, such as the std of a single KID
+    block, is ``null``)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+        json.dump(_strict(result), f, indent=2, allow_nan=False)
     return path
 
 
