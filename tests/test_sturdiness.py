@@ -77,6 +77,14 @@ def test_step_and_fit_under_disabled_grad_train_or_refuse(dataset, tmp_path):
             assert "inference_mode" in str(e), e
         else:
             raise SystemExit("inference mode was not refused")
+        # Before: libtorch's "Internal torch error: dot : expected both vectors to have same dtype".
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                tr.step(x, x)
+        except RuntimeError as e:
+            assert "torch.autocast('cpu')" in str(e) and "precision='bf16'" in str(e), e
+        else:
+            raise SystemExit("autocast was not refused")
         @torch.no_grad()
         def run():
             tr.fit(progress=False)

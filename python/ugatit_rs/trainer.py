@@ -613,9 +613,18 @@ def _whole(name: str, value, low: int) -> int:
 
 
 def _check_grad_mode() -> None:
-    """Training needs autograd; ``torch.inference_mode()`` cannot be switched off inside."""
+    """Training needs autograd; ``torch.inference_mode()`` cannot be switched off inside. Under
+    ``torch.autocast`` the step's float32 state would meet lowered activations (libtorch failed
+    deep inside the spectral norm); mixed precision is the trainer's own opt-in instead."""
     if torch.is_inference_mode_enabled():
         raise RuntimeError("cannot train under torch.inference_mode(): call step()/fit() outside it")
+    for device_type in ("cpu", "cuda"):
+        if torch.is_autocast_enabled(device_type):
+            raise RuntimeError(
+                f"cannot train under torch.autocast({device_type!r}): call step()/fit() outside it; for mixed "
+                "precision use TrainConfig(precision='bf16'), which keeps the norms, the spectral norm and Adam "
+                "in float32"
+            )
 
 
 class RunLog:
