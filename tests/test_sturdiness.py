@@ -714,6 +714,12 @@ def test_prepare_refuses_overlapping_output_and_never_doubles(tmp_path, capsys):
     second = prepare(raw, out, size=16, progress=False, overwrite=True)
     assert first == second
     assert len(os.listdir(out / "trainA")) + len(os.listdir(out / "testA")) == 4
+    # Before: the same folder given for both domains (or one inside the other) was prepared as
+    # two domains of the same photos.
+    for domain_b in (raw, raw / ".", _raw_folder(raw / "inner")):
+        with pytest.raises(ValueError, match="domain_a .* and domain_b .* overlap"):
+            prepare(raw, tmp_path / "ab", domain_b=domain_b, size=16, progress=False)
+    assert not (tmp_path / "ab").exists()
 
 
 def test_ctrl_c_during_prepare_raises_keyboard_interrupt(tmp_path):

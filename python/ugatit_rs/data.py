@@ -87,6 +87,16 @@ def prepare(
     for _, folder in domains:
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{folder}: folder not found")
+    if domain_b is not None:
+        # Folders are searched recursively: the same folder, or one inside the other, would put
+        # the same photos in both domains.
+        a, b = (os.path.realpath(folder) for _, folder in domains)
+        if os.path.commonpath([a, b]) in (a, b):
+            raise ValueError(
+                f"domain_a ({domains[0][1]}) and domain_b ({domains[1][1]}) overlap: "
+                + ("they are the same folder" if a == b else "one is inside the other")
+                + ", so both domains would hold the same images"
+            )
     bar = None
 
     def report(done, total):
