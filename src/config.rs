@@ -428,14 +428,6 @@ impl TrainConfig {
         bounded("eval_images", self.eval_images, 2, 1_000_000)?;
         bounded("ch", self.ch, 1, 4096)?;
         bounded("n_res", self.n_res, 0, 256)?;
-        if self.n_res == 0 && !self.is_cyclegan() {
-            // The official code trains it, its optimizer skipping the parameters that get no
-            // gradient; ours updates every parameter each step, so it refuses instead.
-            return Err(Error::config(
-                "n_res must be at least 1 for U-GAT-IT: with no residual blocks its AdaILN MLP (FC, gamma, \
-                 beta) feeds nothing and could not be trained",
-            ));
-        }
         bounded("img_size", self.img_size, 8, 8192)?;
         if !(0..=64).contains(&self.num_workers) {
             return Err(Error::config(format!("num_workers must be between 0 and 64, got {}", self.num_workers)));

@@ -51,6 +51,18 @@ def test_cuda_graph_is_refused_where_it_cannot_run():
         ug.Trainer(ug.TrainConfig(model="cyclegan", img_size=96, ch=4, n_res=1, device="cuda", cuda_graph=True))
 
 
+def test_a_frozen_parameter_is_refused_by_both_halves():
+    """A captured update would still write a parameter frozen after the capture, so the graph's
+    halves refuse one (an eager step skips it, as torch.optim.Adam does)."""
+    trainer = ug.Trainer(_config(True))
+    next(iter(trainer.gen_b2a.parameters())).requires_grad_(False)
+    a, b = _batches(1)[0]
+    for half in (trainer._native.prepare_replay, lambda: trainer._native.step_kernels(a, b)):
+        with pytest.raises(ValueError, match=r"genB2A parameter \S+ has requires_grad=False.*cuda_graph"):
+            half()
+    assert trainer.step_count == 0
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("light", [True, False])
 def test_replayed_steps_match_eager_steps(light):

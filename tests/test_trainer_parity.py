@@ -69,6 +69,43 @@ def test_steps_match_official_loop(light, steps, batch):
     assert trainer.step_count == steps
 
 
+@pytest.mark.parametrize(
+    "light, n_res, frozen",
+    [
+        # Frozen parameters: no gradient, so torch.optim.Adam skips them (weight decay included).
+        (True, 1, ["genA2B.DownBlock.1.weight", "disGA.model.1.weight_orig", "genB2A.FC.0.weight"]),
+        (False, 1, ["genA2B.FC.0.weight", "disLB.model.1.bias"]),
+        # No residual blocks: the AdaILN MLP (FC, gamma, beta) reaches no loss and is skipped.
+        (True, 0, []),
+        (False, 0, []),
+    ],
+    ids=["light frozen", "full frozen", "light n_res 0", "full n_res 0"],
+)
+def test_parameters_without_a_gradient_are_skipped_like_the_official_loop(light, n_res, frozen):
+    # Before: libtorch's "Internal torch error: one of the input tensor does not use
+    # set_requires_grad" (frozen), and "internal error: parameter received no gradient" (n_res 0).
+    trainer, ref = _pair(light, n_res=n_res)
+    for side in (trainer.networks(), ref.networks()):
+        for name in frozen:
+            net, key = name.split(".", 1)
+            dict(side[net].named_parameters())[key].requires_grad_(False)
+    untouched = {
+        f"{net}.{key}": value.clone()
+        for net, module in trainer.networks().items()
+        for key, value in module.state_dict().items()
+        if f"{net}.{key}" in frozen or (n_res == 0 and key.split(".")[0] in ("FC", "gamma", "beta"))
+    }
+    assert untouched
+    for real_a, real_b in _batches(2, 1, 96):
+        ours, theirs = trainer.step(real_a, real_b), ref.step(real_a, real_b)
+        for k, v in theirs.items():
+            assert ours[k] == pytest.approx(v, rel=1e-3 if not light else 1e-5, abs=1e-6), k
+    _compare_params(trainer, ref, lr=1e-4, steps=2, majority=0.97 if not light else 0.999)
+    for name, value in untouched.items():
+        net, key = name.split(".", 1)
+        assert torch.equal(trainer.networks()[net].state_dict()[key], value), name
+
+
 def test_lr_schedule_and_rho_clipping_follow_official_formulas():
     """iteration=6: LR constant for steps 1-3, then lr -= lr0/3 before each update; rho in [0, 1]."""
     trainer, ref = _pair(True, iteration=6, lr=2e-3)

@@ -405,7 +405,14 @@ class Trainer:
         if world > 1:
             shared = {k: v for k, v in cfg.to_dict().items() if k not in dp.PER_RANK_FIELDS}
             images = {f"train{d} images": loader.num_images for d, loader in loaders.items()}
-            dp.check_ranks_agree({**shared, **images, "step resumed from": start}, self.device)
+            frozen = [
+                f"{n}.{k}"
+                for n, net in self.networks().items()
+                for k, p in net.named_parameters()
+                if not p.requires_grad
+            ]
+            facts = {**shared, **images, "step resumed from": start, "frozen parameters": ", ".join(frozen) or "none"}
+            dp.check_ranks_agree(facts, self.device)
             dp.broadcast_state(self)
         last = cfg.iteration if until is None else min(until, cfg.iteration)
         run_log = RunLog(

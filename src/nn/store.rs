@@ -236,8 +236,9 @@ impl ParamStore {
         Ok(())
     }
 
-    /// Refuses a parameter switched to `requires_grad=False` from Python: the trainers update
-    /// every parameter each step (autograd would otherwise fail deep inside the backward).
+    /// Refuses a parameter switched to `requires_grad=False` from Python, where the set of
+    /// trained parameters cannot change: in a captured CUDA graph, which replays the update of
+    /// the parameters that were trainable when it was captured.
     pub fn check_trainable(&self, network: &str) -> Result<()> {
         let frozen = self
             .vars
@@ -247,9 +248,9 @@ impl ParamStore {
             .map(|r| r.var.name.clone());
         match frozen {
             Some(name) => Err(Error::config(format!(
-                "{network} parameter {name} has requires_grad=False, but the Trainer updates every parameter \
-                 (as the official loop does; freezing is not supported): call requires_grad_(True) on it, or \
-                 train the networks with your own torch optimizer"
+                "{network} parameter {name} has requires_grad=False, which CUDA-graph training \
+                 (cuda_graph=True) does not support: its captured step updates every parameter; call \
+                 requires_grad_(True) on it, or train without cuda_graph"
             ))),
             None => Ok(()),
         }

@@ -57,16 +57,13 @@ pub trait Checkpointable {
     /// Refuses a batch whose generator passes cannot fit in the host memory.
     fn check_step_memory(&self, batch: &Tensor) -> Result<()>;
     /// Everything a step refuses before its first kernel: batches of the wrong shape, dtype or
-    /// device, networks whose tensors Python altered (a changed shape, dtype or device, a frozen
-    /// parameter, or one no longer in its optimizer's storage), and a batch too large for the host.
+    /// device, networks whose tensors Python altered (a changed shape, dtype or device, or a
+    /// parameter no longer in its optimizer's storage), and a batch too large for the host.
     fn check_step(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<()> {
         let (img_size, device) = (self.config().img_size, self.device());
         check_training_batch(real_a, "real_a", img_size, device)?;
         check_training_batch(real_b, "real_b", img_size, device)?;
-        self.for_each_network(&mut |name, store| {
-            store.check_intact(name)?;
-            store.check_trainable(name)
-        })?;
+        self.for_each_network(&mut |name, store| store.check_intact(name))?;
         self.optimizers().iter().try_for_each(|optim| optim.check_aliasing())?;
         self.check_step_memory(real_a)
     }

@@ -176,11 +176,11 @@ impl CycleGanTrainer {
                 "the generator loss has no autograd graph: Trainer.step cannot run under torch.inference_mode()".into(),
             ));
         }
-        let g_grads = Tensor::f_run_backward(&[&loss_g], self.g_optim.params(), false, false)?;
+        let mut g_grads = Gradient::of(&loss_g, self.g_optim.params())?;
         if let Some(reduce) = reduce.as_mut() {
-            reduce(&g_grads)?;
+            g_grads = Gradient::through_hook(g_grads, self.g_optim.params(), *reduce)?;
         }
-        self.g_optim.step(&Gradient::dense_all(&g_grads))?;
+        self.g_optim.step(&g_grads)?;
         drop(g_grads);
 
         // backward_D_A(), backward_D_B(): real vs pooled fakes (from before the G update).
@@ -193,11 +193,11 @@ impl CycleGanTrainer {
             .f_add(&mse_to(&dis_b.forward(&pooled_a)?.out, 0.0)?)?
             .f_mul_scalar(0.5)?;
         let loss_d = loss_d_a.f_add(&loss_d_b)?;
-        let d_grads = Tensor::f_run_backward(&[&loss_d], self.d_optim.params(), false, false)?;
+        let mut d_grads = Gradient::of(&loss_d, self.d_optim.params())?;
         if let Some(reduce) = reduce.as_mut() {
-            reduce(&d_grads)?;
+            d_grads = Gradient::through_hook(d_grads, self.d_optim.params(), *reduce)?;
         }
-        self.d_optim.step(&Gradient::dense_all(&d_grads))?;
+        self.d_optim.step(&d_grads)?;
         self.step = step;
 
         let values = [

@@ -118,18 +118,73 @@ pub enum Gradient {
         /// x, (B, in).
         input: Tensor,
     },
+    /// No gradient this step: the parameter is frozen (`requires_grad=False`) or the loss does
+    /// not use it (U-GAT-IT's AdaILN MLP when there are no residual blocks). The update skips
+    /// it, as `torch.optim.Adam` skips a parameter whose `.grad` is None.
+    None,
 }
 
 impl Gradient {
-    /// Wraps autograd's gradients.
+    /// Wraps autograd's gradients (see [`Gradient::from_autograd`]).
     pub fn dense_all(grads: &[Tensor]) -> Vec<Gradient> {
-        grads.iter().map(|g| Gradient::Dense(g.shallow_clone())).collect()
+        grads.iter().map(|g| Gradient::from_autograd(g.shallow_clone())).collect()
+    }
+
+    /// Wraps an autograd gradient (undefined: the input did not reach the loss).
+    pub fn from_autograd(grad: Tensor) -> Gradient {
+        if grad.defined() {
+            Gradient::Dense(grad)
+        } else {
+            Gradient::None
+        }
+    }
+
+    /// Autograd's gradients of `loss` for `params`, in order. A frozen parameter is not asked
+    /// for (autograd refuses inputs that do not require grad) and gets [`Gradient::None`], as
+    /// does one the loss does not reach.
+    pub fn of(loss: &Tensor, params: &[Tensor]) -> Result<Vec<Gradient>> {
+        let trainable: Vec<&Tensor> = params.iter().filter(|p| p.requires_grad()).collect();
+        let mut grads =
+            if trainable.is_empty() { Vec::new() } else { Tensor::f_run_backward(&[loss], &trainable, false, false)? }
+                .into_iter();
+        params
+            .iter()
+            .map(|p| match p.requires_grad() {
+                true => grads.next().map(Gradient::from_autograd).ok_or_else(|| Error::internal("too few gradients")),
+                false => Ok(Gradient::None),
+            })
+            .collect()
+    }
+
+    /// Passes `grads` through a hook that rewrites whole dense gradients in place (averaging
+    /// across processes): a parameter without a gradient shows as zeros, so that every process
+    /// hands the hook the same layout; it stays without one afterwards.
+    pub fn through_hook(
+        grads: Vec<Gradient>,
+        params: &[Tensor],
+        hook: &mut dyn FnMut(&[Tensor]) -> Result<()>,
+    ) -> Result<Vec<Gradient>> {
+        let dense = grads
+            .iter()
+            .zip(params)
+            .map(|(g, p)| match g {
+                Gradient::None => Ok(p.f_zeros_like()?),
+                g => g.dense(),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        hook(&dense)?;
+        Ok(grads
+            .into_iter()
+            .zip(dense)
+            .map(|(g, d)| if matches!(g, Gradient::None) { Gradient::None } else { Gradient::Dense(d) })
+            .collect())
     }
 
     fn numel(&self) -> i64 {
         match self {
             Gradient::Dense(g) => g.numel() as i64,
             Gradient::Outer { grad_output, input } => grad_output.size()[1] * input.size()[1],
+            Gradient::None => 0,
         }
     }
 
@@ -142,6 +197,7 @@ impl Gradient {
                 let out = grad_output.size()[1];
                 Ok(self.rows(0, out)?.f_view([out, -1])?)
             }
+            Gradient::None => Err(Error::internal("a parameter without a gradient has no dense form")),
         }
     }
 
@@ -157,13 +213,14 @@ impl Gradient {
                 .f_mm(input)?
                 .f_to_kind(Kind::Float)?
                 .f_reshape([-1])?),
+            Gradient::None => Err(Error::internal("a parameter without a gradient has no rows")),
         }
     }
 
     /// Elements a row of [`Gradient::rows`] holds.
     fn row_len(&self) -> i64 {
         match self {
-            Gradient::Dense(_) => 1,
+            Gradient::Dense(_) | Gradient::None => 1,
             Gradient::Outer { input, .. } => input.size()[1],
         }
     }
@@ -318,10 +375,8 @@ impl Adam {
                 self.params.len()
             )));
         }
-        for (i, g) in grads.iter().enumerate() {
-            if matches!(g, Gradient::Dense(g) if !g.defined()) {
-                return Err(Error::internal(format!("parameter {i} received no gradient (not used by the loss?)")));
-            }
+        if let Some(i) = grads.iter().position(|g| matches!(g, Gradient::Dense(g) if !g.defined())) {
+            return Err(Error::internal(format!("parameter {i}'s gradient is undefined: use Gradient::None")));
         }
         self.check_aliasing()
     }
@@ -350,6 +405,10 @@ impl Adam {
         while i < grads.len() {
             let start = self.offsets[i];
             let grad = &grads[i];
+            if matches!(grad, Gradient::None) {
+                i += 1; // no gradient: parameter and moments stay as they are
+                continue;
+            }
             if grad.numel() > group {
                 // Whole rows at a time (an `Outer` gradient is made one slice of rows at a
                 // time); its padding (zero parameter, zero gradient) would stay zero: skipped.
@@ -367,6 +426,7 @@ impl Adam {
             let mut pieces = Vec::new();
             let mut end = start;
             while i < grads.len()
+                && !matches!(grads[i], Gradient::None)
                 && grads[i].numel() <= group
                 && (pieces.is_empty() || end - start + grads[i].numel() <= group)
             {
@@ -417,6 +477,9 @@ impl Adam {
             f(s.eps),
         );
         for ((g, p), &offset) in grads.iter().zip(&self.params).zip(&self.offsets) {
+            if matches!(g, Gradient::None) {
+                continue; // no gradient: parameter and moments stay as they are
+            }
             // An `Outer` gradient is multiplied out here, one parameter at a time.
             let g = g.dense()?.f_contiguous()?;
             if g.f_kind()? != Kind::Float || g.device() != tch::Device::Cpu || g.numel() != p.numel() {

@@ -259,6 +259,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// corrections to the device, for a replay of the kernels [`Trainer::step_kernels`]
     /// captured. Returns the iteration's LR.
     pub fn prepare_replay(&mut self) -> Result<f64> {
+        self.for_each_network(|name, store: &crate::nn::ParamStore| store.check_trainable(name))?;
         let step = self.step + 1;
         let lr = lr_at(self.config.lr, step, self.config.iteration, self.config.decay_flag);
         for optim in [&mut self.d_optim, &mut self.g_optim] {
@@ -275,6 +276,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// output tensors, overwritten by the next replay.
     pub fn step_kernels(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
         self.check_step(real_a, real_b)?;
+        self.for_each_network(|name, store: &crate::nn::ParamStore| store.check_trainable(name))?;
         self.run_inner(real_a, real_b, None, Counting::Prepared)
     }
 
@@ -359,11 +361,11 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
                     .into(),
             ));
         }
-        let d_grads = Tensor::f_run_backward(&[&d_loss], self.d_optim.params(), false, false)?;
+        let mut d_grads = Gradient::of(&d_loss, self.d_optim.params())?;
         if let Some(reduce) = reduce.as_mut() {
-            reduce(&d_grads)?;
+            d_grads = Gradient::through_hook(d_grads, self.d_optim.params(), *reduce)?;
         }
-        update(&mut self.d_optim, &Gradient::dense_all(&d_grads))?;
+        update(&mut self.d_optim, &d_grads)?;
         drop(d_grads);
 
         // ---- G update.
@@ -393,9 +395,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         let mut g_grads = factored_gradients(&g_loss, self.g_optim.params(), recorded)?;
         if let Some(reduce) = reduce.as_mut() {
             // The hook (gradient averaging across processes) works on whole gradients.
-            let dense = g_grads.iter().map(Gradient::dense).collect::<Result<Vec<_>>>()?;
-            reduce(&dense)?;
-            g_grads = Gradient::dense_all(&dense);
+            g_grads = Gradient::through_hook(g_grads, self.g_optim.params(), *reduce)?;
         }
         update(&mut self.g_optim, &g_grads)?;
         drop(g_grads);
@@ -419,12 +419,14 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
 
 /// The gradients of `loss` for `params`, in order; the weights of the `recorded` layers come as
 /// [`Gradient::Outer`] factors (autograd is asked for the gradient at their recorded outputs
-/// instead), every other parameter's as autograd's dense gradient.
+/// instead), every other parameter's as autograd's dense gradient, and a frozen or unused
+/// parameter's as [`Gradient::None`] (see [`Gradient::of`]).
 fn factored_gradients(loss: &Tensor, params: &[Tensor], recorded: Vec<LinearCalls>) -> Result<Vec<Gradient>> {
-    let recorded: Vec<LinearCalls> = recorded.into_iter().filter(|r| !r.calls.is_empty()).collect();
+    let recorded: Vec<LinearCalls> =
+        recorded.into_iter().filter(|r| !r.calls.is_empty() && r.weight.requires_grad()).collect();
     let owner =
         |p: &Tensor| recorded.iter().position(|r| r.weight.data_ptr() == p.data_ptr() && r.weight.size() == p.size());
-    let mut inputs: Vec<&Tensor> = params.iter().filter(|p| owner(p).is_none()).collect();
+    let mut inputs: Vec<&Tensor> = params.iter().filter(|p| owner(p).is_none() && p.requires_grad()).collect();
     let plain = inputs.len();
     inputs.extend(recorded.iter().flat_map(|r| r.calls.iter().map(|(_, output)| output)));
     let mut grads = Tensor::f_run_backward(&[loss], &inputs, false, false)?;
@@ -432,6 +434,16 @@ fn factored_gradients(loss: &Tensor, params: &[Tensor], recorded: Vec<LinearCall
     let mut outer = Vec::with_capacity(recorded.len());
     for r in &recorded {
         let grad_output: Vec<Tensor> = at_outputs.by_ref().take(r.calls.len()).collect();
+        if grad_output.iter().all(|g| !g.defined()) {
+            outer.push(Some(Gradient::None)); // the layer's outputs do not reach the loss
+            continue;
+        }
+        // A call whose output the loss does not use contributes nothing.
+        let grad_output = grad_output
+            .into_iter()
+            .zip(&r.calls)
+            .map(|(g, (_, output))| if g.defined() { Ok(g) } else { output.f_zeros_like() })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let input: Vec<Tensor> = r.calls.iter().map(|(x, _)| x.shallow_clone()).collect();
         outer.push(Some(Gradient::Outer {
             grad_output: Tensor::f_cat(&grad_output, 0)?,
@@ -445,9 +457,11 @@ fn factored_gradients(loss: &Tensor, params: &[Tensor], recorded: Vec<LinearCall
             Some(k) => {
                 outer[k].take().ok_or_else(|| Error::internal("a recorded weight appears twice in the optimizer"))
             }
-            None => {
-                dense.next().map(Gradient::Dense).ok_or_else(|| Error::internal("autograd returned too few gradients"))
-            }
+            None if !p.requires_grad() => Ok(Gradient::None),
+            None => dense
+                .next()
+                .map(Gradient::from_autograd)
+                .ok_or_else(|| Error::internal("autograd returned too few gradients")),
         })
         .collect()
 }
