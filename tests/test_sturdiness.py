@@ -567,6 +567,25 @@ def test_a_frozen_parameter_stays_and_trains_again_once_unfrozen(model):
     assert tr.step_count == 2 and not torch.equal(frozen, before)
 
 
+@pytest.mark.parametrize("model", ["ugatit", "cyclegan"])
+@pytest.mark.parametrize("frozen", ["generators", "discriminators", "everything"])
+def test_whole_frozen_networks_train_the_rest(model, frozen):
+    # Before (U-GAT-IT): "the discriminator loss has no autograd graph: ... inference_mode()"
+    # with every discriminator frozen, libtorch's "grad requires non-empty inputs" with both
+    # generators frozen.
+    tr = ug.Trainer(small_config(model=model))
+    names = {"generators": ("gen",), "discriminators": ("dis",), "everything": ("gen", "dis")}[frozen]
+    nets = {n: net for n, net in vars(tr).items() if n.startswith(names) and isinstance(net, torch.nn.Module)}
+    networks_per_kind = {"gen": 2, "dis": 4 if model == "ugatit" else 2}
+    assert len(nets) == sum(networks_per_kind[kind] for kind in names)
+    for net in nets.values():
+        net.requires_grad_(False)
+    before = {n: [p.detach().clone() for p in net.parameters()] for n, net in nets.items()}
+    tr.step(X, X)
+    assert tr.step_count == 1
+    assert all(torch.equal(a, b) for n, net in nets.items() for a, b in zip(before[n], net.parameters()))
+
+
 def test_a_trainer_with_an_altered_tensor_refuses_to_step_or_save(tmp_path):
     tr = ug.Trainer(small_config())
     with torch.no_grad():

@@ -171,7 +171,8 @@ impl CycleGanTrainer {
             .f_add(&loss_cycle_b)?
             .f_add(&loss_idt_a)?
             .f_add(&loss_idt_b)?;
-        if !loss_g.requires_grad() {
+        // No graph although a generator parameter is trainable (all frozen: nothing to do).
+        if !loss_g.requires_grad() && self.g_optim.params().iter().any(Tensor::requires_grad) {
             return Err(Error::Config(
                 "the generator loss has no autograd graph: Trainer.step cannot run under torch.inference_mode()".into(),
             ));

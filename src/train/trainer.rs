@@ -354,7 +354,8 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         let d_loss_a = d_domain_loss(&real_judged_a, &fake_judged_a, cfg.adv_weight, ["GA", "LA"], &mut values)?;
         let d_loss_b = d_domain_loss(&real_judged_b, &fake_judged_b, cfg.adv_weight, ["GB", "LB"], &mut values)?;
         let d_loss = d_loss_a.f_add(&d_loss_b)?;
-        if !d_loss.requires_grad() {
+        // No graph although a discriminator parameter is trainable (all frozen: nothing to do).
+        if !d_loss.requires_grad() && self.d_optim.params().iter().any(Tensor::requires_grad) {
             return Err(Error::Config(
                 "the discriminator loss has no autograd graph: Trainer.step cannot run under \
                  torch.inference_mode()"
@@ -429,6 +430,9 @@ fn factored_gradients(loss: &Tensor, params: &[Tensor], recorded: Vec<LinearCall
     let mut inputs: Vec<&Tensor> = params.iter().filter(|p| owner(p).is_none() && p.requires_grad()).collect();
     let plain = inputs.len();
     inputs.extend(recorded.iter().flat_map(|r| r.calls.iter().map(|(_, output)| output)));
+    if inputs.is_empty() {
+        return Ok(params.iter().map(|_| Gradient::None).collect()); // every parameter is frozen
+    }
     let mut grads = Tensor::f_run_backward(&[loss], &inputs, false, false)?;
     let mut at_outputs = grads.split_off(plain).into_iter();
     let mut outer = Vec::with_capacity(recorded.len());
