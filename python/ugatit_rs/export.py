@@ -26,6 +26,7 @@ import warnings
 import torch
 from torch import nn
 
+from ._checks import whole
 from .models import Generator
 
 __all__ = ["onnx", "torchscript", "web"]
@@ -125,8 +126,7 @@ def onnx(
     export needs) and 21 (the newest torch 2.11's exporter writes); both ends are tested with
     onnxruntime (``tests/test_export.py``)."""
     check_exportable(generator)
-    if isinstance(opset, bool) or not isinstance(opset, int) or not OPSETS[0] <= opset <= OPSETS[1]:
-        raise ValueError(f"opset must be an int between {OPSETS[0]} and {OPSETS[1]}, got {opset!r}")
+    opset = whole("opset", opset, *OPSETS)
     attention = attention and has_attention(generator)
     path = _writable(path)
     light = fully_convolutional(generator)

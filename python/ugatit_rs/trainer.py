@@ -9,7 +9,6 @@ import fcntl
 import glob
 import json
 import math
-import numbers
 import os
 import re
 import signal
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from . import _native, viz
 from . import distributed as dp
+from ._checks import whole
 from ._cuda_graph import CudaGraphStep
 from ._native import TrainConfig
 from .data import DomainLoader, domain_folder, load_image
@@ -197,7 +197,7 @@ class Trainer:
         return os.path.join(self.config.result_dir, self.dataset_name)
 
     def checkpoint_path(self, step: int | None = None) -> str:
-        step = self.step_count if step is None else _whole("step", step, 0)
+        step = self.step_count if step is None else whole("step", step, 0)
         return os.path.join(self.run_dir, "model", f"{self.dataset_name}_params_{step:07d}.safetensors")
 
     # -- one iteration ---------------------------------------------------------------------------
@@ -297,8 +297,8 @@ class Trainer:
         columns of real / heatmap / identity / heatmap / translation / heatmap / cycle (CycleGAN:
         real / translation / cycle), written to
         ``img/A2B_<step>.png`` and ``img/B2A_<step>.png`` (networks in eval mode, no autograd)."""
-        step = self.step_count if step is None else _whole("step", step, 0)
-        _whole("count", count, 1)  # images per split and direction
+        step = self.step_count if step is None else whole("step", step, 0)
+        whole("count", count, 1)  # images per split and direction
         if self._samples[0] != count:  # fit() writes a grid every print_freq steps
             images = {d: self._sample_images(f"train{d}", count) + self._sample_images(f"test{d}", count) for d in "AB"}
             for domain, found in images.items():
@@ -354,8 +354,8 @@ class Trainer:
         raises :class:`RunInUseError`. Run in a thread, :meth:`stop` ends it at the next step
         boundary (saving a checkpoint).
         """
-        log_every = _whole("log_every", log_every, 1)
-        until = None if until is None else _whole("until", until, 1)
+        log_every = whole("log_every", log_every, 1)
+        until = None if until is None else whole("until", until, 1)
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable as callback(step, losses), got {type(callback).__name__}")
         if not self._fitting.acquire(blocking=False):
@@ -609,14 +609,6 @@ def _exclusive_run_dir(run_dir: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _whole(name: str, value, low: int) -> int:
-    """``value`` as an int when it is an integer (numpy's too, not a bool) of at least ``low``;
-    else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def _check_grad_mode() -> None:

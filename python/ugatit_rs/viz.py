@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ._checks import whole
 
 # OpenCV's COLORMAP_JET anchor points (value -> RGB), interpolated linearly.
 _JET = np.array(
@@ -96,9 +99,10 @@ def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarra
     h = h - h.min()
     peak = h.max()
     h = h / peak if peak > 0 else torch.zeros_like(h)
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    if len(hw) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 16384 for n in hw):
-        raise ValueError(f"size must be an int or (height, width) between 1 and 16384, got {size!r}")
+    hw = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
+    if len(hw) != 2:
+        raise ValueError(f"size must be an int or (height, width), got {size!r}")
+    hw = tuple(whole("size", n, 1, 16384) for n in hw)
     h = F.interpolate(h[None, None], size=hw, mode="bilinear", align_corners=False)[0, 0]
     return (jet(h.numpy()) * 255).round().astype(np.uint8)
 
@@ -156,8 +160,7 @@ def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", 
     import matplotlib.pyplot as plt
 
     rows = read_log(log) if not isinstance(log, list) else log
-    if isinstance(smooth, bool) or not isinstance(smooth, int) or smooth < 1:
-        raise ValueError(f"smooth must be an int >= 1 (steps averaged), got {smooth!r}")
+    smooth = whole("smooth", smooth, 1)  # steps averaged
     logged = {key for row in rows for key in row}
     missing = [key for key in keys if key not in logged]
     if not rows or missing:

@@ -103,6 +103,7 @@ def find_onnxruntime_web(ort_web: str | os.PathLike | None = None, fetch: bool =
 def _check_options(generator, direction, title, img_size) -> None:
     """The page's own settings, checked before anything is written."""
     from .. import export
+    from .._checks import whole
 
     export.check_exportable(generator)
     if direction not in ("A2B", "B2A"):
@@ -111,7 +112,7 @@ def _check_options(generator, direction, title, img_size) -> None:
         raise TypeError(f"title must be a string, got {type(title).__name__}")
     if img_size is None:
         return
-    if isinstance(img_size, bool) or not isinstance(img_size, int) or not 8 <= img_size <= 8192 or img_size % 4:
+    if whole("img_size", img_size, 8, 8192) % 4:
         raise ValueError(f"img_size must be a multiple of 4 between 8 and 8192, got {img_size!r}")
     own = generator.config.get("img_size")
     if not export.fully_convolutional(generator) and img_size != own:
