@@ -719,8 +719,7 @@ def _trim_log(path: str, last_step: int) -> None:
     with open(path, "rb") as f:  # the common case, a clean resume, reads only the end
         f.seek(max(0, os.fstat(f.fileno()).st_size - 65536))
         tail = f.read()
-    lines = tail.split(b"\n")
-    if tail.endswith(b"\n") and _logged_step(lines[-2] if len(lines) > 1 else b"") <= last_step:
+    if tail.endswith(b"\n") and _logged_step(tail.split(b"\n")[-2]) <= last_step:
         return
     kept = tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(path), delete=False)
     with kept, open(path, "rb") as log:

@@ -125,11 +125,6 @@ pub enum Gradient {
 }
 
 impl Gradient {
-    /// Wraps autograd's gradients (see [`Gradient::from_autograd`]).
-    pub fn dense_all(grads: &[Tensor]) -> Vec<Gradient> {
-        grads.iter().map(|g| Gradient::from_autograd(g.shallow_clone())).collect()
-    }
-
     /// Wraps an autograd gradient (undefined: the input did not reach the loss).
     pub fn from_autograd(grad: Tensor) -> Gradient {
         if grad.defined() {
@@ -599,7 +594,7 @@ mod tests {
         assert_eq!(a.data_ptr(), adam.flat_params.data_ptr());
         assert_eq!(b.data_ptr() as usize - a.data_ptr() as usize, 4 * ALIGN as usize, "aligned slots");
         let grads = [Tensor::ones([2, 3], (Kind::Float, Device::Cpu)), -Tensor::ones([4], (Kind::Float, Device::Cpu))];
-        adam.step(&Gradient::dense_all(&grads)).unwrap();
+        adam.step(&grads.iter().map(|g| Gradient::Dense(g.shallow_clone())).collect::<Vec<_>>()).unwrap();
         // First Adam step moves each element by lr against the gradient's sign.
         assert!((a.mean(Kind::Float).double_value(&[]) - 0.9).abs() < 1e-6);
         assert!((b.mean(Kind::Float).double_value(&[]) - 1.1).abs() < 1e-6);
@@ -622,7 +617,7 @@ mod tests {
         let mut a = Adam::new(named(&pa.iter().collect::<Vec<_>>()), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
         let mut b = Adam::new(named(&pb.iter().collect::<Vec<_>>()), AdamConfig::ugatit(0.01, 1e-4)).unwrap();
         for group in [CUDA_GROUP, 100, 300, 1] {
-            let grads = Gradient::dense_all(&pa.iter().map(|p| p.randn_like()).collect::<Vec<_>>());
+            let grads: Vec<Gradient> = pa.iter().map(|p| Gradient::Dense(p.randn_like())).collect();
             a.advance().unwrap();
             b.advance().unwrap();
             let s = a.scalars();

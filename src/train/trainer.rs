@@ -207,6 +207,12 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         crate::models::check_step_memory(&*lock(&self.gen_a2b), batch)
     }
 
+    /// Refuses a frozen parameter (see [`crate::nn::ParamStore::check_trainable`]): both halves of
+    /// a CUDA-graph step check, since a captured update cannot skip one.
+    fn check_trainable(&self) -> Result<()> {
+        self.for_each_network(|name, store: &crate::nn::ParamStore| store.check_trainable(name))
+    }
+
     /// Calls `f(name, store)` for each of the six networks, in the official order.
     pub fn for_each_network(
         &self,
@@ -259,7 +265,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// corrections to the device, for a replay of the kernels [`Trainer::step_kernels`]
     /// captured. Returns the iteration's LR.
     pub fn prepare_replay(&mut self) -> Result<f64> {
-        self.for_each_network(|name, store: &crate::nn::ParamStore| store.check_trainable(name))?;
+        self.check_trainable()?;
         let step = self.step + 1;
         let lr = lr_at(self.config.lr, step, self.config.iteration, self.config.decay_flag);
         for optim in [&mut self.d_optim, &mut self.g_optim] {
@@ -276,7 +282,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
     /// output tensors, overwritten by the next replay.
     pub fn step_kernels(&mut self, real_a: &Tensor, real_b: &Tensor) -> Result<StepLosses> {
         self.check_step(real_a, real_b)?;
-        self.for_each_network(|name, store: &crate::nn::ParamStore| store.check_trainable(name))?;
+        self.check_trainable()?;
         self.run_inner(real_a, real_b, None, Counting::Prepared)
     }
 
