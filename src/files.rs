@@ -1,11 +1,17 @@
-//! Opening user-named files without ever blocking: a FIFO, socket or device named like an image
-//! or a checkpoint would make a plain `File::open` (or the first read) wait forever, beyond the
-//! reach of Ctrl-C. Every file the crate reads goes through [`open_regular`].
+//! Reading and writing user-named files safely.
+//!
+//! Reading never blocks: a FIFO, socket or device named like an image or a checkpoint would make
+//! a plain `File::open` (or the first read) wait forever, beyond the reach of Ctrl-C. Every file
+//! the crate reads goes through [`open_regular`].
+//!
+//! Writing never leaves a half-written file under the final name: a full disk, a quota or a kill
+//! mid-write would otherwise leave a truncated image or checkpoint that looks finished. Files are
+//! written to [`temporary_beside`] their destination and renamed over it when complete.
 
 use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Opens `path` for reading if it is a regular file (symbolic links are followed). Opening is
 /// non-blocking, so a FIFO is refused instead of waiting for a writer.
@@ -39,6 +45,25 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// A temporary name in `path`'s folder (hidden, unique to this process and destination) to
+/// write to before renaming over `path`: a rename within one folder is atomic.
+pub fn temporary_beside(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.join(format!(".{file_name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path`, replacing it only once they are all written; on failure (a full
+/// disk: `ENOSPC`) the temporary file is removed and the error names `path`.
+pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = temporary_beside(path);
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    result.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::Io { path: path.to_path_buf(), source }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +79,24 @@ mod tests {
         assert!(err.contains("x.png") && err.contains("not a regular file"), "{err}");
         assert!(open_regular(&dir).unwrap_err().to_string().contains("folder"));
         assert!(matches!(open_regular(&dir.join("missing")), Err(Error::NotFound { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        // A full disk is simulated in tests/test_sturdiness.py (a file size limit in a child
+        // process); here: replacing works, and a failure names the destination.
+        let dir = std::env::temp_dir().join(format!("ugatit-write-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("x.png");
+        write_replacing(&target, b"first").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        write_replacing(&target, b"second").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"second");
+        let missing = dir.join("no-such-folder").join("y.png");
+        let err = write_replacing(&missing, b"z").unwrap_err();
+        assert!(matches!(&err, Error::Io { path, .. } if path == &missing), "{err}");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "only x.png, no temporary file");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

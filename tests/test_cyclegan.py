@@ -245,6 +245,9 @@ def test_config_defaults_and_validation():
     assert type(ug.Trainer(ug.TrainConfig(model="cyclegan", img_size=32, ch=4, n_res=1, device="cpu"))).__name__ == (
         "CycleGANTrainer"
     )
+    # Before: accepted, and the pools grew until the kernel killed the process (2.4 TB here).
+    with pytest.raises(MemoryError, match=r"the two image pools \(pool_size=100000, 1024 px images\) needs"):
+        ug.Trainer(ug.TrainConfig(model="cyclegan", img_size=1024, ch=4, n_res=1, pool_size=100_000, device="cpu"))
 
 
 def test_fit_cli_translate_and_export(tmp_path):

@@ -106,7 +106,13 @@ def test_sigkill_at_a_random_moment_then_resume_matches_uninterrupted(dataset, t
     assert all(torch.equal(got[k], expected[k]) for k in expected), "resumed run diverged from the uninterrupted one"
 
 
-def test_sigint_saves_and_exits(dataset, tmp_path):
+@pytest.mark.parametrize(
+    "signum, status, said",
+    [(signal.SIGINT, 130, b"interrupted: saved"), (signal.SIGTERM, 143, b"terminated (SIGTERM): saved")],
+)
+def test_sigint_or_sigterm_saves_and_exits(dataset, tmp_path, signum, status, said):
+    # SIGTERM is how a cluster preempts a job (and `docker stop`, `kill`); before, it killed the
+    # run at once and lost every step since the last checkpoint.
     results = str(tmp_path / "r")
     proc = subprocess.Popen(
         _cli_train(dataset, results, 100_000, save_freq=100_000),
@@ -116,10 +122,10 @@ def test_sigint_saves_and_exits(dataset, tmp_path):
     )
     log = os.path.join(results, "toy", "log.jsonl")
     _wait_for_log_lines(log, 1, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err.decode()[-2000:]
-    assert b"interrupted: saved" in err
+    assert proc.returncode == status, err.decode()[-2000:]
+    assert said in err
     path = latest_checkpoint(os.path.join(results, "toy", "model"))
     step, weights = _weights(path)
     logged = [json.loads(line)["step"] for line in open(log)]

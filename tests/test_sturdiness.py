@@ -267,6 +267,24 @@ def test_an_exception_in_fit_saves_the_completed_steps(dataset, tmp_path):
     assert latest_checkpoint(os.path.join(tr.run_dir, "model")) == tr.checkpoint_path(3)
 
 
+def test_fit_handles_sigterm_only_where_the_program_does_not(dataset, tmp_path):
+    seen = []
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))
+    tr.fit(progress=False, until=1, callback=lambda step, losses: seen.append(signal.getsignal(signal.SIGTERM)))
+    assert callable(seen[-1]) and seen[-1] is not signal.SIG_DFL  # fit's own, during the run
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and the default again after it
+
+    def own(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, own)
+    try:
+        tr.fit(progress=False, until=2, callback=lambda step, losses: seen.append(signal.getsignal(signal.SIGTERM)))
+        assert seen[-1] is own and signal.getsignal(signal.SIGTERM) is own
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_unreadable_test_images_are_skipped_in_sample_grids(tmp_path):
     data = make_dataset(tmp_path / "d", n_train=3, n_test=3, size=100)
     with open(os.path.join(data, "testA", "000.png"), "wb") as f:
@@ -702,6 +720,18 @@ def test_deepcopy_and_pickle_give_an_independent_equal_network(tmp_path):
     assert isinstance(loaded, ug.Generator) and torch.equal(loaded(X)[0], tr.gen_b2a(X)[0])
 
 
+def test_share_memory_is_refused_rather_than_a_silent_no_op():
+    # Before: g.share_memory() returned g with nothing shared, so Hogwild-style workers (which
+    # receive a pickled, independent copy) trained apart without a word.
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+    for module in (g, g.DownBlock, torch.nn.Sequential(g), torch.nn.Sequential(g.DownBlock)):
+        with pytest.raises(NotImplementedError, match="cannot share its tensors with other processes"):
+            module.share_memory()
+    assert not any(p.is_shared() for p in g.parameters())
+    g.cpu().float()  # what still passes through the same probe
+    assert g(X)[0].shape == X.shape
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_moving_to_cuda_without_cuda_is_a_value_error_like_the_constructor():
     g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
@@ -772,6 +802,19 @@ def test_out_of_range_flags_are_usage_errors(argv):
     out = subprocess.run([sys.executable, "-m", "ugatit_rs", *argv], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "error: argument" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_full_mode_generator_is_refused_at_another_size_everywhere_alike(tmp_path):
+    tr = ug.Trainer(small_config(light=False))
+    path = tr.save_checkpoint(os.path.join(tmp_path, "full.safetensors"))
+    with pytest.raises(
+        ValueError, match=r"full.safetensors: genA2B: a full-mode generator works at img_size=96 only, got img_size=128"
+    ):
+        ug.translate.Translator.from_checkpoint(path, img_size=128)
+    assert ug.translate.Translator.from_checkpoint(path).img_size == 96
+    with pytest.raises(ValueError, match="works at img_size=96 only, got img_size=128"):
+        ug.export.web(tr.gen_a2b, tmp_path / "page", img_size=128)
+    assert not (tmp_path / "page").exists()
 
 
 def test_convert_into_a_missing_folder_and_translate_without_a_generator(tmp_path):
@@ -1036,3 +1079,63 @@ def test_sigint_exit_code_from_the_command_line_is_130(dataset, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert latest_checkpoint(os.path.join(tmp_path, "toy", "model")) is not None
+
+
+# -- 12. a full disk: an error naming the file, never a truncated one ----------------------------------
+def test_every_writer_on_a_full_disk_raises_a_named_os_error_and_leaves_no_partial_file(tmp_path):
+    # A file size limit (RLIMIT_FSIZE) fails writes past it with EFBIG, as a full disk fails them
+    # with ENOSPC, without needing a small file system. Python ignores SIGXFSZ, so the write
+    # returns the error. Before: `prepare` skipped every image it could not write, reported
+    # success and left empty PNGs; `export.torchscript` aborted the process ("terminate called
+    # after throwing an instance of 'c10::Error'"); `convert` (torch.save) raised "enforce fail
+    # at inline_container.cc" and ONNX exports left a truncated file under the final name.
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):  # flat images make tiny PNGs that fit under the limit; noise ones do not
+        pixels = (
+            rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) if i % 2 else np.full((128, 128, 3), i * 40, np.uint8)
+        )
+        Image.fromarray(pixels).save(raw / f"{i}.png")
+    out = run_python(f"""
+        import json, os, resource, torch, numpy as np
+        import ugatit_rs as ug
+        root = {os.fspath(tmp_path)!r}
+        tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))
+        checkpoint = tr.save_checkpoint(os.path.join(root, "run.safetensors"))
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, hard))
+        g = tr.gen_a2b
+        writers = {{
+            "checkpoint": lambda p: tr.save_checkpoint(p + ".safetensors"),
+            "convert": lambda p: ug.convert.ours_to_official(checkpoint, p + ".pt"),
+            "torchscript": lambda p: ug.export.torchscript(g, p + ".pt"),
+            "onnx": lambda p: ug.export.onnx(g, p + ".onnx"),
+            "png": lambda p: ug.viz.save_png(np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8), p + ".png"),
+            "prepare": lambda p: ug.data.prepare(os.path.join(root, "raw"), p, size=128, test_fraction=0, progress=False),
+        }}
+        results = {{}}
+        for name, write in writers.items():
+            folder = os.path.join(root, name)
+            os.makedirs(folder)
+            try:
+                write(os.path.join(folder, "out"))
+                results[name] = "no error"
+            except OSError as e:
+                files = [os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs]
+                results[name] = dict(errno=e.errno, filename=e.filename, notes=getattr(e, "__notes__", []), files=files)
+        print(json.dumps(results))
+    """)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, result in results.items():
+        assert result != "no error", name
+        assert result["errno"] == 27, (name, result)  # EFBIG ("File too large")
+        assert os.path.dirname(result["filename"]).startswith(os.fspath(tmp_path / name)), (name, result)
+        assert not any(".tmp-" in f for f in result["files"]), (name, result)
+        if name != "prepare":
+            assert result["files"] == [], (name, result)
+    # prepare stops at the first failed write; the PNGs it wrote before are complete.
+    written = results["prepare"]["files"]
+    assert written and all(np.asarray(Image.open(f)).shape == (128, 128, 3) for f in written)  # decodes whole
+    assert "overwrite=True" in results["prepare"]["notes"][0]

@@ -82,7 +82,7 @@ def test_page_options_are_checked_before_anything_is_written(tmp_path, kwargs, e
 
     with pytest.raises(error, match=match):
         write_page(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True), tmp_path / "page", **kwargs)
-    with pytest.raises(ValueError, match="only works at img_size=96"):
+    with pytest.raises(ValueError, match="works at img_size=96 only"):
         write_page(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=False), tmp_path / "page", img_size=128)
     assert not (tmp_path / "page").exists()
 

@@ -437,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, TypeError, OSError, MemoryError, FloatingPointError, ImportError, RunInUseError) as exc:
         print(f"ugatit-rs {args.command}: error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", ()):  # what to do about it, where the library says
+            print(f"  {note}", file=sys.stderr)
         return 2
 
 

@@ -21,6 +21,7 @@ from collections import OrderedDict
 import torch
 
 from . import _native
+from ._files import torch_save
 
 NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
 
@@ -151,7 +152,7 @@ def ours_to_official(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     parent = os.path.dirname(os.path.abspath(os.fspath(dst)))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"{parent}: output folder not found")
-    torch.save(read_ours(src), os.fspath(dst))
+    torch_save(read_ours(src), dst)
     return os.fspath(dst)
 
 

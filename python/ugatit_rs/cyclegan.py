@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import _native, viz
+from ._files import torch_save
 from .convert import load_plain, weight_shape
 from .models import DeviceLike, _device_name, _NativeModule
 from .trainer import Trainer
@@ -182,7 +183,7 @@ def save_their_networks(trainer: CycleGANTrainer, folder: str | os.PathLike, epo
     written = []
     for name, net in trainer.networks().items():
         path = os.path.join(os.fspath(folder), f"{epoch}_net_{name}.pth")
-        torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, path)
+        torch_save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, path)
         written.append(path)
     return written
 

@@ -73,7 +73,9 @@ def prepare(
 
     ``output`` may not overlap an input folder, and an output that already holds prepared images
     is refused unless ``overwrite=True`` (which replaces them), so a re-run never doubles a
-    dataset. Ctrl-C stops the workers and raises ``KeyboardInterrupt``.
+    dataset. Ctrl-C stops the workers and raises ``KeyboardInterrupt``. A write that fails (a
+    full disk, a read-only folder) raises ``OSError`` naming the file; every PNG is complete
+    or absent, never truncated.
 
     Returns ``{"trainA": n, "testA": n, ..., "skipped": [(path, reason)], "duplicates": [(path, original)]}``.
     """
@@ -126,6 +128,10 @@ def prepare(
                 report if progress else None,
             )
         )
+    except OSError as exc:
+        if exc.filename and os.path.realpath(exc.filename).startswith(os.path.realpath(output) + os.sep):
+            exc.add_note(f"{os.fspath(output)} holds the images written so far; re-run with overwrite=True")
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -17,7 +17,6 @@ Quality measures, computed on the held-out test images (see ``src/data/demo.rs``
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from . import _native, viz
+from ._files import write_json
 from ._native import TrainConfig
 from .data import load_image
 from .models import translate_batch
@@ -184,8 +184,7 @@ def run(
         "seconds": round(time.perf_counter() - started, 1),
         "files": files,
     }
-    with open(os.path.join(output, "quality.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    write_json(os.path.join(output, "quality.json"), summary, indent=2)
     return summary
 
 

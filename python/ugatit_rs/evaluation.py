@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import metrics
+from . import _files, metrics
 from .data import domain_folder, load_image
 from .models import translate_batch
 
@@ -105,8 +104,7 @@ def write_json(result: dict, path: str) -> str:
     """Writes ``result`` as strict JSON (an undefined number, such as the std of a single KID
     block, is ``null``)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(_strict(result), f, indent=2, allow_nan=False)
+    _files.write_json(path, _strict(result), indent=2, allow_nan=False)
     return path
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ._checks import whole
+from ._files import replacing
 from .models import Generator
 
 __all__ = ["onnx", "torchscript", "web"]
@@ -108,7 +109,11 @@ def torchscript(generator: Generator, path: str | os.PathLike, attention: bool =
     check_exportable(generator)
     attention = attention and has_attention(generator)
     path = _writable(path)
-    _traced(generator, attention, uint8).save(path)
+    traced = _traced(generator, attention, uint8)
+    # Through a file object, torch serialises in memory and a failed write is a plain OSError;
+    # given the path, its zip writer aborts the process on a full disk.
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        torch.jit.save(traced, f)
     return path
 
 
@@ -142,7 +147,7 @@ def onnx(
     was_training = generator.training
     generator.eval()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), replacing(path) as tmp:
             # The TorchScript-based exporter's notes on constant folding and on instance norm's
             # "train" flag: both are expected here (the statistics are per image by design).
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
@@ -153,17 +158,17 @@ def onnx(
             torch.onnx.export(
                 _Traced(generator, attention, uint8),
                 (_example(generator, uint8),),
-                path,
+                tmp,
                 input_names=["image"],
                 output_names=outputs,
                 dynamic_axes=dynamic,
                 opset_version=opset,
                 dynamo=False,
             )
+            if fp16:
+                _to_float16(tmp)
     finally:
         generator.train(was_training)
-    if fp16:
-        _to_float16(path)
     return path
 
 
@@ -174,7 +179,7 @@ def _to_float16(path: str) -> None:
         from onnxconverter_common import float16
     except ImportError as e:
         raise ImportError("fp16 export needs onnx and onnxconverter-common: pip install 'ugatit-rs[export]'") from e
-    model = float16.convert_float_to_float16(onnx_lib.load(path), keep_io_types=True)
+    model = float16.convert_float_to_float16(onnx_lib.load(path, format="protobuf"), keep_io_types=True)
     # The converter retypes the values but leaves Cast nodes that make floats (here: element
     # counts of the normalisations' variance) casting to float32; make them agree.
     declared = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
@@ -184,7 +189,7 @@ def _to_float16(path: str) -> None:
             for attribute in node.attribute:
                 if attribute.name == "to" and attribute.i == f32:
                     attribute.i = f16
-    onnx_lib.save(model, path)
+    onnx_lib.save(model, path, format="protobuf")
 
 
 def web(generator: Generator, directory: str | os.PathLike, direction: str = "A2B", **kwargs) -> str:

@@ -77,6 +77,22 @@ class _LiveRegistry(dict):
         return (dict, (dict(self),))
 
 
+_NOT_SHAREABLE = (
+    "a ugatit_rs network cannot share its tensors with other processes: each process that receives "
+    "it builds its own copy. Train in one process with ugatit_rs.Trainer (several GPUs: torchrun, see "
+    "docs/distributed.md), or send the state dict and load it where it is needed"
+)
+
+
+def _probe(fn, device: torch.device):
+    """What ``Module._apply``'s ``fn`` makes of a float32 scalar on ``device``: how a network
+    learns what ``to()``/``cuda()``/``share_memory()`` asks of its tensors without touching them."""
+    probe = fn(torch.zeros((), dtype=torch.float32, device=device))
+    if isinstance(probe, torch.Tensor) and probe.is_shared() and device.type == "cpu":
+        raise NotImplementedError(_NOT_SHAREABLE)  # share_memory() from a containing module
+    return probe
+
+
 class _LiveTree(nn.Module):
     """Refuses to replace or delete what the Rust network computes with: the registered tensors
     and containers. ``module.weight = nn.Parameter(...)`` would otherwise change ``state_dict()``
@@ -98,6 +114,13 @@ class _LiveTree(nn.Module):
                 f"computing with the old one; write into it instead (`with torch.no_grad(): "
                 f"module.{name}.copy_(value)`) or use load_state_dict"
             )
+
+    def share_memory(self):
+        """Refused: another process never computes with these tensors. Pickling (how
+        ``torch.multiprocessing`` hands a module to a spawned process) gives it an independent
+        network built from the state dict, so Hogwild-style updates would silently not be shared;
+        before, this returned without doing anything."""
+        raise NotImplementedError(_NOT_SHAREABLE)
 
     def _refuse_if_sealed(self, name: str, what: str) -> None:
         registered = (self.__dict__.get(key, {}) for key in ("_parameters", "_buffers", "_modules"))
@@ -148,8 +171,10 @@ class _Container(_LiveTree):
         device = own.device if own is not None else torch.device("cpu")
         changed = True  # unless the probe says otherwise; e.g. .cuda() without CUDA raises
         try:
-            probe = fn(torch.zeros((), dtype=torch.float32, device=device))
+            probe = _probe(fn, device)
             changed = isinstance(probe, torch.Tensor) and (probe.dtype, probe.device) != (torch.float32, device)
+        except NotImplementedError:  # a RuntimeError, but no device problem
+            raise
         except (RuntimeError, AssertionError):
             pass
         if changed:
@@ -331,7 +356,9 @@ class _NativeModule(_LiveTree):
         """``to()``, ``cuda()``, ``cpu()`` (also from a parent module) move the Rust network in place,
         so every handle follows; other dtypes than float32 are refused."""
         try:
-            probe = fn(torch.zeros((), dtype=torch.float32, device=self.device))
+            probe = _probe(fn, self.device)
+        except NotImplementedError:  # a RuntimeError, but no device problem
+            raise
         except (RuntimeError, AssertionError) as exc:  # no CUDA, no such device index
             raise ValueError(f"cannot move {type(self).__name__} from {self.device}: {exc}") from None
         if not isinstance(probe, torch.Tensor):

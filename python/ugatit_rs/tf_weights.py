@@ -18,6 +18,7 @@ import re
 from collections import OrderedDict
 
 from . import _native
+from ._checks import working_size
 
 # The release's scopes: generator_B translates A -> B; discriminator_A judges domain A.
 SCOPES = {
@@ -202,11 +203,7 @@ def convert(path: str | os.PathLike, out: str | os.PathLike, img_size: int | Non
     ``--init_from`` then take it. ``img_size`` is the working size of a light model (a full
     model's is fixed by its weights; default 256 for light)."""
     ckpt, steps, arch = plan(path)
-    if not arch["light"] and img_size not in (None, arch["img_size"]):
-        raise ValueError(
-            f"{path}: a full-mode model works at img_size={arch['img_size']} only, got img_size={img_size}"
-        )
-    size = arch["img_size"] if not arch["light"] else (img_size or 256)
+    size = working_size(arch["light"], arch["img_size"], img_size, 256, os.fspath(path))
     config = _native.TrainConfig(
         light=arch["light"], ch=arch["ch"], n_res=arch["n_res"], img_size=size, variant="tf"
     ).to_dict()

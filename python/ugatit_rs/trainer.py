@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -27,6 +26,7 @@ from . import _native, viz
 from . import distributed as dp
 from ._checks import whole
 from ._cuda_graph import CudaGraphStep
+from ._files import replacing, write_json
 from ._native import TrainConfig
 from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
@@ -340,7 +340,9 @@ class Trainer:
         ``config.resume`` it continues from the latest checkpoint, exactly where it stopped.
 
         Nothing done is lost: Ctrl-C finishes the current step, saves a checkpoint, then raises
-        ``KeyboardInterrupt`` (a second Ctrl-C interrupts at once); any other exception (a
+        ``KeyboardInterrupt`` (a second Ctrl-C interrupts at once). SIGTERM (a cluster's
+        preemption, ``docker stop``) does the same, then raises ``SystemExit(143)``, unless the
+        program has its own SIGTERM handler, which is left in place. Any other exception (a
         vanished dataset, a callback that raises, ...) also saves the completed steps before it
         propagates — except a NaN/Inf loss, after which nothing is saved.
 
@@ -420,26 +422,29 @@ class Trainer:
         )
         evaluator = self._training_evaluator() if cfg.eval_freq > 0 and lead else None
         save = self.save_checkpoint if lead else (lambda *args: None)
-        interrupted: list = []
+        interrupted: list[int] = []  # the signals received, first first
 
-        # Ctrl-C (SIGINT) stops at the next step boundary, so the log, the checkpoint and the
-        # trainer agree on the last completed step; a second Ctrl-C interrupts at once.
-        def on_sigint(signum, frame):
+        # Ctrl-C (SIGINT), and SIGTERM (a scheduler's preemption, `docker stop`, `kill`), stop
+        # at the next step boundary, so the log, the checkpoint and the trainer agree on the
+        # last completed step; a second signal interrupts at once.
+        def on_signal(signum, frame):
             if interrupted:
-                raise KeyboardInterrupt
+                raise _interruption(signum)
             interrupted.append(signum)
 
-        previous_handler = None
+        previous_handlers = {}
         if threading.current_thread() is threading.main_thread():
-            previous_handler = signal.signal(signal.SIGINT, on_sigint)
+            previous_handlers[signal.SIGINT] = signal.signal(signal.SIGINT, on_signal)
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:  # never displace the user's own
+                previous_handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, on_signal)
         try:
             for step in range(start + 1, last + 1):
-                # All ranks stop at the same step boundary, whichever received the Ctrl-C.
+                # All ranks stop at the same step boundary, whichever received the signal.
                 requested = bool(interrupted) or self._stop_requested.is_set()
                 if dp.any_rank(requested, self.device) if world > 1 else requested:
                     if self._stop_requested.is_set() and not interrupted:
                         break  # stop(): save and return, below
-                    raise KeyboardInterrupt
+                    raise _interruption(interrupted[0] if interrupted else signal.SIGINT)
                 real_a, real_b = (loaders[d].next_batch() for d in "AB")
                 if world > 1:
                     real_a, real_b = dp.local_slice(real_a), dp.local_slice(real_b)
@@ -463,7 +468,7 @@ class Trainer:
                     self._evaluate(evaluator, run_log, step)
             run_log.flush()
             if interrupted:
-                raise KeyboardInterrupt
+                raise _interruption(interrupted[0])
             if self.step_count % cfg.save_freq != 0:
                 save()
         except NonFiniteLossError:
@@ -473,8 +478,8 @@ class Trainer:
                 self._save_on_the_way_out(run_log, start, exc)
             raise
         finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             run_log.close()
             skipped = {p for loader in loaders.values() for p, _ in loader.skipped()}
             if skipped:
@@ -516,8 +521,7 @@ class Trainer:
                 best = json.load(f).get("kid_mean")
         if best is None or scores["kid_mean"] < best:
             self.save_checkpoint(self.best_checkpoint_path)
-            with open(best_file, "w") as f:
-                json.dump({"step": step, **scores}, f)
+            write_json(best_file, {"step": step, **scores})
 
     def _save_on_the_way_out(self, run_log: RunLog, start: int, exc: BaseException) -> None:
         """Saves the steps completed before ``exc`` ended the run (if any and if finite)."""
@@ -534,7 +538,12 @@ class Trainer:
         except Exception as save_error:  # keep the original exception; say why nothing was saved
             print(f"\ncould not save a checkpoint after {type(exc).__name__}: {save_error}", file=sys.stderr)
             return
-        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by {type(exc).__name__}"
+        if isinstance(exc, KeyboardInterrupt):
+            what = "interrupted"
+        elif isinstance(exc, SystemExit) and exc.code == _TERMINATED:
+            what = "terminated (SIGTERM)"
+        else:
+            what = f"stopped by {type(exc).__name__}"
         print(f"\n{what}: saved {path} (step {self.step_count}); resume with resume=True", file=sys.stderr)
 
     # The training transforms' resize filter (U-GAT-IT's torchvision default).
@@ -567,6 +576,16 @@ class Trainer:
 
     def __repr__(self) -> str:
         return f"Trainer(step={self.step_count}, device='{self.device}', config={self.config!r})"
+
+
+# How a run ended by SIGTERM exits: 128 + 15, the status a shell reports for a terminated process.
+_TERMINATED = 128 + signal.SIGTERM
+
+
+def _interruption(signum: int) -> BaseException:
+    """What ``fit`` raises, once its checkpoint is saved, for a received signal: Ctrl-C is a
+    ``KeyboardInterrupt``; SIGTERM exits as the signal would have (status 143), after cleanup."""
+    return KeyboardInterrupt() if signum == signal.SIGINT else SystemExit(_TERMINATED)
 
 
 def _warn_if_global_batch_changes(checkpoint: str, global_batch: int) -> None:
@@ -721,13 +740,10 @@ def _trim_log(path: str, last_step: int) -> None:
         tail = f.read()
     if tail.endswith(b"\n") and _logged_step(tail.split(b"\n")[-2]) <= last_step:
         return
-    kept = tempfile.NamedTemporaryFile("wb", dir=os.path.dirname(path), delete=False)
-    with kept, open(path, "rb") as log:
+    with replacing(path) as tmp, open(tmp, "wb") as kept, open(path, "rb") as log:
         for line in log:
             if line.endswith(b"\n") and _logged_step(line) <= last_step:
                 kept.write(line)
-    os.chmod(kept.name, os.stat(path).st_mode & 0o777)
-    os.replace(kept.name, path)
 
 
 def _logged_step(line: bytes) -> float:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import _native, viz
+from ._checks import working_size
 from .convert import is_official, read_metadata, read_network, weight_shape
 from .models import Discriminator, Generator, translate_batch
 
@@ -88,12 +89,11 @@ class Translator:
             variant = meta.get("variant") or config.get("variant", "pytorch")
 
         cfg = generator_config_from_state_dict(sd, f"{path}: gen{direction}")
-        size = cfg.pop("img_size") or img_size or trained_size or 256
-        if img_size is not None and not cfg["light"] and img_size != size:
-            raise ValueError(f"this full-mode generator only works at img_size={size}, got img_size={img_size}")
+        own = cfg.pop("img_size")
+        size = working_size(cfg["light"], own, img_size, trained_size or 256, f"{path}: gen{direction}")
         g = Generator(img_size=size, device=device, variant=variant, **cfg)
         g.load_state_dict(sd)
-        return cls(g, img_size if img_size is not None else size, batch_size)
+        return cls(g, size, batch_size)
 
     # -- conversions -------------------------------------------------------------------------------
     def _to_tensor(self, item) -> torch.Tensor:
@@ -228,8 +228,7 @@ class Translator:
                 outs, heats = self(chunk, return_attention=True)
                 for source, out, heat in zip(chunk, outs, heats):
                     target = jobs[source]
-                    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-                    out.save(target)
+                    viz.save_png(np.asarray(out), target)
                     if with_heatmap and heat is not None:
                         viz.save_png(viz.overlay(np.asarray(out), heat), _heatmap_path(target))
                 bar.update(len(chunk))

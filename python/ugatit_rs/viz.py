@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import whole
+from ._files import replacing
 
 # OpenCV's COLORMAP_JET anchor points (value -> RGB), interpolated linearly.
 _JET = np.array(
@@ -183,8 +184,9 @@ def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", 
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Writes an HWC uint8 RGB array as PNG (creating the folder)."""
+    """Writes an HWC uint8 RGB array as PNG (creating the folder), replacing ``path`` only once complete."""
     from PIL import Image
 
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    Image.fromarray(image).save(path)
+    with replacing(path) as tmp:  # complete or absent, never a truncated PNG
+        Image.fromarray(image).save(tmp, format="PNG")

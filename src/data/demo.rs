@@ -268,9 +268,7 @@ pub fn write_dataset(root: &std::path::Path, n_train: u64, n_test: u64, size: u3
     use rayon::prelude::*;
     jobs.par_iter().try_for_each(|(split, style, index)| {
         let path = root.join(split).join(format!("{index:07}.png"));
-        draw(*style, size, seed, *index)
-            .save(&path)
-            .map_err(|e| crate::Error::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })
+        super::encode::write_png(&path, &draw(*style, size, seed, *index))
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod demo;
+pub mod encode;
 pub mod inception;
 pub mod loader;
 pub mod prepare;

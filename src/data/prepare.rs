@@ -3,9 +3,11 @@
 //! For each domain folder (recursively, sorted): read every image file, drop exact duplicates
 //! (same bytes; the first in path order is kept), decode to RGB with the EXIF orientation applied,
 //! skip what cannot be decoded or is smaller than `min_size`, resize to `size`×`size` by centre
-//! crop or padding, and split train/test with a seeded shuffle. Work runs on every core.
+//! crop or padding, and split train/test with a seeded shuffle. Work runs on every core. A
+//! failed write (a full disk) stops the run with an error, leaving no truncated PNG behind.
 
 use super::decode::decode_rgb_oriented;
+use super::encode::write_png;
 use super::rng::Rng;
 use super::scan::{scan_images, scan_images_excluding};
 use crate::files::read_regular;
@@ -242,13 +244,15 @@ fn prepare_on_pool(
             let dir = output.join(format!("{split}{domain}"));
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
         }
-        // Pass 2: decode, fit, save.
-        let outcomes: Vec<Result<std::result::Result<&'static str, String>>> = (0..unique.len())
+        // Pass 2: decode, fit, save. An image that cannot be used is skipped with its reason; a
+        // write that fails (a full disk, a read-only folder) stops everything: the dataset
+        // would be incomplete.
+        let outcomes = (0..unique.len())
             .into_par_iter()
             .map(|k| {
                 progress.check()?;
                 let path = &paths[unique[k]];
-                let outcome = (|| {
+                let fitted = (|| {
                     let bytes = read_regular(path).map_err(|e| format!("cannot read: {e}"))?;
                     let img = decode_rgb_oriented(&bytes)?;
                     let (w, h) = img.dimensions();
@@ -258,20 +262,24 @@ fn prepare_on_pool(
                             config.min_size
                         ));
                     }
-                    let out = fit_square(&img, config.size, config.fit);
-                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                    let target =
-                        output.join(format!("{}{domain}", split_of[k])).join(format!("{:06}_{stem}.png", unique[k]));
-                    out.save(&target).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
-                    Ok(split_of[k])
+                    Ok(fit_square(&img, config.size, config.fit))
                 })();
+                let outcome = match fitted {
+                    Ok(out) => {
+                        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                        let name = format!("{:06}_{stem}.png", unique[k]);
+                        write_png(&output.join(format!("{}{domain}", split_of[k])).join(name), &out)?;
+                        Ok(split_of[k])
+                    }
+                    Err(reason) => Err(reason),
+                };
                 progress.tick()?;
                 Ok(outcome)
             })
-            .collect();
+            .collect::<Result<Vec<std::result::Result<&str, String>>>>()?;
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for (k, outcome) in outcomes.into_iter().enumerate() {
-            match outcome? {
+            match outcome {
                 Ok(split) => *counts.entry(split).or_default() += 1,
                 Err(reason) => summary.skipped.push((paths[unique[k]].clone(), reason)),
             }

@@ -22,7 +22,16 @@ impl From<Error> for PyErr {
             Error::Dtype(_) => PyTypeError::new_err(message),
             Error::StateDict(_) => StateDictError::new_err(message),
             Error::NotFound { .. } => PyFileNotFoundError::new_err(message),
-            Error::Io { .. } => PyOSError::new_err(message),
+            // With the OS's errno Python picks the subclass (PermissionError, IsADirectoryError,
+            // ...) and fills `errno`, `strerror` and `filename`, as its own file functions do.
+            Error::Io { path, source } => match source.raw_os_error() {
+                Some(code) => {
+                    let text = source.to_string();
+                    let strerror = text.strip_suffix(&format!(" (os error {code})")).unwrap_or(&text).to_string();
+                    PyOSError::new_err((code, strerror, path.to_string_lossy().into_owned()))
+                }
+                None => PyOSError::new_err(message),
+            },
             Error::NonFinite(_) => PyFloatingPointError::new_err(message),
             Error::OutOfMemory(_) => PyMemoryError::new_err(message),
             Error::Internal(_) | Error::Hook(_) => PyRuntimeError::new_err(message),

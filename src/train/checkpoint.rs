@@ -255,13 +255,12 @@ pub fn write_safetensors_streaming(
 
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let tmp = crate::files::temporary_beside(path);
     let result = (|| -> Result<()> {
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        let file = File::create(&tmp).map_err(io_err(path))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        w.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io_err(&tmp))?;
-        w.write_all(&header_bytes).map_err(io_err(&tmp))?;
+        w.write_all(&(header_bytes.len() as u64).to_le_bytes()).map_err(io_err(path))?;
+        w.write_all(&header_bytes).map_err(io_err(path))?;
         let mut checksums = Vec::with_capacity(specs.len());
         for (i, (name, shape, kind)) in specs.iter().enumerate() {
             crash_point(i, &mut w, &tmp)?;
@@ -278,12 +277,12 @@ pub fn write_safetensors_streaming(
             // SAFETY: `t` is a contiguous CPU tensor of `bytes` bytes, alive (and not written to,
             // the trainer being locked) for the duration of the borrow.
             let data = unsafe { std::slice::from_raw_parts(t.data_ptr() as *const u8, bytes) };
-            w.write_all(data).map_err(io_err(&tmp))?;
+            w.write_all(data).map_err(io_err(path))?;
             checksums.push(format!("{:08x}", crc32fast::hash(data)));
         }
-        let file = w.into_inner().map_err(|e| Error::Io { path: tmp.clone(), source: e.into_error() })?;
-        file.write_all_at(checksums.join(",").as_bytes(), checksums_at).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
+        let file = w.into_inner().map_err(|e| Error::Io { path: path.to_path_buf(), source: e.into_error() })?;
+        file.write_all_at(checksums.join(",").as_bytes(), checksums_at).map_err(io_err(path))?;
+        file.sync_all().map_err(io_err(path))?;
         std::fs::rename(&tmp, path).map_err(io_err(path))?;
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();

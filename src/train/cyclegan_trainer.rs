@@ -50,6 +50,14 @@ impl CycleGanTrainer {
         let device = parse_device(&config.device)?;
         if device.is_cuda() {
             tch::Cuda::cudnn_set_benchmark(true);
+        } else {
+            // The pools fill to pool_size images each over the first steps: refuse now what
+            // this machine cannot hold, rather than be killed by the kernel when they are full.
+            let image_bytes = config.cycle_generator().output_nc as u64 * (config.img_size as u64).pow(2) * 4;
+            let bytes = 2 * config.pool_size as u64 * image_bytes;
+            crate::error::check_host_memory(bytes, || {
+                format!("the two image pools (pool_size={}, {} px images)", config.pool_size, config.img_size)
+            })?;
         }
         tch::manual_seed(config.seed as i64);
         let gen_a = CycleGenerator::new(config.cycle_generator(), device)?;

@@ -103,7 +103,7 @@ def find_onnxruntime_web(ort_web: str | os.PathLike | None = None, fetch: bool =
 def _check_options(generator, direction, title, img_size) -> None:
     """The page's own settings, checked before anything is written."""
     from .. import export
-    from .._checks import whole
+    from .._checks import whole, working_size
 
     export.check_exportable(generator)
     if direction not in ("A2B", "B2A"):
@@ -114,9 +114,8 @@ def _check_options(generator, direction, title, img_size) -> None:
         return
     if whole("img_size", img_size, 8, 8192) % 4:
         raise ValueError(f"img_size must be a multiple of 4 between 8 and 8192, got {img_size!r}")
-    own = generator.config.get("img_size")
-    if not export.fully_convolutional(generator) and img_size != own:
-        raise ValueError(f"this full-mode generator only works at img_size={own}, got img_size={img_size}")
+    light = export.fully_convolutional(generator)
+    working_size(light, generator.config.get("img_size"), img_size, img_size, "the generator")  # the check alone
 
 
 def _check_target(directory: Path) -> None:

@@ -1,0 +1,84 @@
+"""Writing files so that a failure never leaves a half-written one under its final name.
+
+A full disk, a quota or a kill in the middle of a write would otherwise leave a truncated
+model, image or JSON file that looks finished. Everything the package writes whole goes to a
+temporary name beside its destination (the Rust side's ``files::temporary_beside`` scheme) and
+is renamed over it once complete; a failure removes the temporary file and raises ``OSError``
+naming the destination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+
+import torch
+
+
+def temporary_beside(path: str) -> str:
+    """A hidden name in ``path``'s folder, unique to this process and thread."""
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.tmp-{os.getpid()}-{threading.get_ident()}")
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary path to write ``path``'s new content to; it replaces ``path`` when the
+    block ends without an exception and is removed otherwise. An ``OSError`` about the temporary
+    file is raised about ``path``, the name the user knows."""
+    path = os.fspath(path)
+    tmp = temporary_beside(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (tmp, None):
+            raise OSError(exc.errno, exc.strerror, path) from exc
+        raise
+
+
+def write_json(path: str | os.PathLike, value, **kwargs) -> None:
+    """``json.dump(value)`` to ``path``, replacing it only once complete."""
+    with replacing(path) as tmp, open(tmp, "w") as f:
+        json.dump(value, f, **kwargs)
+
+
+class _Sink:
+    """A file for ``torch.save`` that never fails a write: torch's zip writer turns a failed write
+    into a RuntimeError naming nothing ("enforce fail at inline_container.cc"), and when its
+    destructor retries, into a C++ ``terminate`` that aborts the process. The first error is
+    kept, later writes are dropped, and :func:`torch_save` raises the error afterwards."""
+
+    def __init__(self, file) -> None:
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        if self.error is None:
+            try:
+                self._file.write(data)
+            except OSError as exc:
+                self.error = exc
+        return memoryview(data).nbytes
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self.error = exc
+
+
+def torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)``, replacing ``path`` only once complete; a failed write (a full
+    disk) raises its ``OSError`` naming ``path``, instead of torch's RuntimeError or an abort."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        sink = _Sink(f)
+        torch.save(obj, sink)
+        if sink.error is not None:
+            raise sink.error
