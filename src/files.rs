@@ -12,6 +12,7 @@ use crate::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Opens `path` for reading if it is a regular file (symbolic links are followed). Opening is
 /// non-blocking, so a FIFO is refused instead of waiting for a writer.
@@ -45,12 +46,29 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A temporary name in `path`'s folder (hidden, unique to this process and destination) to
-/// write to before renaming over `path`: a rename within one folder is atomic.
+/// Longest part of the destination's name kept in a temporary name: file names are limited to
+/// 255 bytes, and a destination near that limit must still get a temporary name.
+const TEMPORARY_PREFIX_BYTES: usize = 64;
+
+/// A temporary name in `path`'s folder to write to before renaming over `path` (a rename within
+/// one folder is atomic): hidden, starting with the destination's name, unique to this process
+/// and call.
 pub fn temporary_beside(path: &Path) -> PathBuf {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dir.join(format!(".{file_name}.tmp-{}", std::process::id()))
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{}.tmp-{}-{call}", cut(&name, TEMPORARY_PREFIX_BYTES), std::process::id()))
+}
+
+/// The longest start of `name` of at most `max_bytes` that ends at a character boundary: for
+/// names built from user-named files, which must stay within the 255-byte limit.
+pub fn cut(name: &str, max_bytes: usize) -> &str {
+    let mut end = name.len().min(max_bytes);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// Writes `bytes` to `path`, replacing it only once they are all written; on failure (a full
@@ -93,6 +111,10 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"first");
         write_replacing(&target, b"second").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"second");
+        let long = dir.join(format!("{}.png", "é".repeat(125))); // 254 bytes, at the limit
+        write_replacing(&long, b"long").unwrap();
+        assert_eq!(std::fs::read(&long).unwrap(), b"long");
+        std::fs::remove_file(&long).unwrap();
         let missing = dir.join("no-such-folder").join("y.png");
         let err = write_replacing(&missing, b"z").unwrap_err();
         assert!(matches!(&err, Error::Io { path, .. } if path == &missing), "{err}");

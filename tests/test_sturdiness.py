@@ -1139,3 +1139,20 @@ def test_every_writer_on_a_full_disk_raises_a_named_os_error_and_leaves_no_parti
     written = results["prepare"]["files"]
     assert written and all(np.asarray(Image.open(f)).shape == (128, 128, 3) for f in written)  # decodes whole
     assert "overwrite=True" in results["prepare"]["notes"][0]
+
+
+def test_names_at_the_file_system_limit_are_written(tmp_path):
+    # A name of 251 bytes leaves no room for a temporary name built by appending to it, and
+    # prepare's index prefix would push it past 255; both must still write.
+    long = "é" * 60 + "x" * 127  # 247 bytes, a multi-byte character at the cut
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(raw / f"{long}.png")
+    summary = prepare(raw, tmp_path / "ds", size=32, test_fraction=0, progress=False)
+    assert summary["trainA"] == 1 and summary["skipped"] == []
+    (written,) = os.listdir(tmp_path / "ds" / "trainA")
+    assert len(os.fsencode(written)) <= 255 and written.startswith("000000_é")
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True).eval()
+    outputs = ug.translate.Translator(g, 96).translate_folder(raw, tmp_path / "out", progress=False, with_heatmap=True)
+    assert [os.path.basename(p) for p in outputs] == [f"{long}.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == [f"{long}.png", f"{long}_cam.png"]

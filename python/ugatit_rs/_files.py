@@ -10,18 +10,25 @@ naming the destination.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
-import threading
 from collections.abc import Iterator
 
 import torch
 
+# Longest part of the destination's name kept in a temporary name: file names are limited to 255
+# bytes, and a destination near that limit must still get a temporary name.
+_PREFIX_BYTES = 64
+_calls = itertools.count()
+
 
 def temporary_beside(path: str) -> str:
-    """A hidden name in ``path``'s folder, unique to this process and thread."""
+    """A hidden name in ``path``'s folder, starting with the destination's name, unique to this
+    process and call."""
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    prefix = os.fsdecode(os.fsencode(name)[:_PREFIX_BYTES])  # bytes: a cut character is still a valid name
+    return os.path.join(folder, f".{prefix}.tmp-{os.getpid()}-{next(_calls)}")
 
 
 @contextlib.contextmanager

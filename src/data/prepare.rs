@@ -126,6 +126,16 @@ fn fit_square(img: &RgbImage, size: u32, fit: Fit) -> RgbImage {
     }
 }
 
+/// Longest part of a source's name kept in its output's name: file names are limited to 255
+/// bytes, and the index prefix (which alone keeps names distinct) and `.png` need room.
+const MAX_STEM_BYTES: usize = 200;
+
+/// `path`'s file stem, cut to at most `max_bytes`.
+fn stem_within(path: &Path, max_bytes: usize) -> String {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    crate::files::cut(&stem, max_bytes).to_string()
+}
+
 fn content_hash(bytes: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     bytes.len().hash(&mut h);
@@ -266,8 +276,7 @@ fn prepare_on_pool(
                 })();
                 let outcome = match fitted {
                     Ok(out) => {
-                        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                        let name = format!("{:06}_{stem}.png", unique[k]);
+                        let name = format!("{:06}_{}.png", unique[k], stem_within(path, MAX_STEM_BYTES));
                         write_png(&output.join(format!("{}{domain}", split_of[k])).join(name), &out)?;
                         Ok(split_of[k])
                     }
