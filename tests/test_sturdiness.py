@@ -1156,3 +1156,42 @@ def test_names_at_the_file_system_limit_are_written(tmp_path):
     outputs = ug.translate.Translator(g, 96).translate_folder(raw, tmp_path / "out", progress=False, with_heatmap=True)
     assert [os.path.basename(p) for p in outputs] == [f"{long}.png"]
     assert sorted(os.listdir(tmp_path / "out")) == [f"{long}.png", f"{long}_cam.png"]
+
+
+# -- 13. warnings ----------------------------------------------------------------------------------
+def test_the_everyday_workflow_runs_under_warnings_as_errors(dataset, tmp_path):
+    # Projects that run with `-W error` (or pytest's filterwarnings = error) must be able to use
+    # the package. Before: export.torchscript raised torch's "`torch.jit.trace` is deprecated"
+    # (the tracer is how the Rust forward is recorded; torch is pinned), and fp16 ONNX exports
+    # one onnxconverter-common warning per tiny weight.
+    fp16 = "True" if _has("onnxconverter_common") else "False"
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(f"""
+            import os, numpy as np, torch
+            import ugatit_rs as ug
+            root = {os.fspath(tmp_path)!r}
+            g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
+            x = torch.rand(1, 3, 96, 96) * 2 - 1
+            g(x)[0].sum().backward()
+            tr = ug.Trainer(ug.TrainConfig(dataset={dataset!r}, result_dir=root, img_size=96, ch=4, n_res=1,
+                                           light=True, iteration=2, print_freq=1, device="cpu", num_workers=0))
+            tr.step(x, x)
+            tr.fit(progress=False)
+            tr.test()
+            translator = ug.translate.Translator(tr.gen_a2b, 96)
+            translator([np.zeros((50, 60, 3), np.uint8)])
+            translator.translate_folder(os.path.join({dataset!r}, "testA"), os.path.join(root, "out"), progress=False)
+            ug.export.torchscript(tr.gen_a2b, os.path.join(root, "g.pt"))
+            ug.export.onnx(tr.gen_a2b, os.path.join(root, "g.onnx"), fp16={fp16})
+            ug.data.prepare(os.path.join({dataset!r}, "trainA"), os.path.join(root, "ds"), size=32, progress=False)
+            print("clean")
+        """)],
+        capture_output=True, text=True, timeout=300, cwd=TESTS,
+    )  # fmt: skip
+    assert out.returncode == 0 and "clean" in out.stdout, out.stderr[-3000:]
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

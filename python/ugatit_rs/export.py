@@ -96,7 +96,11 @@ def _traced(generator: Generator, attention: bool, uint8: bool) -> nn.Module:
     was_training = generator.training
     generator.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch 2.11 calls the tracer deprecated; it is what records the Rust forward's ATen
+            # calls (torch.export cannot see inside it), and torch is pinned, so the warning
+            # would only tell users what they cannot act on (and fail `-W error` runs).
+            warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit\.trace")
             module = _Traced(generator, attention, uint8)
             return torch.jit.trace(module, _example(generator, uint8), check_trace=False)
     finally:
@@ -110,10 +114,10 @@ def torchscript(generator: Generator, path: str | os.PathLike, attention: bool =
     attention = attention and has_attention(generator)
     path = _writable(path)
     traced = _traced(generator, attention, uint8)
-    # Through a file object, torch serialises in memory and a failed write is a plain OSError;
-    # given the path, its zip writer aborts the process on a full disk.
+    # Serialised in memory, then written by us: a failed write is a plain OSError, where torch's
+    # zip writer given the path aborts the process on a full disk.
     with replacing(path) as tmp, open(tmp, "wb") as f:
-        torch.jit.save(traced, f)
+        f.write(traced.save_to_buffer())
     return path
 
 
@@ -173,13 +177,17 @@ def onnx(
 
 
 def _to_float16(path: str) -> None:
-    """Rewrites an ONNX file in float16, keeping its inputs' and outputs' types."""
+    """Rewrites an ONNX file in float16, keeping its inputs' and outputs' types. Weights of
+    magnitude below 1e-7 become ±1e-7 (the converter's clamp, below float16's normal range)."""
     try:
         import onnx as onnx_lib
         from onnxconverter_common import float16
     except ImportError as e:
         raise ImportError("fp16 export needs onnx and onnxconverter-common: pip install 'ugatit-rs[export]'") from e
-    model = float16.convert_float_to_float16(onnx_lib.load(path, format="protobuf"), keep_io_types=True)
+    with warnings.catch_warnings():
+        # One warning per clamped weight (any trained network has some): said once, above.
+        warnings.filterwarnings("ignore", category=UserWarning, message=r".*will be truncated to")
+        model = float16.convert_float_to_float16(onnx_lib.load(path, format="protobuf"), keep_io_types=True)
     # The converter retypes the values but leaves Cast nodes that make floats (here: element
     # counts of the normalisations' variance) casting to float32; make them agree.
     declared = {v.name: v.type.tensor_type.elem_type for v in model.graph.value_info}
