@@ -253,6 +253,10 @@ pub struct TrainConfig {
     pub batch_size: i64,
     pub print_freq: i64,
     pub save_freq: i64,
+    /// How many of the newest `_params_<step>` checkpoints `fit()` keeps, deleting older ones as
+    /// it saves; 0 = all (the official behaviour). Keep at least 2 for `resume` to fall back on
+    /// if the newest is damaged. The in-training KID's best checkpoint is never deleted.
+    pub keep_checkpoints: i64,
     pub decay_flag: bool,
     pub lr: f64,
     pub weight_decay: f64,
@@ -313,6 +317,7 @@ impl Default for TrainConfig {
             batch_size: 1,
             print_freq: 1000,
             save_freq: 100_000,
+            keep_checkpoints: 0,
             decay_flag: true,
             lr: 1e-4,
             weight_decay: 1e-4,
@@ -425,6 +430,7 @@ impl TrainConfig {
         }
         bounded("batch_size", self.batch_size, 1, 65_536)?;
         bounded("eval_freq", self.eval_freq, 0, i64::MAX)?;
+        bounded("keep_checkpoints", self.keep_checkpoints, 0, 1_000_000)?;
         bounded("eval_images", self.eval_images, 2, 1_000_000)?;
         bounded("ch", self.ch, 1, 4096)?;
         bounded("n_res", self.n_res, 0, 256)?;

@@ -267,6 +267,37 @@ def test_an_exception_in_fit_saves_the_completed_steps(dataset, tmp_path):
     assert latest_checkpoint(os.path.join(tr.run_dir, "model")) == tr.checkpoint_path(3)
 
 
+def test_keep_checkpoints_deletes_only_this_runs_older_checkpoints(dataset, tmp_path):
+    model = tmp_path / "toy" / "model"
+    model.mkdir(parents=True)
+    later = model / "toy_params_0000099.safetensors"  # another run's, of a later step: left alone
+    later.write_bytes(b"not ours to delete")
+    best = model / "toy_best.safetensors"
+    best.write_bytes(b"the in-training KID's pick")
+    tr = ug.Trainer(
+        small_config(dataset=dataset, result_dir=str(tmp_path), iteration=5, save_freq=1, keep_checkpoints=2)
+    )
+    tr.fit(progress=False)
+    assert sorted(os.listdir(model)) == [
+        "toy_best.safetensors", "toy_params_0000004.safetensors", "toy_params_0000005.safetensors",
+        "toy_params_0000099.safetensors",
+    ]  # fmt: skip
+    later.unlink()
+    resumed = ug.Trainer(
+        small_config(
+            dataset=dataset, result_dir=str(tmp_path), iteration=6, save_freq=1, keep_checkpoints=1, resume=True
+        )
+    )
+    resumed.fit(progress=False)
+    assert sorted(os.listdir(model)) == ["toy_best.safetensors", "toy_params_0000006.safetensors"]
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        small_config(keep_checkpoints=-1)
+    from ugatit_rs import cli
+
+    args = cli.build_parser().parse_args(["train", "--dataset", dataset, "--keep_checkpoints", "3"])
+    assert cli.config_from_args(args).keep_checkpoints == 3
+
+
 def test_fit_handles_sigterm_only_where_the_program_does_not(dataset, tmp_path):
     seen = []
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))

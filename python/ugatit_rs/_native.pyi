@@ -89,6 +89,7 @@ class TrainConfig:
     batch_size: int
     print_freq: int
     save_freq: int
+    keep_checkpoints: int
     decay_flag: bool
     lr: float
     weight_decay: float
@@ -123,6 +124,7 @@ class TrainConfig:
         batch_size: int = 1,
         print_freq: int = 1000,
         save_freq: int = 100_000,
+        keep_checkpoints: int = 0,
         decay_flag: bool = True,
         lr: float = 1e-4,
         weight_decay: float = 1e-4,

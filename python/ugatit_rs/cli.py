@@ -88,7 +88,13 @@ def bounded_int(lo: int, hi: int):
 U64_MAX = 2**64 - 1
 I64_MAX = 2**63 - 1
 # Bounds of the integer config flags (TrainConfig.validate checks the finer limits).
-_INT_FLAG_BOUNDS = {"seed": (0, U64_MAX), "n_res": (0, 256), "num_workers": (0, 64), "batch_size": (1, 65_536)}
+_INT_FLAG_BOUNDS = {
+    "seed": (0, U64_MAX),
+    "n_res": (0, 256),
+    "num_workers": (0, 64),
+    "batch_size": (1, 65_536),
+    "keep_checkpoints": (0, 1_000_000),
+}
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +109,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         "batch_size": "images per domain per step",
         "print_freq": "sample-grid frequency (steps)",
         "save_freq": "checkpoint frequency (steps)",
+        "keep_checkpoints": "keep only the newest N checkpoints (0 = all; keep 2+ so resume has a fallback)",
         "decay_flag": "linear LR decay over the second half",
         "resume": "continue from the latest checkpoint",
         "ch": "base channel number",

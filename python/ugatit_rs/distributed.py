@@ -138,6 +138,7 @@ PER_RANK_FIELDS = frozenset(
         "num_workers",
         "print_freq",
         "save_freq",
+        "keep_checkpoints",
         "eval_freq",
         "eval_images",
         "resume",

@@ -58,14 +58,16 @@ def _check_finite(step: int, losses: dict[str, float]) -> None:
 _CHECKPOINT_RE = re.compile(r"_params_(\d+)\.safetensors$")
 
 
+def _step_of(path: str) -> int:
+    """The step in a checkpoint's name (``..._params_<step>.safetensors``), or -1."""
+    match = _CHECKPOINT_RE.search(path)
+    return int(match.group(1)) if match else -1
+
+
 def checkpoints(model_dir: str) -> list[str]:
     """The checkpoints in ``model_dir``, newest (highest step, by number) first."""
-    found = []
-    for path in glob.glob(os.path.join(glob.escape(model_dir), "*_params_*.safetensors")):
-        match = _CHECKPOINT_RE.search(path)
-        if match:
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found, reverse=True)]
+    found = glob.glob(os.path.join(glob.escape(model_dir), "*_params_*.safetensors"))
+    return sorted((path for path in found if _step_of(path) >= 0), key=lambda p: (_step_of(p), p), reverse=True)
 
 
 def latest_checkpoint(model_dir: str) -> str | None:
@@ -248,6 +250,18 @@ class Trainer:
         self._native.save_checkpoint(os.fspath(path), [("world_size", str(dp.world_size()))])
         return path
 
+    def _save_and_prune(self) -> str:
+        """``fit``'s save: this step's checkpoint, then the older ones beyond
+        ``config.keep_checkpoints`` deleted (never one of a later step: another run's)."""
+        path = self.save_checkpoint()
+        keep = self.config.keep_checkpoints
+        if keep > 0:
+            older = [p for p in checkpoints(os.path.dirname(path)) if _step_of(p) < self.step_count]
+            for stale in older[keep - 1 :]:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(stale)
+        return path
+
     def load_checkpoint(self, path: str) -> int:
         """Restores a checkpoint written by :meth:`save_checkpoint` (or by ``convert``); returns
         its step. The file is validated completely before the trainer changes. An official
@@ -421,7 +435,7 @@ class Trainer:
             self.run_dir, total=last, initial=start, progress=progress and lead, callback=callback, write=lead
         )
         evaluator = self._training_evaluator() if cfg.eval_freq > 0 and lead else None
-        save = self.save_checkpoint if lead else (lambda *args: None)
+        save = self._save_and_prune if lead else (lambda *args: None)
         interrupted: list[int] = []  # the signals received, first first
 
         # Ctrl-C (SIGINT), and SIGTERM (a scheduler's preemption, `docker stop`, `kill`), stop
@@ -534,7 +548,7 @@ class Trainer:
         if os.path.exists(self.checkpoint_path()):
             return
         try:
-            path = self.save_checkpoint()
+            path = self._save_and_prune()
         except Exception as save_error:  # keep the original exception; say why nothing was saved
             print(f"\ncould not save a checkpoint after {type(exc).__name__}: {save_error}", file=sys.stderr)
             return
