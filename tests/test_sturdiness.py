@@ -298,6 +298,28 @@ def test_keep_checkpoints_deletes_only_this_runs_older_checkpoints(dataset, tmp_
     assert cli.config_from_args(args).keep_checkpoints == 3
 
 
+def test_fit_removes_what_a_killed_save_left_and_nothing_else(dataset, tmp_path, capsys):
+    # Before: every save killed mid-write (SIGKILL, OOM killer, power) left its temporary file,
+    # up to a whole checkpoint's size, in model/ for good.
+    model = tmp_path / "toy" / "model"
+    model.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(gone.stdout)  # a process that has exited
+    stale = [
+        model / f".toy_params_0000004.safetensors.tmp-{dead}",
+        model / f".toy_params_0000008.safetensors.tmp-{dead}-3",
+    ]
+    for path in stale:
+        path.write_bytes(b"\0" * (3 << 20))
+    live = model / f".toy_params_0000012.safetensors.tmp-{os.getpid()}-0"  # a living writer's
+    own = model / ".notes.tmp-keep"  # not one of our names
+    for path in (live, own):
+        path.write_bytes(b"x")
+    ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=1)).fit(progress=False)
+    assert not any(p.exists() for p in stale) and live.exists() and own.exists()
+    assert "removed 2 partial checkpoint(s) (6 MiB) left by a killed save" in capsys.readouterr().err
+
+
 def test_fit_handles_sigterm_only_where_the_program_does_not(dataset, tmp_path):
     seen = []
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))

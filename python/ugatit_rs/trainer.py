@@ -26,7 +26,7 @@ from . import _native, viz
 from . import distributed as dp
 from ._checks import whole
 from ._cuda_graph import CudaGraphStep
-from ._files import replacing, write_json
+from ._files import remove_stale_temporaries, replacing, write_json
 from ._native import TrainConfig
 from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
@@ -392,6 +392,13 @@ class Trainer:
         # Data-parallel: every rank reads the same global batch and trains on its slice; rank 0
         # alone writes logs, samples and checkpoints.
         world, lead = dp.world_size(), dp.rank() == 0
+        if lead:  # this process holds the run folder: a temporary file there is a killed save's
+            removed, freed = remove_stale_temporaries(os.path.join(self.run_dir, "model"))
+            if removed:
+                print(
+                    f"removed {removed} partial checkpoint(s) ({freed >> 20} MiB) left by a killed save",
+                    file=sys.stderr,
+                )
         grad_hook = dp.GradientAverager() if world > 1 else None
         if world > 1 and self._graph_step is not None:
             warnings.warn(
