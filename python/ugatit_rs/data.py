@@ -108,10 +108,10 @@ def prepare(
         if bar is None:
             from tqdm.auto import tqdm
 
-            bar = tqdm(unit="img", desc="prepare")
+            # What was done before the bar opened is its `initial`: the rate counts from here.
+            bar = tqdm(unit="img", desc="prepare", total=total, initial=done)
         bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)
 
     try:
         return dict(
