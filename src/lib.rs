@@ -17,6 +17,7 @@
 //!
 //! The Python bindings live in [`python`] behind the `python` feature.
 
+pub mod archive;
 pub mod config;
 pub mod data;
 pub mod device;

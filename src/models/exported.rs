@@ -2,7 +2,7 @@
 //! `tch::CModule`: how a Rust program runs a trained model without this crate's networks.
 
 use super::Output;
-use crate::files;
+use crate::archive::{self, ArchiveProblem};
 use crate::{Error, Result};
 use std::path::Path;
 use tch::{CModule, IValue, Tensor};
@@ -16,8 +16,20 @@ pub struct ExportedGenerator {
 impl ExportedGenerator {
     /// Loads a TorchScript file on the CPU, in eval mode.
     pub fn load(path: &Path) -> Result<Self> {
-        // Refuses FIFOs, folders and missing files before libtorch's reader sees them.
-        drop(files::open_regular(path)?);
+        // Refuses FIFOs, folders and missing files, and damaged archives (libtorch's reader
+        // skips the CRCs, so a flipped bit in a weight would load), before libtorch sees them.
+        match archive::check_zip(path)? {
+            Ok(()) => {}
+            Err(ArchiveProblem::Malformed(why)) => {
+                return Err(Error::StateDict(format!("{}: not a TorchScript file ({why})", path.display())))
+            }
+            Err(ArchiveProblem::Corrupted { member }) => {
+                return Err(Error::StateDict(format!(
+                    "{}: {member} fails its CRC check, the file is corrupted (changed after it was written)",
+                    path.display()
+                )))
+            }
+        }
         let mut module = CModule::load(path)
             .map_err(|e| Error::StateDict(format!("{}: not a TorchScript file ({e})", path.display())))?;
         module.set_eval();
