@@ -25,10 +25,24 @@ const MAX_CENTRAL_DIRECTORY: u64 = 256 << 20;
 /// Why an archive failed the check.
 #[derive(Debug)]
 pub enum ArchiveProblem {
-    /// Not a zip archive, or one whose structure is broken (truncated, overwritten).
+    /// No zip end record: another format (a legacy `torch.save` pickle), or a cut-short file.
+    NotAnArchive,
+    /// A zip archive whose structure is broken (truncated, overwritten).
     Malformed(String),
     /// A member whose bytes do not match the CRC-32 recorded for it.
     Corrupted { member: String },
+}
+
+impl std::fmt::Display for ArchiveProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArchiveProblem::NotAnArchive => write!(f, "not a zip archive (no end of central directory; cut short?)"),
+            ArchiveProblem::Malformed(why) => write!(f, "a broken zip archive ({why})"),
+            ArchiveProblem::Corrupted { member } => {
+                write!(f, "{member} fails its CRC check, the file is corrupted (changed after it was written)")
+            }
+        }
+    }
 }
 
 /// Checks every stored member of the zip archive at `path` against its CRC-32. I/O failures
@@ -111,7 +125,7 @@ impl Archive<'_> {
         let end = (0..tail.len().saturating_sub(21))
             .rev()
             .find(|&i| Fields(&tail, i).u32(0).is_ok_and(|sig| sig == END_OF_CENTRAL_DIRECTORY))
-            .ok_or_else(|| malformed("no end of central directory: not a zip archive, or cut short"))?;
+            .ok_or(Failure::Problem(ArchiveProblem::NotAnArchive))?;
         let record = Fields(&tail, end);
         let classic = (u64::from(record.u16(10)?), u64::from(record.u32(16)?), u64::from(record.u32(12)?));
         let needs_zip64 = record.u16(10)? == u16::MAX || record.u32(12)? == ZIP64_MARK || record.u32(16)? == ZIP64_MARK;

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import zipfile
 from collections import OrderedDict
 
 import torch
@@ -33,17 +32,13 @@ def _unreadable(path: str, exc: Exception) -> ValueError:
 def check_archive(path: str) -> None:
     """Checks every member of a ``torch.save`` (or TorchScript) zip archive against its CRC-32,
     which torch's own readers skip (a legacy pickle has none to check)."""
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as archive:
-            corrupted = archive.testzip()
-    except Exception as exc:  # a broken archive fails in zipfile's own ways (BadZipFile, EOFError, ...)
-        raise _unreadable(path, exc) from None
-    if corrupted is not None:
-        raise ValueError(
-            f"{path}: {corrupted} fails its CRC check, the file is corrupted (changed after it was written)"
-        )
+    problem = _native.zip_problem(path)
+    if problem is None or problem[0] == "not an archive":
+        return
+    kind, message = problem
+    raise ValueError(
+        f"{path}: {message}" if kind == "corrupted" else f"{path}: not a readable PyTorch checkpoint ({message})"
+    )
 
 
 def load_plain(path: str | os.PathLike):

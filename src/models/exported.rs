@@ -20,14 +20,11 @@ impl ExportedGenerator {
         // skips the CRCs, so a flipped bit in a weight would load), before libtorch sees them.
         match archive::check_zip(path)? {
             Ok(()) => {}
-            Err(ArchiveProblem::Malformed(why)) => {
-                return Err(Error::StateDict(format!("{}: not a TorchScript file ({why})", path.display())))
+            Err(problem @ ArchiveProblem::Corrupted { .. }) => {
+                return Err(Error::StateDict(format!("{}: {problem}", path.display())))
             }
-            Err(ArchiveProblem::Corrupted { member }) => {
-                return Err(Error::StateDict(format!(
-                    "{}: {member} fails its CRC check, the file is corrupted (changed after it was written)",
-                    path.display()
-                )))
+            Err(problem) => {
+                return Err(Error::StateDict(format!("{}: not a TorchScript file ({problem})", path.display())))
             }
         }
         let mut module = CModule::load(path)

@@ -224,6 +224,23 @@ pub fn is_torch_save(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
     unlocked(py, move || checkpoint::is_torch_save(&path))
 }
 
+/// What is wrong with the zip archive at `path` (a `torch.save` or TorchScript file), checked
+/// against its CRC-32s: None when nothing is, else `(kind, message)` with kind "not an archive"
+/// (e.g. a legacy pickle), "malformed" or "corrupted".
+#[pyfunction]
+pub fn zip_problem(py: Python<'_>, path: PathBuf) -> PyResult<Option<(&'static str, String)>> {
+    use crate::archive::{check_zip, ArchiveProblem};
+    let outcome = unlocked(py, move || check_zip(&path))?;
+    Ok(outcome.err().map(|problem| {
+        let kind = match problem {
+            ArchiveProblem::NotAnArchive => "not an archive",
+            ArchiveProblem::Malformed(_) => "malformed",
+            ArchiveProblem::Corrupted { .. } => "corrupted",
+        };
+        (kind, problem.to_string())
+    }))
+}
+
 /// A checkpoint's metadata (step, lr, config JSON, ...), read from its header alone.
 #[pyfunction]
 pub fn read_checkpoint_metadata(py: Python<'_>, path: PathBuf) -> PyResult<Vec<(String, String)>> {
