@@ -88,8 +88,10 @@ def _probe(fn, device: torch.device):
     """What ``Module._apply``'s ``fn`` makes of a float32 scalar on ``device``: how a network
     learns what ``to()``/``cuda()``/``share_memory()`` asks of its tensors without touching them."""
     probe = fn(torch.zeros((), dtype=torch.float32, device=device))
-    if isinstance(probe, torch.Tensor) and probe.is_shared() and device.type == "cpu":
-        raise NotImplementedError(_NOT_SHAREABLE)  # share_memory() from a containing module
+    # share_memory() from a containing module. Only a CPU result says so: every CUDA tensor
+    # counts as shared, so a probe that `.cuda()` moved would read the same.
+    if isinstance(probe, torch.Tensor) and probe.device.type == "cpu" and probe.is_shared():
+        raise NotImplementedError(_NOT_SHAREABLE)
     return probe
 
 
