@@ -350,7 +350,8 @@ class Trainer:
 
         Writes under :attr:`run_dir`: ``log.jsonl`` (every loss of every step; TensorBoard events
         too when ``tensorboard`` is installed), sample grids every ``print_freq`` steps in
-        ``img/``, checkpoints every ``save_freq`` steps and at the end in ``model/``. With
+        ``img/``, checkpoints every ``save_freq`` steps and at the end in ``model/`` (only the
+        newest ``keep_checkpoints`` of them when that is set). With
         ``config.resume`` it continues from the latest checkpoint, exactly where it stopped.
 
         Nothing done is lost: Ctrl-C finishes the current step, saves a checkpoint, then raises
