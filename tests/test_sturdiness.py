@@ -1194,6 +1194,31 @@ def test_every_writer_on_a_full_disk_raises_a_named_os_error_and_leaves_no_parti
     assert "overwrite=True" in results["prepare"]["notes"][0]
 
 
+def test_a_diverged_run_on_a_full_disk_still_says_so_and_saves_nothing(dataset, tmp_path):
+    # The log write fails (EFBIG here, ENOSPC on a full disk) before the NaN row is reached.
+    # Before, that OSError went out with the verdict unread ("OSError [Errno 27] File too
+    # large"), and fit's way out then tried to save the diverged state as a checkpoint.
+    out = run_python(f"""
+        import os, resource
+        import ugatit_rs as ug
+        cfg = ug.TrainConfig(dataset={dataset!r}, result_dir={os.fspath(tmp_path)!r}, light=True, img_size=96, ch=4,
+                             n_res=1, iteration=5, save_freq=100, lr=1e12, device="cpu", num_workers=0)
+        tr = ug.Trainer(cfg)
+        _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, hard))  # no log line fits
+        try:
+            tr.fit(progress=False, log_every=5)
+        except ug.NonFiniteLossError as e:
+            print("diverged at step", e.step)
+        except OSError as e:
+            print("OSError", e)
+    """)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "diverged at step" in out.stdout, out.stdout + out.stderr[-2000:]
+    model = tmp_path / "toy" / "model"
+    assert not model.exists() or os.listdir(model) == []
+
+
 def test_names_at_the_file_system_limit_are_written(tmp_path):
     # A name of 251 bytes leaves no room for a temporary name built by appending to it, and
     # prepare's index prefix would push it past 255; both must still write.

@@ -709,22 +709,30 @@ class RunLog:
         if agree and dp.any_rank(not locally_finite, stacked.device) and locally_finite:
             raise NonFiniteLossError(pending[-1][0], {"loss on another rank": float("nan")})
         values = stacked.cpu().tolist()
+        diverged = next((i for i, row in enumerate(values) if not all(map(math.isfinite, row))), None)
         record = None
-        with open(self.path if self._write else os.devnull, "a") as log:
-            for (step, _, lr), row in zip(pending, values):
-                record = {
-                    "step": step,
-                    **dict(zip(names, row)),
-                    "lr": lr,
-                    "time": round(time.perf_counter() - self._started, 3),
-                }
-                log.write(json.dumps(record) + "\n")
-                if not all(math.isfinite(v) for v in row):
-                    raise NonFiniteLossError(step, dict(zip(names, row)))
-                if self._writer is not None:
-                    for key, value in record.items():
-                        if key not in ("step", "time"):
-                            self._writer.add_scalar(key, value, step)
+        try:
+            with open(self.path if self._write else os.devnull, "a") as log:
+                for i, ((step, _, lr), row) in enumerate(zip(pending, values)):
+                    record = {
+                        "step": step,
+                        **dict(zip(names, row)),
+                        "lr": lr,
+                        "time": round(time.perf_counter() - self._started, 3),
+                    }
+                    log.write(json.dumps(record) + "\n")
+                    if i == diverged:
+                        raise NonFiniteLossError(step, dict(zip(names, row)))
+                    if self._writer is not None:
+                        for key, value in record.items():
+                            if key not in ("step", "time"):
+                                self._writer.add_scalar(key, value, step)
+        except OSError:
+            # The log could not be written (a full disk): the verdict on the losses still
+            # stands, so that no checkpoint is saved on the way out of a diverged run.
+            if diverged is not None:
+                raise NonFiniteLossError(pending[diverged][0], dict(zip(names, values[diverged]))) from None
+            raise
         self._bar.set_postfix(d_loss=f"{record['d_loss']:.4f}", g_loss=f"{record['g_loss']:.2f}")
         if self._callback is not None:
             self._callback(pending[-1][0], record)
