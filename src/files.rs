@@ -46,6 +46,27 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// `path` made absolute with its symbolic links resolved as far as it exists, like Python's
+/// `os.path.realpath`: a folder still to be created under a link is where the link points, so
+/// overlap checks between folders cannot be fooled by a link.
+pub fn resolved(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = path.as_path();
+    let mut missing = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return missing.iter().rev().fold(real, |resolved, name| resolved.join(name));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path, // `..` at the end, or nothing exists: as given
+        }
+    }
+}
+
 /// Longest part of the destination's name kept in a temporary name: file names are limited to
 /// 255 bytes, and a destination near that limit must still get a temporary name.
 const TEMPORARY_PREFIX_BYTES: usize = 64;
@@ -97,6 +118,17 @@ mod tests {
         assert!(err.contains("x.png") && err.contains("not a regular file"), "{err}");
         assert!(open_regular(&dir).unwrap_err().to_string().contains("folder"));
         assert!(matches!(open_regular(&dir.join("missing")), Err(Error::NotFound { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn resolved_follows_links_to_folders_that_do_not_exist_yet() {
+        let dir = std::env::temp_dir().join(format!("ugatit-resolved-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("real")).unwrap();
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).unwrap();
+        let real = std::fs::canonicalize(dir.join("real")).unwrap();
+        assert_eq!(resolved(&dir.join("link/new/deeper")), real.join("new/deeper"));
+        assert_eq!(resolved(&dir.join("link")), real);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

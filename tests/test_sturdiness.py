@@ -807,6 +807,12 @@ def test_prepare_refuses_overlapping_output_and_never_doubles(tmp_path, capsys):
     with pytest.raises(ValueError, match="overlap"):
         prepare(raw, raw / "dataset", size=16)
     assert capsys.readouterr().err == ""  # refused before a progress bar (it used to draw one)
+    # Before: through a link, an output still to be created inside the input was accepted, and
+    # the prepared images landed among the photos.
+    os.symlink(raw, tmp_path / "link")
+    with pytest.raises(ValueError, match="overlap"):
+        prepare(raw, tmp_path / "link" / "dataset", size=16, progress=False)
+    assert sorted(os.listdir(raw)) == ["0.png", "1.png", "2.png", "3.png"]
     out = tmp_path / "ds"
     first = prepare(raw, out, size=16, progress=False)
     with pytest.raises(ValueError, match="overwrite"):

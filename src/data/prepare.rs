@@ -10,7 +10,7 @@ use super::decode::decode_rgb_oriented;
 use super::encode::write_png;
 use super::rng::Rng;
 use super::scan::{scan_images, scan_images_excluding};
-use crate::files::read_regular;
+use crate::files::{read_regular, resolved};
 use crate::{Error, Result};
 use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
@@ -149,10 +149,9 @@ const SPLITS: [&str; 2] = ["train", "test"];
 /// mixed into a domain), and one that already holds prepared images unless `overwrite` (a
 /// re-run would otherwise add to them); with `overwrite`, those images are removed first.
 fn check_output(domains: &[(&str, &Path)], output: &Path, overwrite: bool) -> Result<()> {
-    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.into()));
-    let out = absolute(output);
+    let out = resolved(output);
     for (domain, folder) in domains {
-        let input = absolute(folder);
+        let input = resolved(folder);
         if out.starts_with(&input) || input.starts_with(&out) {
             return Err(Error::config(format!(
                 "the output folder {} and the domain {domain} folder {} overlap: choose an output outside the inputs",
