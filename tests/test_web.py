@@ -65,6 +65,20 @@ def test_a_page_is_written_only_into_a_new_empty_or_earlier_page_folder(site, de
     with pytest.raises(FileExistsError, match="not a folder"):
         write_page(g, own / "index.html")
     assert write_page(g, site) == site  # an earlier page is updated
+    # Before: a page whose writing stopped after its first file (model.onnx, then model.json
+    # failed on a full disk) held no model.json, and every later run into it was refused as a
+    # folder of someone else's files. model.json now comes first.
+    half = tmp_path / "half"
+    from unittest import mock
+
+    def full_disk_after_writing(generator, path, **kwargs):
+        open(path, "wb").write(b"part of a model")
+        raise OSError(28, "No space left on device")
+
+    with mock.patch("ugatit_rs.export.onnx", side_effect=full_disk_after_writing):
+        with pytest.raises(OSError, match="No space left"):
+            write_page(g, half)
+    assert write_page(g, half) == str(half) and (half / "model.onnx").is_file() and (half / "index.html").is_file()
 
 
 @pytest.mark.parametrize(

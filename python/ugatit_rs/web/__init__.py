@@ -22,6 +22,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from .._files import write_json
+
 ONNXRUNTIME_WEB_VERSION = "1.30.0"
 
 # onnxruntime-web's WebAssembly build: the classic-script API (global `ort`), and the glue module
@@ -156,7 +158,6 @@ def write_page(
     directory = Path(directory)
     _check_target(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    export.onnx(generator, directory / "model.onnx", attention=True, uint8=True, fp16=fp16)
     config = generator.config
     meta = {
         "img_size": img_size or config.get("img_size", 256),
@@ -166,7 +167,10 @@ def write_page(
         "title": title or f"U-GAT-IT {direction}",
         "onnxruntime_web": ONNXRUNTIME_WEB_VERSION,
     }
-    (directory / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    # model.json first: it marks the folder as a page, so one left half-written (a full disk)
+    # is updated by the next run instead of refused as a folder of someone else's files.
+    write_json(directory / "model.json", meta, indent=2)
+    export.onnx(generator, directory / "model.onnx", attention=True, uint8=True, fp16=fp16)
     for name in PAGE_FILES:
         shutil.copyfile(_HERE / name, directory / name)
     (directory / "ort").mkdir(exist_ok=True)
