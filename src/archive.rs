@@ -87,6 +87,9 @@ impl Archive<'_> {
         let (entries, directory_offset, directory_size) = self.directory()?;
         let directory = self.read(directory_offset, directory_size)?;
         let mut at = 0usize;
+        // Members never overlap, so their data adds up to less than the file: a crafted
+        // directory naming one large member many times would otherwise be read without end.
+        let mut checked = 0u64;
         for _ in 0..entries {
             let header = Fields(&directory, at);
             if header.u32(0)? != CENTRAL_HEADER {
@@ -110,6 +113,10 @@ impl Archive<'_> {
                 return Err(malformed(format!("{member}: its local header is overwritten")));
             }
             let data = offset + 30 + u64::from(local.u16(26)?) + u64::from(local.u16(28)?);
+            checked = checked.saturating_add(size);
+            if checked > self.len {
+                return Err(malformed("its members add up to more than the file (they overlap)"));
+            }
             if self.crc_of(data, size)? != crc {
                 return Err(Failure::Problem(ArchiveProblem::Corrupted { member }));
             }
@@ -310,6 +317,27 @@ mod tests {
                     other => panic!("zip64={zip64} bit {bit}: {other:?}"),
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_directory_naming_one_member_many_times_is_refused_before_reading_it_all() {
+        let one = archive(&[("big", &[1u8; 4096])], false);
+        let entry_at = one.windows(4).position(|w| w == CENTRAL_HEADER.to_le_bytes()).unwrap();
+        let end_at = one.windows(4).rposition(|w| w == END_OF_CENTRAL_DIRECTORY.to_le_bytes()).unwrap();
+        let entry = one[entry_at..end_at].to_vec();
+        let mut crafted = one[..end_at].to_vec();
+        for _ in 0..999 {
+            crafted.extend(&entry); // 1000 entries, all pointing at the one member
+        }
+        let mut end = one[end_at..].to_vec();
+        end[8..10].copy_from_slice(&1000u16.to_le_bytes());
+        end[10..12].copy_from_slice(&1000u16.to_le_bytes());
+        end[12..16].copy_from_slice(&((entry.len() * 1000) as u32).to_le_bytes());
+        crafted.extend(end);
+        match check_bytes(&crafted, "overlapping") {
+            Err(ArchiveProblem::Malformed(why)) => assert!(why.contains("overlap"), "{why}"),
+            other => panic!("{other:?}"),
         }
     }
 
