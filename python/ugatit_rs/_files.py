@@ -2,7 +2,8 @@
 
 A full disk, a quota or a kill in the middle of a write would otherwise leave a truncated
 model, image or JSON file that looks finished. Everything the package writes whole goes to a
-temporary name beside its destination (the Rust side's ``files::temporary_beside`` scheme) and
+temporary name beside its destination (``files::temporary_beside`` in Rust, the one scheme for
+both sides) and
 is renamed over it once complete; a failure removes the temporary file and raises ``OSError``
 naming the destination.
 """
@@ -10,7 +11,6 @@ naming the destination.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import re
@@ -18,21 +18,9 @@ from collections.abc import Iterator
 
 import torch
 
-# Longest part of the destination's name kept in a temporary name: file names are limited to 255
-# bytes, and a destination near that limit must still get a temporary name.
-_PREFIX_BYTES = 64
-_calls = itertools.count()
+from . import _native
 
-
-def temporary_beside(path: str) -> str:
-    """A hidden name in ``path``'s folder, starting with the destination's name, unique to this
-    process and call."""
-    folder, name = os.path.split(path)
-    prefix = os.fsdecode(os.fsencode(name)[:_PREFIX_BYTES])  # bytes: a cut character is still a valid name
-    return os.path.join(folder, f".{prefix}.tmp-{os.getpid()}-{next(_calls)}")
-
-
-# A temporary name of ours (either side's), with the writing process's id.
+# A temporary name of ours (`files::temporary_beside`), with the writing process's id.
 _TEMPORARY = re.compile(r"^\..*\.tmp-(\d+)(?:-\d+)?$", re.DOTALL)
 
 
@@ -69,7 +57,7 @@ def replacing(path: str | os.PathLike) -> Iterator[str]:
     block ends without an exception and is removed otherwise. An ``OSError`` about the temporary
     file is raised about ``path``, the name the user knows."""
     path = os.fspath(path)
-    tmp = temporary_beside(path)
+    tmp = os.fspath(_native.temporary_beside(path))
     try:
         yield tmp
         os.replace(tmp, path)

@@ -704,12 +704,11 @@ class RunLog:
         pending, self._pending = self._pending, []
         names = [n for n, _ in pending[0][1]]
         stacked = torch.stack([torch.stack([t for _, t in losses]) for _, losses, _ in pending]).double()
-        # Every rank reaches the same verdict, so a NaN on one stops all at the same step.
-        locally_finite = bool(torch.isfinite(stacked).all())
-        if agree and dp.any_rank(not locally_finite, stacked.device) and locally_finite:
-            raise NonFiniteLossError(pending[-1][0], {"loss on another rank": float("nan")})
         values = stacked.cpu().tolist()
         diverged = next((i for i, row in enumerate(values) if not all(map(math.isfinite, row))), None)
+        # Every rank reaches the same verdict, so a NaN on one stops all at the same step.
+        if agree and dp.any_rank(diverged is not None, stacked.device) and diverged is None:
+            raise NonFiniteLossError(pending[-1][0], {"loss on another rank": float("nan")})
         record = None
         try:
             with open(self.path if self._write else os.devnull, "a") as log:

@@ -224,6 +224,13 @@ pub fn is_torch_save(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
     unlocked(py, move || checkpoint::is_torch_save(&path))
 }
 
+/// A temporary name beside `path` to write to before renaming over it (`files::temporary_beside`:
+/// the Python writers use the same scheme and the same per-process counter).
+#[pyfunction]
+pub fn temporary_beside(path: PathBuf) -> PathBuf {
+    crate::files::temporary_beside(&path)
+}
+
 /// What is wrong with the zip archive at `path` (a `torch.save` or TorchScript file), checked
 /// against its CRC-32s: None when nothing is, else `(kind, message)` with kind "not an archive"
 /// (e.g. a legacy pickle), "malformed" or "corrupted".
