@@ -1,8 +1,9 @@
 """The networks behave like PyTorch modules: live shared tensors, autograd, torch.optim."""
 
+import pytest
 import torch
 import ugatit_rs as ug
-from conftest import generator_pair, max_abs
+from conftest import discriminator_pair, generator_pair, max_abs
 
 
 def test_parameters_are_live_leaves_sharing_storage():
@@ -101,3 +102,64 @@ def test_zero_grad_and_requires_grad():
     g.requires_grad_(False)
     assert g(torch.rand(1, 3, 96, 96))[0].grad_fn is None
     g.requires_grad_(True)
+
+
+def test_gradient_checkpointing_recomputes_the_rust_forward():
+    """torch.utils.checkpoint runs the Rust forward again in the backward pass; the gradients are
+    the ones without it. Before: the non-reentrant form (PyTorch's recommended one) stops the
+    recomputation by raising from a saved-tensor hook, which came out of the Rust forward as
+    "RuntimeError: libtorch: Internal torch error: " and failed every backward."""
+    g = ug.Generator(ngf=4, n_blocks=2, img_size=32, light=False)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    sum(o.sum() for o in g(x)).backward()
+    direct = [p.grad.clone() for p in g.parameters()]
+    for reentrant in (False, True):
+        g.zero_grad()
+        inputs = x.clone().requires_grad_(reentrant)  # the reentrant form needs an input with grad
+        outputs = torch.utils.checkpoint.checkpoint(g, inputs, use_reentrant=reentrant)
+        sum(o.sum() for o in outputs).backward()
+        for p, expected in zip(g.parameters(), direct):
+            assert torch.equal(p.grad, expected), reentrant
+
+
+class _HookError(Exception):
+    pass
+
+
+def _raise(*args):
+    raise _HookError("raised by the user's hook")
+
+
+def test_an_exception_from_a_python_hook_run_inside_rust_comes_out_as_itself():
+    """libtorch runs Python hooks inside the Rust code (saved-tensor hooks in a forward, tensor
+    hooks in the training step's backward); what they raise reaches the caller unchanged, not as
+    an anonymous RuntimeError."""
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=32, light=True)
+    with pytest.raises(_HookError, match="user's hook"):
+        with torch.autograd.graph.saved_tensors_hooks(_raise, lambda t: t):
+            g(torch.rand(1, 3, 32, 32))
+    assert g(torch.rand(1, 3, 32, 32))[0].shape == (1, 3, 32, 32)
+
+    tr = ug.Trainer(ug.TrainConfig(dataset="unused", light=True, img_size=96, ch=4, n_res=1, device="cpu"))
+    batch = torch.rand(1, 3, 96, 96) * 2 - 1
+    handle = next(tr.gen_a2b.parameters()).register_hook(_raise)
+    with pytest.raises(_HookError, match="user's hook"):
+        tr.step(batch, batch)
+    handle.remove()
+    assert torch.isfinite(torch.tensor(tr.step(batch, batch)["g_loss"]))
+
+
+def test_double_backward_through_the_discriminator_matches_the_oracle():
+    """A gradient penalty (R1: the squared gradient of D's output with respect to its input)
+    differentiates D's backward pass; its parameter gradients are the oracle's."""
+    ref, ours = discriminator_pair(5, ndf=8)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    for d in (ref, ours):
+        inputs = x.clone().requires_grad_(True)
+        out, cam_logit, _ = d(inputs)
+        (grad,) = torch.autograd.grad(out.sum() + cam_logit.sum(), inputs, create_graph=True)
+        grad.pow(2).sum().backward()
+    expected = dict(ref.named_parameters())
+    for name, p in ours.named_parameters():
+        scale = expected[name].grad.abs().max().item()
+        assert max_abs(p.grad, expected[name].grad) <= 1e-5 * max(scale, 1e-3), name

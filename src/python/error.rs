@@ -50,6 +50,11 @@ fn is_out_of_memory(message: &str) -> bool {
 
 /// Releases the GIL and runs `f` with panics turned into errors: every long binding goes
 /// through here, so neither the GIL nor a panic is held across Rust work.
+///
+/// When a Python callback that libtorch ran during the call raised (a saved-tensor hook such as
+/// `torch.utils.checkpoint`'s, a tensor hook in a backward pass), libtorch hands tch only an empty
+/// C++ error and leaves the Python exception set on this thread: that exception is the real
+/// error, and callers such as `checkpoint` rely on catching it, so it is the one raised.
 pub fn unlocked<T: Send>(py: pyo3::Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> pyo3::PyResult<T> {
-    Ok(py.allow_threads(|| crate::error::guarded(f))?)
+    py.allow_threads(|| crate::error::guarded(f)).map_err(|err| PyErr::take(py).unwrap_or_else(|| err.into()))
 }
