@@ -9,6 +9,7 @@
 //! written to [`temporary_beside`] their destination and renamed over it when complete.
 
 use crate::{Error, Result};
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,63 @@ pub fn cut(name: &str, max_bytes: usize) -> &str {
     &name[..end]
 }
 
+/// The id of the process that writes (or wrote) the file `name`, when `name` is one of
+/// [`temporary_beside`]'s: `.<prefix>.tmp-<pid>-<call>` (before the call counter existed,
+/// `.<prefix>.tmp-<pid>`).
+fn temporary_writer(name: &OsStr) -> Option<i32> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (_, tail) = name.to_str()?.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    let pid = match tail.split_once('-') {
+        Some((pid, call)) if digits(call) => pid,
+        Some(_) => return None,
+        None => tail,
+    };
+    if digits(pid) {
+        pid.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Whether process `pid` may still be writing. Only a definite "no such process" counts as gone:
+/// another user's process, or an id that is not a single process's, is not ours to judge.
+fn writer_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return true; // kill() would address a process group
+    }
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Deletes the temporary files in `dir` whose writing process is gone: what a process killed
+/// in the middle of a write leaves (up to a whole checkpoint, never reused). A living writer's
+/// file, and anything not named by [`temporary_beside`], is left alone. Returns how many files
+/// and bytes were removed; a missing `dir` holds none.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<(usize, u64)> {
+    let io = |source| Error::Io { path: dir.to_path_buf(), source };
+    let entries = match std::fs::read_dir(dir) {
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        entries => entries.map_err(io)?,
+    };
+    let (mut removed, mut freed) = (0, 0);
+    for entry in entries {
+        let entry = entry.map_err(io)?;
+        let Some(pid) = temporary_writer(&entry.file_name()) else { continue };
+        // `DirEntry::metadata` does not follow a symbolic link: a link is not ours.
+        let size = match entry.metadata() {
+            Ok(meta) if meta.is_file() && !writer_alive(pid) => meta.len(),
+            _ => continue,
+        };
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => (removed, freed) = (removed + 1, freed + size),
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => {} // another cleaner was first
+            Err(source) => return Err(Error::Io { path: entry.path(), source }),
+        }
+    }
+    Ok((removed, freed))
+}
+
 /// Writes `bytes` to `path`, replacing it only once they are all written; on failure (a full
 /// disk: `ENOSPC`) the temporary file is removed and the error names `path`.
 pub fn write_replacing(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -129,6 +187,40 @@ mod tests {
         let real = std::fs::canonicalize(dir.join("real")).unwrap();
         assert_eq!(resolved(&dir.join("link/new/deeper")), real.join("new/deeper"));
         assert_eq!(resolved(&dir.join("link")), real);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn temporary_names_are_parsed_back_and_only_a_dead_writers_are_removed() {
+        let dir = std::env::temp_dir().join(format!("ugatit-stale-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mine = temporary_beside(&dir.join("ckpt.safetensors"));
+        assert_eq!(temporary_writer(mine.file_name().unwrap()), Some(std::process::id() as i32));
+        for (name, writer) in [
+            (".a.png.tmp-12-3", Some(12)),
+            (".a.tmp-b.tmp-7", Some(7)), // the older scheme, without the call counter
+            (".a.png.tmp-12-x", None),
+            (".a.png.tmp--3", None),
+            (".a.png.tmp-+5-1", None),
+            ("a.png.tmp-12-3", None), // not hidden
+            (".a.png", None),
+        ] {
+            assert_eq!(temporary_writer(OsStr::new(name)), writer, "{name}");
+        }
+        // A child that has exited and been reaped: its id names no process (ids are not reused
+        // this quickly).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.join(format!(".ckpt.safetensors.tmp-{dead}-0"));
+        std::fs::write(&stale, b"partial").unwrap();
+        std::fs::write(&mine, b"being written").unwrap();
+        std::fs::write(dir.join(".notes.tmp-x"), b"a user's").unwrap();
+        std::os::unix::fs::symlink(&mine, dir.join(format!(".link.tmp-{dead}-1"))).unwrap();
+        assert_eq!(remove_stale_temporaries(&dir).unwrap(), (1, 7));
+        assert!(!stale.exists() && mine.exists() && dir.join(".notes.tmp-x").exists());
+        assert!(dir.join(format!(".link.tmp-{dead}-1")).symlink_metadata().is_ok());
+        assert_eq!(remove_stale_temporaries(&dir.join("missing")).unwrap(), (0, 0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -320,6 +320,24 @@ def test_fit_removes_what_a_killed_save_left_and_nothing_else(dataset, tmp_path,
     assert "removed 2 partial checkpoint(s) (6 MiB) left by a killed save" in capsys.readouterr().err
 
 
+def test_prepare_and_translate_remove_what_a_killed_run_left_in_their_output(dataset, tmp_path):
+    # Before: an image write killed mid-way left a hidden temporary file in the output for good.
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "prepared"
+    stale_prepared = out / "trainA" / f".0003_x.png.tmp-{int(gone.stdout)}-0"
+    stale_prepared.parent.mkdir(parents=True)
+    stale_prepared.write_bytes(b"partial")
+    prepare(os.path.join(dataset, "trainA"), out, size=32, min_size=16, progress=False, overwrite=True)
+    assert not stale_prepared.exists()
+
+    stale_translated = tmp_path / "translated" / f".000.png.tmp-{int(gone.stdout)}-7"
+    stale_translated.parent.mkdir()
+    stale_translated.write_bytes(b"partial")
+    translator = ug.translate.Translator(ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True), 96)
+    translator.translate_folder(os.path.join(dataset, "testA"), str(tmp_path / "translated"), progress=False)
+    assert not stale_translated.exists() and (tmp_path / "translated" / "000.png").exists()
+
+
 def test_fit_handles_sigterm_only_where_the_program_does_not(dataset, tmp_path):
     seen = []
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))

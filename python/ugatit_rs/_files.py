@@ -13,42 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 from collections.abc import Iterator
 
 import torch
 
 from . import _native
-
-# A temporary name of ours (`files::temporary_beside`), with the writing process's id.
-_TEMPORARY = re.compile(r"^\..*\.tmp-(\d+)(?:-\d+)?$", re.DOTALL)
-
-
-def remove_stale_temporaries(folder: str) -> tuple[int, int]:
-    """Deletes the temporary files in ``folder`` whose writer is gone: what a process killed in
-    the middle of a save leaves (up to a whole checkpoint's size, never reused). Returns how
-    many files and bytes were removed. A living writer's file is left alone."""
-    removed = freed = 0
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(folder):
-            match = _TEMPORARY.match(entry.name)
-            if not match or not entry.is_file(follow_symlinks=False) or _alive(int(match.group(1))):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                size = entry.stat(follow_symlinks=False).st_size
-                os.remove(entry.path)
-                removed, freed = removed + 1, freed + size
-    return removed, freed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True  # another user's process (or a number no process has): not ours to judge
-    return True
 
 
 @contextlib.contextmanager

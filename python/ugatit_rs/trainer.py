@@ -26,7 +26,7 @@ from . import _native, viz
 from . import distributed as dp
 from ._checks import whole
 from ._cuda_graph import CudaGraphStep
-from ._files import remove_stale_temporaries, replacing, write_json
+from ._files import replacing, write_json
 from ._native import TrainConfig
 from .data import DomainLoader, domain_folder, load_image
 from .models import Discriminator, Generator
@@ -394,7 +394,7 @@ class Trainer:
         # alone writes logs, samples and checkpoints.
         world, lead = dp.world_size(), dp.rank() == 0
         if lead:  # this process holds the run folder: a temporary file there is a killed save's
-            removed, freed = remove_stale_temporaries(os.path.join(self.run_dir, "model"))
+            removed, freed = _native.remove_stale_temporaries(os.path.join(self.run_dir, "model"))
             if removed:
                 print(
                     f"removed {removed} partial checkpoint(s) ({freed >> 20} MiB) left by a killed save",

@@ -222,6 +222,8 @@ class Translator:
     def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool) -> list[str]:
         """Translates ``{source: target}`` in batches; every target was checked to be distinct."""
         sources = list(jobs)
+        for folder in {os.path.dirname(target) for target in jobs.values()}:
+            _native.remove_stale_temporaries(folder or ".")  # an earlier run killed mid-write
         with tqdm(total=len(sources), unit="img", disable=not progress) as bar:
             for i in range(0, len(sources), self.batch_size):
                 chunk = sources[i : i + self.batch_size]

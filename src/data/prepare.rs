@@ -252,6 +252,8 @@ fn prepare_on_pool(
         for split in SPLITS {
             let dir = output.join(format!("{split}{domain}"));
             std::fs::create_dir_all(&dir).map_err(|source| Error::Io { path: dir.clone(), source })?;
+            // An earlier run killed mid-write left its image under a temporary name.
+            crate::files::remove_stale_temporaries(&dir)?;
         }
         // Pass 2: decode, fit, save. An image that cannot be used is skipped with its reason; a
         // write that fails (a full disk, a read-only folder) stops everything: the dataset

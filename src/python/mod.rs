@@ -40,6 +40,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train::is_torch_save, m)?)?;
     m.add_function(wrap_pyfunction!(train::zip_problem, m)?)?;
     m.add_function(wrap_pyfunction!(train::temporary_beside, m)?)?;
+    m.add_function(wrap_pyfunction!(train::remove_stale_temporaries, m)?)?;
     m.add_function(wrap_pyfunction!(train::write_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(data::py_load_image, m)?)?;
     m.add_function(wrap_pyfunction!(data::demo_image, m)?)?;

@@ -231,6 +231,13 @@ pub fn temporary_beside(path: PathBuf) -> PathBuf {
     crate::files::temporary_beside(&path)
 }
 
+/// Deletes the temporary files in the folder `path` that a killed writer left
+/// (`files::remove_stale_temporaries`); returns how many files and bytes were removed.
+#[pyfunction]
+pub fn remove_stale_temporaries(py: Python<'_>, path: PathBuf) -> PyResult<(usize, u64)> {
+    unlocked(py, move || crate::files::remove_stale_temporaries(&path))
+}
+
 /// What is wrong with the zip archive at `path` (a `torch.save` or TorchScript file), checked
 /// against its CRC-32s: None when nothing is, else `(kind, message)` with kind "not an archive"
 /// (e.g. a legacy pickle), "malformed" or "corrupted".
