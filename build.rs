@@ -7,7 +7,7 @@ fn main() {
     }
     let python_extension = std::env::var("CARGO_FEATURE_PYTHON").is_ok();
     if python_extension {
-        // Installed layout: site-packages/ugatit_rs/_native.abi3.so finds site-packages/torch/lib.
+        // Installed layout: site-packages/ugatit_rs/_native.*.so finds site-packages/torch/lib.
         println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../torch/lib");
     } else if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         // `cargo test` binaries run from target/: find libtorch where we built against it.

@@ -9,9 +9,9 @@
 # metrics' Inception weights (87 MB) exceed what a device call can carry, so the GPU
 # feature-extraction benchmark needs them installed there another way.
 #
-# Here first: `maturin build --release --features python --out .whl` (a 2 MB wheel; the device
-# machine builds nothing), then the device tool's `run` with carry [".whl"] and the command
-# `bash scripts/gpu_check.sh speed`.
+# Here first: `bash scripts/device_wheel.sh` (a 2 MB wheel for the device's Python 3.12 in .whl/;
+# the device machine builds nothing), then the device tool's `run` with carry [".whl"] and the
+# command `bash scripts/gpu_check.sh speed`.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"

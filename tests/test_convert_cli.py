@@ -131,3 +131,6 @@ def test_cli_train_test_translate_convert(tmp_path):
     assert out.returncode == 2 and "img_size" in out.stderr
     out = run("train", "--light", "maybe")
     assert out.returncode == 2 and "expected true or false" in out.stderr
+    # Before: accepted up to 8192 and refused later by the demo's image writer.
+    out = run("demo", "--img-size", "5000")
+    assert out.returncode == 2 and "--img-size" in out.stderr and "8 and 4096" in out.stderr

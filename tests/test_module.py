@@ -158,3 +158,15 @@ def test_stub_train_config_fields_match_the_struct():
     defaults = [ast.literal_eval(d) for d in init.args.defaults]
     assert fields == list(ug.TrainConfig().to_dict()) == _stub_params(init)
     assert dict(zip(fields, defaults)) == ug.TrainConfig().to_dict()
+
+
+def test_the_native_module_is_built_for_this_python_version():
+    """The extension compiles torch's Python bindings, whose headers (pybind11) use CPython's
+    version-specific API, so it cannot be a stable-ABI ("abi3") module. Before: the wheel was
+    tagged abi3; one built on 3.11 installed on 3.13 and failed at import with "undefined symbol:
+    _PyThreadState_UncheckedGet". A wheel tagged for one version is refused by pip elsewhere."""
+    import importlib.machinery
+
+    from ugatit_rs import _native
+
+    assert _native.__file__.endswith(importlib.machinery.EXTENSION_SUFFIXES[0]), _native.__file__

@@ -10,6 +10,7 @@ NETWORK_NAMES: list[str]
 CYCLEGAN_NETWORK_NAMES: list[str]
 MODELS: list[str]
 IMAGE_EXTENSIONS: list[str]
+DEMO_MAX_SIZE: int
 CHECKPOINT_FORMAT: str
 
 class StateDictError(ValueError): ...

@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from . import RunInUseError, TrainConfig, Trainer
+from . import RunInUseError, TrainConfig, Trainer, _native
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -424,7 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--iteration", type=bounded_int(1, I64_MAX), default=600, help="training iterations (default: 600)"
     )
     demo.add_argument(
-        "--img-size", type=bounded_int(8, 8192), default=96, help="image size, multiple of 4, >= 96 (default: 96)"
+        "--img-size",
+        type=bounded_int(8, _native.DEMO_MAX_SIZE),
+        default=96,
+        help="image size, multiple of 4, >= 96 (default: 96)",
     )
     demo.add_argument("--ch", type=bounded_int(1, 4096), default=16, help="base channels (default: 16)")
     demo.add_argument("--n-res", type=bounded_int(0, 256), default=2, help="residual blocks (default: 2)")

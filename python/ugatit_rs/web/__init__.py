@@ -102,8 +102,9 @@ def find_onnxruntime_web(ort_web: str | os.PathLike | None = None, fetch: bool =
     return found
 
 
-def _check_options(generator, direction, title, img_size) -> None:
-    """The page's own settings, checked before anything is written."""
+def _check_options(generator, direction, title, img_size) -> int:
+    """The page's own settings, checked before anything is written; returns the size photos
+    are resized to."""
     from .. import export
     from .._checks import whole, working_size
 
@@ -112,12 +113,10 @@ def _check_options(generator, direction, title, img_size) -> None:
         raise ValueError(f"direction must be 'A2B' or 'B2A', got {direction!r}")
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a string, got {type(title).__name__}")
-    if img_size is None:
-        return
-    if whole("img_size", img_size, 8, 8192) % 4:
+    if img_size is not None and whole("img_size", img_size, 8, 8192) % 4:
         raise ValueError(f"img_size must be a multiple of 4 between 8 and 8192, got {img_size!r}")
-    light = export.fully_convolutional(generator)
-    working_size(light, generator.config.get("img_size"), img_size, img_size, "the generator")  # the check alone
+    own = generator.config.get("img_size")
+    return working_size(export.fully_convolutional(generator), own, img_size, own or 256, "the generator")
 
 
 def _check_target(directory: Path) -> None:
@@ -153,14 +152,13 @@ def write_page(
     empty, or an earlier page (which is updated)."""
     from .. import export
 
-    _check_options(generator, direction, title, img_size)
+    img_size = _check_options(generator, direction, title, img_size)
     runtime = find_onnxruntime_web(ort_web)  # fail before writing anything
     directory = Path(directory)
     _check_target(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = generator.config
     meta = {
-        "img_size": img_size or config.get("img_size", 256),
+        "img_size": img_size,
         "attention": export.has_attention(generator),
         "direction": direction,
         "fp16": fp16,
