@@ -610,6 +610,35 @@ def test_a_live_tensor_altered_in_place_is_named_and_load_state_dict_repairs_it(
     assert torch.equal(g(X)[0], expected)
 
 
+def test_a_train_config_copies_and_pickles_with_its_fields(tmp_path):
+    # Before: "TypeError: cannot pickle 'ugatit_rs._native.TrainConfig' object" from
+    # copy.deepcopy and from multiprocessing / torch.multiprocessing.spawn(fn, args=(config,)).
+    config = ug.TrainConfig(dataset=str(tmp_path), light=True, img_size=128, ch=8, lr=3e-4, model="cyclegan")
+    for copied in (copy.deepcopy(config), pickle.loads(pickle.dumps(config)), copy.copy(config)):
+        assert type(copied) is ug.TrainConfig and copied == config and copied is not config
+        assert copied.to_dict() == config.to_dict()
+    copied = copy.deepcopy(config)
+    copied.ch = 16
+    assert config.ch == 8 and copied != config
+    script = tmp_path / "spawn.py"  # spawned processes import the main module from its file
+    script.write_text(
+        textwrap.dedent(
+            """
+            import torch.multiprocessing as mp
+            import ugatit_rs as ug
+
+            def work(rank, config):
+                print(rank, config.ch, config.model, flush=True)
+
+            if __name__ == "__main__":
+                mp.spawn(work, args=(ug.TrainConfig(ch=8, model="cyclegan"),), nprocs=1)
+            """
+        )
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "0 8 cyclegan" in out.stdout, out.stderr
+
+
 def test_trainer_surface_refuses_what_it_cannot_do_well(tmp_path, dataset):
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path)))
     # Before: a .pt name got a safetensors file that neither torch.load nor `convert` could read.
@@ -619,6 +648,16 @@ def test_trainer_surface_refuses_what_it_cannot_do_well(tmp_path, dataset):
     for copy_ in (copy.deepcopy, pickle.dumps):
         with pytest.raises(TypeError, match="cannot be copied or pickled.*save_checkpoint"):
             copy_(tr)
+    # Before: `tr.gen_a2b = other` was accepted; steps went on training and saving the old
+    # network while tr.gen_a2b showed the new, untrained one.
+    for name in ("gen_a2b", "dis_lb"):
+        with pytest.raises(
+            AttributeError, match=rf"Trainer\.{name} is the network this trainer trains.*load_state_dict"
+        ):
+            setattr(tr, name, ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True))
+        with pytest.raises(AttributeError, match=rf"Trainer\.{name} is the network"):
+            delattr(tr, name)
+    tr.gen_a2b = tr.gen_a2b  # the same network: nothing changes
     # Before: count=0 cached no images, and every later call failed with numpy's "need at least
     # one array to concatenate"; the first call's count was also kept for every later count.
     for bad in (0, -1, 2.5, True):

@@ -155,6 +155,24 @@ class Trainer:
         self.dis_la = Discriminator._wrap(self._native.dis_la)
         self.dis_lb = Discriminator._wrap(self._native.dis_lb)
 
+    def __setattr__(self, name: str, value) -> None:
+        self._refuse_replacing(name, value)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._refuse_replacing(name, None)
+        object.__delattr__(self, name)
+
+    def _refuse_replacing(self, name: str, value) -> None:
+        # The trainer's networks are views of the native trainer's own: a module put in their
+        # place would be neither trained nor saved, while the old one still would.
+        current = self.__dict__.get(name)
+        if isinstance(current, torch.nn.Module) and value is not current:
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is the network this trainer trains and saves and cannot be "
+                f"replaced; copy weights into it instead (trainer.{name}.load_state_dict(...))"
+            )
+
     def __reduce__(self):
         raise TypeError(
             f"a {type(self).__name__} cannot be copied or pickled (it holds native optimizer state and a data "

@@ -103,6 +103,15 @@ impl TrainConfig {
         self.clone()
     }
 
+    /// Copies and pickles rebuild the config from its fields: `copy.deepcopy`, and the pickling
+    /// that `multiprocessing` and `torch.multiprocessing.spawn(fn, args=(config,))` do.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, ())> {
+        let py = slf.py();
+        let fields = slf.borrow().py_to_dict(py)?.downcast_into::<PyDict>()?;
+        let rebuild = py.import("functools")?.getattr("partial")?.call((slf.get_type(),), Some(&fields))?;
+        Ok((rebuild, ()))
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let dict = self.py_to_dict(py)?;
         let dict = dict.downcast::<PyDict>()?;
