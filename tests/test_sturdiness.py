@@ -15,6 +15,7 @@ import textwrap
 import threading
 import time
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -1023,7 +1024,7 @@ def test_a_corrupted_checkpoint_is_named_and_changes_nothing(tmp_path, damage):
         with pytest.raises(ug.StateDictError, match="checksum mismatch"):
             ug.convert.read_network(path, "genA2B")
     # The checksums are the file's business, not metadata a user sees or copies along.
-    assert "crc32" not in dict(ug._native.read_checkpoint_metadata(path))
+    assert not {"crc32", "crc32_by_name"} & set(dict(ug._native.read_checkpoint_metadata(path)))
 
 
 def test_a_checkpoint_without_checksums_still_loads(tmp_path):
@@ -1034,6 +1035,62 @@ def test_a_checkpoint_without_checksums_still_loads(tmp_path):
     other = ug.Trainer(small_config(seed=5))
     other.load_checkpoint(plain)
     assert torch.equal(other.dis_ga.state_dict()["model.1.weight_orig"], tr.dis_ga.state_dict()["model.1.weight_orig"])
+
+
+def test_checkpoints_interoperate_with_the_safetensors_package(tmp_path):
+    """The reference safetensors implementation reads our checkpoints, and what it writes we read:
+    a file it re-saves with the metadata kept (it lays the tensors out in its own order) still
+    passes the checksums, which pair with tensor names; a tensor it changed is refused."""
+    st = pytest.importorskip("safetensors.torch")
+    from safetensors import safe_open
+
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "ours.safetensors"))
+    tensors = st.load_file(path)
+    for name, t in ug._native.read_checkpoint(path):
+        assert torch.equal(tensors[name], t), name
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    assert metadata["step"] == "0" and "crc32_by_name" in metadata
+
+    # Before: their layout paired each checksum with another tensor, and the untouched file
+    # was refused as "corrupted".
+    resaved = str(tmp_path / "resaved.safetensors")
+    st.save_file(tensors, resaved, metadata=metadata)
+    assert list(st.load_file(resaved)) != list(tensors)  # another layout
+    other = ug.Trainer(small_config(seed=5))
+    other.load_checkpoint(resaved)
+    assert torch.equal(other.gen_b2a.state_dict()["FC.0.weight"], tr.gen_b2a.state_dict()["FC.0.weight"])
+
+    edited = str(tmp_path / "edited.safetensors")
+    st.save_file({**tensors, "genA2B.FC.0.weight": tensors["genA2B.FC.0.weight"] * 0.5}, edited, metadata=metadata)
+    with pytest.raises(ug.StateDictError, match=r'genA2B\.FC\.0\.weight: checksum mismatch.*"crc32_by_name" metadata'):
+        other.load_checkpoint(edited)
+    del metadata["crc32_by_name"]  # the way to load a deliberately edited file, unchecked
+    st.save_file({**tensors, "genA2B.FC.0.weight": tensors["genA2B.FC.0.weight"] * 0.5}, edited, metadata=metadata)
+    other.load_checkpoint(edited)
+
+    # A generator's state_dict saved by the package loads like any of ours.
+    plain = str(tmp_path / "g.safetensors")
+    st.save_file({f"genA2B.{k}": v for k, v in tr.gen_a2b.state_dict().items()}, plain)
+    assert torch.equal(ug.convert.read_network(plain, "genA2B")["FC.0.weight"], tensors["genA2B.FC.0.weight"])
+
+
+def test_a_checkpoint_with_the_earlier_data_order_checksums_is_still_checked(tmp_path):
+    tr = ug.Trainer(small_config())
+    path = tr.save_checkpoint(str(tmp_path / "a.safetensors"))
+    tensors = ug._native.read_checkpoint(path)
+    old = dict(ug._native.read_checkpoint_metadata(path))
+    old["crc32"] = ",".join(f"{zlib.crc32(t.contiguous().numpy().tobytes()):08x}" for _, t in tensors)
+    earlier = str(tmp_path / "earlier.safetensors")
+    _plain_safetensors(earlier, tensors, old)
+    other = ug.Trainer(small_config(seed=5))
+    other.load_checkpoint(earlier)
+    data = bytearray(open(earlier, "rb").read())
+    data[-3] ^= 0x01
+    open(earlier, "wb").write(bytes(data))
+    with pytest.raises(ug.StateDictError, match=r'checksum mismatch.*"crc32" metadata'):
+        other.load_checkpoint(earlier)
 
 
 def test_a_corrupted_official_pt_is_named(tmp_path):

@@ -235,6 +235,7 @@ pub fn write_safetensors_streaming(
     // placeholder of the same length, overwritten in place at the end.
     let mut metadata = metadata.clone();
     metadata.insert(CHECKSUM_KEY.into(), vec!["00000000"; specs.len()].join(","));
+    metadata.remove(DATA_ORDER_CHECKSUM_KEY); // a loaded file's, passed along: not this file's
     let mut header = serde_json::Map::new();
     header.insert("__metadata__".into(), serde_json::json!(metadata));
     let mut offset = 0usize;
@@ -281,6 +282,9 @@ pub fn write_safetensors_streaming(
             checksums.push(format!("{:08x}", crc32fast::hash(data)));
         }
         let file = w.into_inner().map_err(|e| Error::Io { path: path.to_path_buf(), source: e.into_error() })?;
+        let mut by_name: Vec<(&String, String)> = specs.iter().map(|(name, _, _)| name).zip(checksums).collect();
+        by_name.sort();
+        let checksums: Vec<String> = by_name.into_iter().map(|(_, checksum)| checksum).collect();
         file.write_all_at(checksums.join(",").as_bytes(), checksums_at).map_err(io_err(path))?;
         file.sync_all().map_err(io_err(path))?;
         std::fs::rename(&tmp, path).map_err(io_err(path))?;
@@ -296,9 +300,15 @@ pub fn write_safetensors_streaming(
 }
 
 /// The metadata entry holding each tensor's CRC-32 (8 hex digits, comma-separated, in the
-/// order of the tensors' data in the file). Files without it (written before it existed, or by
-/// other tools) load unchecked.
-const CHECKSUM_KEY: &str = "crc32";
+/// order of the tensors' names). Name order, not the order of the data in the file: another
+/// safetensors writer (the `safetensors` package's `save_file(tensors, metadata=...)`) lays the
+/// tensors out its own way and copies the metadata along, and the checksums must still pair with
+/// their tensors. Files without it (written before it existed, or by other tools) load unchecked.
+const CHECKSUM_KEY: &str = "crc32_by_name";
+
+/// The checksum entry of the files written before [`CHECKSUM_KEY`]: the same list in the order
+/// of the tensors' data, which only our own writer's layout keeps.
+const DATA_ORDER_CHECKSUM_KEY: &str = "crc32";
 
 /// Where the checksums' placeholder value starts in the serialised header. JSON escapes every
 /// quote inside a string, so the key followed by `":"` occurs once, as the metadata entry.
@@ -363,6 +373,8 @@ pub struct SafetensorsFile {
     file: File,
     entries: Vec<TensorEntry>,
     metadata: HashMap<String, String>,
+    /// The metadata entry the checksums came from, if any.
+    checksum_key: Option<&'static str>,
 }
 
 impl SafetensorsFile {
@@ -426,8 +438,9 @@ impl SafetensorsFile {
                 checksum: None,
             });
         }
-        entries.sort_by_key(|e| e.offset);
-        if let Some(list) = metadata.remove(CHECKSUM_KEY) {
+        let by_name = metadata.remove(CHECKSUM_KEY);
+        let by_data = metadata.remove(DATA_ORDER_CHECKSUM_KEY);
+        if let Some(list) = by_name.as_ref().or(by_data.as_ref()) {
             let checksums: Vec<Option<u32>> =
                 list.split(',').filter(|c| !c.is_empty()).map(|c| u32::from_str_radix(c, 16).ok()).collect();
             if checksums.len() != entries.len() || checksums.contains(&None) {
@@ -436,11 +449,22 @@ impl SafetensorsFile {
                     entries.len()
                 )));
             }
+            if by_name.is_some() {
+                entries.sort_by(|a, b| a.name.cmp(&b.name));
+            } else {
+                entries.sort_by_key(|e| e.offset);
+            }
             for (entry, checksum) in entries.iter_mut().zip(checksums) {
                 entry.checksum = checksum;
             }
         }
-        Ok(Self { path: path.to_path_buf(), file, entries, metadata })
+        entries.sort_by_key(|e| e.offset);
+        let checksum_key = match (&by_name, &by_data) {
+            (Some(_), _) => Some(CHECKSUM_KEY),
+            (None, Some(_)) => Some(DATA_ORDER_CHECKSUM_KEY),
+            (None, None) => None,
+        };
+        Ok(Self { path: path.to_path_buf(), file, entries, metadata, checksum_key })
     }
 
     pub fn metadata(&self) -> &HashMap<String, String> {
@@ -462,9 +486,12 @@ impl SafetensorsFile {
             self.file.read_exact_at(data, entry.offset).map_err(io_err(&self.path))?;
             if entry.checksum.is_some_and(|expected| crc32fast::hash(data) != expected) {
                 return Err(Error::StateDict(format!(
-                    "{}: {}: checksum mismatch, the file is corrupted (its bytes changed after it was written)",
+                    "{}: {}: checksum mismatch, the file is corrupted (its bytes changed after it was written; \
+                     a tensor changed on purpose by another tool is refused too: change it through ugatit-rs \
+                     and save from there, or drop the file's \"{}\" metadata entry to load it unchecked)",
                     self.path.display(),
-                    entry.name
+                    entry.name,
+                    self.checksum_key.unwrap_or(CHECKSUM_KEY)
                 )));
             }
         }
