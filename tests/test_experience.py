@@ -186,3 +186,22 @@ def test_documented_commands_parse(where, args):
         build_parser().parse_args(args)
     except SystemExit:
         pytest.fail(f"{where}: `ugatit-rs {shlex.join(args)}` does not parse")
+
+
+def test_photos_are_translated_upright_by_their_exif_orientation(translator, tmp_path):
+    # A phone stores a portrait photo sideways with an EXIF tag saying how to turn it. Before:
+    # the translator and the app translated the stored, sideways pixels (a face on its side).
+    rgb = (np.random.default_rng(1).random((77, 101, 3)) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90° clockwise to show"
+    path = str(tmp_path / "phone.png")
+    Image.fromarray(rgb).save(path, exif=exif)
+    upright = np.ascontiguousarray(np.rot90(rgb, -1))
+    expected = translator(upright)
+    for given in (path, Image.open(path)):
+        out = translator(given)
+        assert out.size == (77, 101) and np.array_equal(np.asarray(out), expected)
+    from ugatit_rs.app import _open_rgb
+
+    array, message = _open_rgb(path, 10**6)
+    assert message is None and np.array_equal(array, upright)

@@ -48,7 +48,11 @@ def generator_config_from_state_dict(sd, source: str = "state dict") -> dict:
 
 
 class Translator:
-    """A generator plus the pre- and post-processing to translate ordinary images."""
+    """A generator plus the pre- and post-processing to translate ordinary images.
+
+    Image files and PIL images are turned upright by their EXIF orientation first, as a viewer
+    shows them (a phone photo is stored sideways with a tag saying so), like ``data.prepare``.
+    """
 
     def __init__(self, generator: Generator, img_size: int, batch_size: int = 8):
         from .cyclegan import PatchDiscriminator
@@ -98,13 +102,13 @@ class Translator:
     # -- conversions -------------------------------------------------------------------------------
     def _to_tensor(self, item) -> torch.Tensor:
         """Any supported input -> (3, H, W) float in [-1, 1] on the CPU."""
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         if isinstance(item, (str, os.PathLike)):
             with Image.open(item) as im:
-                item = np.array(im.convert("RGB"))
+                item = np.array(ImageOps.exif_transpose(im).convert("RGB"))
         if isinstance(item, Image.Image):
-            item = np.array(item.convert("RGB"))
+            item = np.array(ImageOps.exif_transpose(item).convert("RGB"))
         if isinstance(item, np.ndarray):
             if item.dtype == np.uint8 and (item.ndim == 2 or item.ndim == 3 and item.shape[2] == 4) and item.size:
                 item = np.array(Image.fromarray(item).convert("RGB"))  # grayscale or RGBA, as PIL converts
