@@ -903,6 +903,38 @@ def test_ctrl_c_during_prepare_raises_keyboard_interrupt(tmp_path):
     assert "interrupted" in out.stdout
 
 
+@pytest.mark.parametrize("command", ["prepare", "translate"])
+def test_ctrl_c_on_the_command_line_prints_one_line_and_exits_130(tmp_path, command):
+    # Before: Ctrl-C in `prepare`, `translate`, `eval`, `test`, `export` or `demo` printed a
+    # Python traceback and died by the signal; only `train` stopped cleanly. The interrupt is
+    # sent as the first progress bar opens: mid-run, on any machine's speed.
+    raw = _raw_folder(tmp_path / "raw", n=12)
+    if command == "prepare":
+        argv = ["prepare", os.fspath(raw), "--output", os.fspath(tmp_path / "ds"), "--size", "16"]
+    else:
+        tr = ug.Trainer(small_config(result_dir=str(tmp_path)))
+        checkpoint = tr.save_checkpoint(str(tmp_path / "ck.safetensors"))
+        argv = ["translate", "--checkpoint", checkpoint, os.fspath(raw), "--output", os.fspath(tmp_path / "out")]
+    out = run_python(f"""
+        import os, signal, sys
+        import tqdm.auto
+
+        class Interrupting(tqdm.auto.tqdm):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                os.kill(os.getpid(), signal.SIGINT)
+
+        tqdm.auto.tqdm = Interrupting
+        from ugatit_rs.cli import main
+        sys.exit(main({argv!r}))
+    """)
+    assert out.returncode == 130, out.stderr[-2000:]
+    assert f"ugatit-rs {command}: interrupted" in out.stderr
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    if command == "prepare":  # what became of the partial output, and how to start again
+        assert "holds the images written so far; re-run with overwrite=True (--overwrite)" in out.stderr
+
+
 # -- 9. messages -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "argv",

@@ -20,6 +20,8 @@ import sys
 
 from . import RunInUseError, TrainConfig, Trainer, _native
 
+INTERRUPTED = 130  # the exit status for Ctrl-C (128 + SIGINT), as a shell reports it
+
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
@@ -173,7 +175,7 @@ def _train(args: argparse.Namespace, rank: int = 0) -> int:
     try:
         log = trainer.fit(progress=not args.no_progress and rank == 0)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED  # fit() saved and said so
     if rank != 0:
         return 0
     trainer.test()
@@ -447,9 +449,20 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (ValueError, TypeError, OSError, MemoryError, FloatingPointError, ImportError, RunInUseError) as exc:
         print(f"ugatit-rs {args.command}: error: {exc}", file=sys.stderr)
-        for note in getattr(exc, "__notes__", ()):  # what to do about it, where the library says
-            print(f"  {note}", file=sys.stderr)
+        _print_notes(exc)
         return 2
+    except KeyboardInterrupt as exc:
+        # Ctrl-C: one line (and what became of the partial output, where the library says), not
+        # a traceback; 130 is the status a shell reports for a command SIGINT stopped.
+        print(f"\nugatit-rs {args.command}: interrupted", file=sys.stderr)
+        _print_notes(exc)
+        return INTERRUPTED
+
+
+def _print_notes(exc: BaseException) -> None:
+    """An exception's notes: what to do about it, where the library says."""
+    for note in getattr(exc, "__notes__", ()):
+        print(f"  {note}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -130,7 +130,15 @@ def prepare(
         )
     except OSError as exc:
         if exc.filename and os.path.realpath(exc.filename).startswith(os.path.realpath(output) + os.sep):
-            exc.add_note(f"{os.fspath(output)} holds the images written so far; re-run with overwrite=True")
+            exc.add_note(
+                f"{os.fspath(output)} holds the images written so far; re-run with overwrite=True (--overwrite)"
+            )
+        raise
+    except KeyboardInterrupt as exc:
+        if os.path.isdir(output):
+            exc.add_note(
+                f"{os.fspath(output)} holds the images written so far; re-run with overwrite=True (--overwrite)"
+            )
         raise
     finally:
         if bar is not None:
