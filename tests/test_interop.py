@@ -149,6 +149,37 @@ def test_an_exception_from_a_python_hook_run_inside_rust_comes_out_as_itself():
     assert torch.isfinite(torch.tensor(tr.step(batch, batch)["g_loss"]))
 
 
+def test_a_gradient_a_hook_keeps_still_reads_as_the_gradient_after_the_step():
+    """Hooks that store gradients (to log their norms after the step, say) keep what autograd
+    gave them. Before: the CPU update reused each spent gradient's memory for sqrt(v), so a stored
+    gradient read as something else once the step returned. The update itself is unchanged."""
+    config = ug.TrainConfig(dataset="unused", light=True, img_size=96, ch=4, n_res=1, device="cpu")
+    hooked, plain = ug.Trainer(config), ug.Trainer(config)
+    batches = [(torch.rand(1, 3, 96, 96) * 2 - 1, torch.rand(1, 3, 96, 96) * 2 - 1) for _ in range(2)]
+    kept = {}
+
+    def keep(name):
+        return lambda grad: kept.setdefault(name, []).append((grad, grad.clone()))
+
+    handles = [
+        p.register_hook(keep(f"{net}.{name}"))
+        for net, network in hooked.networks().items()
+        for name, p in network.named_parameters()
+    ]
+    for a, b in batches:
+        hooked.step(a, b)
+        plain.step(a, b)
+    assert len(kept) == sum(len(list(n.parameters())) for n in hooked.networks().values())
+    for name, grads in kept.items():
+        for stored, copy in grads:
+            assert torch.equal(stored, copy), name
+    for net, network in hooked.networks().items():
+        for (name, x), y in zip(network.named_parameters(), plain.networks()[net].parameters()):
+            assert torch.equal(x, y), f"{net}.{name}"
+    for handle in handles:
+        handle.remove()
+
+
 def test_double_backward_through_the_discriminator_matches_the_oracle():
     """A gradient penalty (R1: the squared gradient of D's output with respect to its input)
     differentiates D's backward pass; its parameter gradients are the oracle's."""

@@ -134,6 +134,9 @@ class Trainer:
             raise TypeError(f"Trainer expects a ugatit_rs.TrainConfig, got {type(config).__name__}")
         self._build(config)
         self._config = self._native.config
+        # Every tensor a user may hook (`register_hook`): see _sync_kept_gradients.
+        self._hookable = [p for net in self.networks().values() for p in net.parameters()]
+        self._gradients_kept = False
         self._fitting = threading.Lock()
         self._stop_requested = threading.Event()
         if config.init_from:  # a new run from existing weights: fresh optimizers, step 0
@@ -244,12 +247,23 @@ class Trainer:
             losses = dict(zip([n for n, _ in values], torch.stack([t for _, t in values]).double().tolist()))
             losses["lr"] = lr
         else:
+            self._sync_kept_gradients()
             losses = dict(self._native.step(real_a, real_b))
         _check_finite(self.step_count, losses)
         return losses
 
+    def _sync_kept_gradients(self) -> None:
+        """Tells the optimizers whether a tensor hook on a parameter may keep its gradient: on
+        the CPU the update otherwise reuses each spent gradient's memory as scratch, and a
+        gradient a hook stored would then read as something else after the step."""
+        kept = any(p._backward_hooks for p in self._hookable)
+        if kept != self._gradients_kept:
+            self._native.set_keep_gradients(kept)
+            self._gradients_kept = kept
+
     def _step_lazy(self, real_a: torch.Tensor, real_b: torch.Tensor, grad_hook):
         """One iteration with the losses left on the device: ``(losses, lr)``."""
+        self._sync_kept_gradients()
         if self._graph_step is not None and grad_hook is None:
             return self._graph_step(real_a, real_b)
         return self._native.step_lazy(real_a, real_b, grad_hook)

@@ -393,6 +393,15 @@ impl PyTrainerBase {
         self.config.clone()
     }
 
+    /// Whether a tensor hook may keep the gradients of a step: on the CPU the update otherwise
+    /// reuses each spent gradient's memory for its scratch (see `Adam::set_keep_gradients`).
+    fn set_keep_gradients(&self, py: Python<'_>, keep: bool) -> PyResult<()> {
+        unlocked(py, || {
+            lock(&self.inner).optimizers().into_iter().for_each(|optim| optim.set_keep_gradients(keep));
+            Ok(())
+        })
+    }
+
     #[getter]
     fn step_count(&self, py: Python<'_>) -> PyResult<i64> {
         unlocked(py, || Ok(lock(&self.inner).step_count()))

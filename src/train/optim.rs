@@ -242,6 +242,9 @@ pub struct Adam {
     /// The scalars the CUDA update reads from the device.
     device_scalars: DeviceScalars,
     step: i64,
+    /// Something outside may hold the gradients handed to the update (a tensor hook kept one):
+    /// the CPU update then leaves them intact instead of reusing their memory as scratch.
+    keep_gradients: bool,
 }
 
 impl Adam {
@@ -285,7 +288,19 @@ impl Adam {
         let scalar = || Tensor::f_zeros([], (Kind::Float, device));
         let device_scalars =
             DeviceScalars { neg_step_size: scalar()?, bias_correction2_sqrt: scalar()?, weight_decay: scalar()? };
-        Ok(Self { config, params, names, offsets, paddings, flat_params, exp_avg, exp_avg_sq, device_scalars, step: 0 })
+        Ok(Self {
+            config,
+            params,
+            names,
+            offsets,
+            paddings,
+            flat_params,
+            exp_avg,
+            exp_avg_sq,
+            device_scalars,
+            step: 0,
+            keep_gradients: false,
+        })
     }
 
     pub fn params(&self) -> &[Tensor] {
@@ -505,11 +520,18 @@ impl Adam {
             }
             // The gradient is spent: its storage takes sqrt(v), so a step allocates nothing (a
             // per-step scratch the size of the largest parameter raised glibc's mmap threshold,
-            // and with it the resident memory of whatever the process did next).
-            let _ = v_view.f_sqrt_out(&g.f_view([-1])?)?;
+            // and with it the resident memory of whatever the process did next). Unless a tensor
+            // hook may have kept it: then it must still read as the gradient afterwards.
+            let root = if self.keep_gradients {
+                v_view.f_sqrt()?
+            } else {
+                let _ = v_view.f_sqrt_out(&g.f_view([-1])?)?;
+                g
+            };
             {
                 let (p, m) = (slot(&self.flat_params), slot(&self.exp_avg));
-                let root = unsafe { std::slice::from_raw_parts(g.data_ptr() as *const f32, n) };
+                // SAFETY: as above; `root` is a contiguous float32 tensor of n elements.
+                let root = unsafe { std::slice::from_raw_parts(root.data_ptr() as *const f32, n) };
                 for i in 0..n {
                     p[i] += (neg_step * m[i]) / (root[i] / bc2 + eps);
                 }
@@ -569,6 +591,11 @@ impl Adam {
         };
         tch::no_grad(|| target.f_copy_(src))?;
         Ok(())
+    }
+
+    /// Whether the gradients given to the update must stay as they are (see `keep_gradients`).
+    pub fn set_keep_gradients(&mut self, keep: bool) {
+        self.keep_gradients = keep;
     }
 
     pub fn set_step_count(&mut self, step: i64) {
@@ -633,6 +660,48 @@ mod tests {
         assert!(b
             .update_cpu(&[Gradient::Dense(Tensor::zeros([2], (Kind::Float, Device::Cpu)))], &a.scalars())
             .is_err());
+    }
+
+    /// A parameter without a gradient (`Gradient::None`: frozen, or outside the loss) keeps its
+    /// value and moments on both paths, wherever it sits among the others and however the CUDA
+    /// path groups them; the others update bitwise as on the CPU path.
+    #[test]
+    fn parameters_without_gradients_stay_put_on_both_paths() {
+        let options = (Kind::Float, Device::Cpu);
+        tch::manual_seed(2);
+        let shapes: [&[i64]; 5] = [&[3, 5], &[1000], &[7, 1, 2], &[70], &[9]];
+        let initial: Vec<Tensor> = shapes.iter().map(|s| Tensor::randn(*s, options)).collect();
+        let fresh = || {
+            let params: Vec<Tensor> = initial.iter().map(|t| t.copy().set_requires_grad(true)).collect();
+            let adam = Adam::new(named(&params.iter().collect::<Vec<_>>()), AdamConfig::ugatit(0.01, 1e-4));
+            (params, adam.unwrap())
+        };
+        let dense: Vec<Tensor> = initial.iter().map(|t| t.randn_like()).collect();
+        let frozen = [false, true, false, false, true]; // between groups, mid-group and last
+        let grads: Vec<Gradient> =
+            dense.iter().zip(frozen).map(|(g, f)| if f { Gradient::None } else { Gradient::Dense(g.copy()) }).collect();
+        let (expected, mut cpu) = fresh();
+        cpu.set_keep_gradients(true); // the grouped runs below read the same gradients
+        cpu.step(&grads).unwrap();
+        for (g, d) in grads.iter().zip(&dense) {
+            assert!(matches!(g, Gradient::None) || g.dense().unwrap().equal(d), "a kept gradient is intact");
+        }
+        for group in [CUDA_GROUP, 100, 16, 1] {
+            let (got, mut adam) = fresh();
+            adam.advance().unwrap();
+            let s = adam.scalars();
+            tch::no_grad(|| adam.update_grouped(&grads, &s, group)).unwrap();
+            for (i, (x, y)) in got.iter().zip(&expected).enumerate() {
+                assert!(x.equal(y), "group {group}, parameter {i}");
+                let n = x.numel() as i64;
+                let moments = adam.exp_avg.narrow(0, adam.offsets[i], n);
+                assert_eq!(frozen[i], moments.abs().max().double_value(&[]) == 0.0, "group {group}, moments {i}");
+            }
+            assert!(adam.exp_avg_sq.equal(&cpu.exp_avg_sq), "group {group}");
+        }
+        for (x, (start, f)) in expected.iter().zip(initial.iter().zip(frozen)) {
+            assert_eq!(x.equal(start), f, "the CPU path moves exactly the parameters with gradients");
+        }
     }
 
     /// An `Outer` gradient updates its parameter as the dense gradient `grad_outputᵀ · input`
