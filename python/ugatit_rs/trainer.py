@@ -226,7 +226,9 @@ class Trainer:
     # -- one iteration ---------------------------------------------------------------------------
     def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> dict[str, float]:
         """One official iteration on a batch of each domain (float32 ``(B, 3, img_size, img_size)``
-        in [-1, 1], on the trainer's device): LR decay, D update, G update, rho clipping.
+        in [-1, 1], on the trainer's device): LR decay, D update, G update, rho clipping. The
+        discriminators are left in training mode, as the official loop keeps them (their spectral
+        norm advances at each call); the generators' mode does not change what they compute.
 
         Returns every loss component (``d_loss``, ``g_loss``, ``D_ad_loss_GA``, ...,
         ``G_cam_loss_B``) and ``lr`` as floats. Raises :class:`NonFiniteLossError` naming the
