@@ -231,3 +231,16 @@ def test_translator_and_app_decode_files_as_training_does(translator, tmp_path):
     Image.new("L", (14000, 13000)).save(bomb)  # over PIL's 178M-pixel limit, a 180 KB file
     with pytest.raises(ValueError, match="bomb.png: .*decompression bomb"):
         translator(bomb)
+
+
+def test_every_training_flag_says_what_it_does():
+    # Before: nine flags' help was their own name (`--lr FLOAT  lr`, `--eval_freq INT  eval freq`).
+    from ugatit_rs.cli import build_parser
+
+    parser = build_parser()
+    train = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices["train"]
+    for action in train._actions:
+        name = action.dest
+        if name in ug.TrainConfig().to_dict():
+            described = action.help.rsplit(" (default:", 1)[0]
+            assert described != name.replace("_", " ") and len(described) > 12, f"--{name}: {action.help!r}"
