@@ -118,5 +118,9 @@ def test_a_for_loop_iterates_one_epoch_of_the_same_stream(tmp_path):
     assert len(looped) == looped.batches_per_epoch == 3
     epochs = [list(looped), list(looped)]  # before: TypeError, 'DomainLoader' object is not iterable
     assert [len(e) for e in epochs] == [3, 3] and looped.position == 6
+    assert (
+        repr(looped)
+        == f"DomainLoader(folder={str(tmp_path)!r}, img_size=32, batch_size=2, train=True, images=5, position=6)"
+    )
     expected = [streamed.next_batch() for _ in range(6)]
     assert all(torch.equal(x, y) for x, y in zip(epochs[0] + epochs[1], expected))

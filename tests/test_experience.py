@@ -244,3 +244,8 @@ def test_every_training_flag_says_what_it_does():
         if name in ug.TrainConfig().to_dict():
             described = action.help.rsplit(" (default:", 1)[0]
             assert described != name.replace("_", " ") and len(described) > 12, f"--{name}: {action.help!r}"
+
+
+def test_translator_repr_says_what_it_runs(translator):
+    text = repr(translator)
+    assert text.startswith("Translator(img_size=96, batch_size=2, generator=Generator(") and "light=True" in text

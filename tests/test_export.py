@@ -143,6 +143,7 @@ def test_torchscript_runs_under_tch_cmodule_with_the_same_result(tmp_path, atten
     g = generator(False, 96).eval()
     path = E.torchscript(g, tmp_path / "g.pt", attention=attention)
     from_tch = ug._native.ExportedGenerator(path)
+    assert repr(from_tch) == f"ExportedGenerator({path!r})"
     scripted = torch.jit.load(path)
     x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(5)) * 2 - 1
     with torch.no_grad():

@@ -69,6 +69,9 @@ class Translator:
         self.img_size = img_size
         self.batch_size = batch_size
 
+    def __repr__(self) -> str:
+        return f"Translator(img_size={self.img_size}, batch_size={self.batch_size}, generator={self.generator!r})"
+
     @classmethod
     def from_checkpoint(
         cls, path: str, direction: str = "A2B", device="cpu", img_size: int | None = None, batch_size: int = 8

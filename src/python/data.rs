@@ -16,6 +16,8 @@ pub struct PyDomainLoader {
     inner: DomainLoader,
     /// Batches left in the epoch a `for` loop is iterating.
     epoch_left: AtomicI64,
+    /// What `repr()` shows of the arguments: `folder='…', img_size=…, batch_size=…, train=…`.
+    arguments: String,
 }
 
 #[pymethods]
@@ -47,7 +49,15 @@ impl PyDomainLoader {
         })?;
         let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers, resize };
         let inner = unlocked(py, || DomainLoader::new(&folder, config))?;
-        Ok(Self { inner, epoch_left: AtomicI64::new(0) })
+        let train = if train { "True" } else { "False" };
+        let folder = folder.as_os_str().into_pyobject(py)?.repr()?;
+        let arguments = format!("folder={folder}, img_size={img_size}, batch_size={batch_size}, train={train}");
+        Ok(Self { inner, epoch_left: AtomicI64::new(0), arguments })
+    }
+
+    fn __repr__(&self) -> String {
+        let (images, position) = (self.inner.num_images(), self.inner.position());
+        format!("DomainLoader({}, images={images}, position={position})", self.arguments)
     }
 
     /// The next batch, a float32 (B, 3, S, S) CPU tensor in [-1, 1]. Waits in short slices

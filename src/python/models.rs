@@ -426,6 +426,7 @@ impl PyPatchDiscriminator {
 #[pyclass(name = "ExportedGenerator", module = "ugatit_rs._native", frozen)]
 pub struct PyExportedGenerator {
     module: Mutex<crate::models::ExportedGenerator>,
+    path: std::path::PathBuf,
 }
 
 #[pymethods]
@@ -433,7 +434,11 @@ impl PyExportedGenerator {
     #[new]
     fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
         let module = unlocked(py, || crate::models::ExportedGenerator::load(&path))?;
-        Ok(Self { module: Mutex::new(module) })
+        Ok(Self { module: Mutex::new(module), path })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("ExportedGenerator({})", self.path.as_os_str().into_pyobject(py)?.repr()?))
     }
 
     /// `(translation, cam_logit, heatmap)`; the last two are empty for a translation-only export.
