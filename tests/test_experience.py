@@ -249,3 +249,12 @@ def test_every_training_flag_says_what_it_does():
 def test_translator_repr_says_what_it_runs(translator):
     text = repr(translator)
     assert text.startswith("Translator(img_size=96, batch_size=2, generator=Generator(") and "light=True" in text
+
+
+def test_the_command_line_says_its_version(capsys):
+    from ugatit_rs.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    assert capsys.readouterr().out.strip() == f"ugatit-rs {ug.__version__} (torch {torch.__version__})"

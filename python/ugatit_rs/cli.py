@@ -340,7 +340,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import torch
+
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="ugatit-rs", description="U-GAT-IT in Rust on libtorch")
+    parser.add_argument("--version", action="version", version=f"ugatit-rs {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train on a dataset folder (flags mirror the official main.py)")
