@@ -113,6 +113,8 @@ def prepare(
         bar.total = total
         bar.update(done - bar.n)
 
+    # What a run stopped part-way (a failed write, Ctrl-C) leaves, and how to start again.
+    leftover = f"{os.fspath(output)} holds the images written so far; re-run with overwrite=True (--overwrite)"
     try:
         return dict(
             _native.prepare_dataset(
@@ -130,15 +132,11 @@ def prepare(
         )
     except OSError as exc:
         if exc.filename and os.path.realpath(exc.filename).startswith(os.path.realpath(output) + os.sep):
-            exc.add_note(
-                f"{os.fspath(output)} holds the images written so far; re-run with overwrite=True (--overwrite)"
-            )
+            exc.add_note(leftover)
         raise
     except KeyboardInterrupt as exc:
         if os.path.isdir(output):
-            exc.add_note(
-                f"{os.fspath(output)} holds the images written so far; re-run with overwrite=True (--overwrite)"
-            )
+            exc.add_note(leftover)
         raise
     finally:
         if bar is not None:
