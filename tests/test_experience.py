@@ -258,3 +258,23 @@ def test_the_command_line_says_its_version(capsys):
         main(["--version"])
     assert exit.value.code == 0
     assert capsys.readouterr().out.strip() == f"ugatit-rs {ug.__version__} (torch {torch.__version__})"
+
+
+def test_a_fifo_named_like_an_image_is_refused_not_waited_on(translator, tmp_path):
+    # Before: Translator("x.png") and InceptionFeatures on a FIFO named x.png opened it with PIL
+    # and waited for a writer forever (the folder scans already took regular files only).
+    fifo = str(tmp_path / "x.png")
+    os.mkfifo(fifo)
+    from ugatit_rs.metrics import _as_hwc_uint8  # what InceptionFeatures reads a path with
+
+    readers = (
+        translator,
+        viz.open_upright_rgb,
+        _as_hwc_uint8,
+        lambda p: translator.translate_files([p], str(tmp_path)),
+    )
+    for read in readers:
+        with pytest.raises(FileNotFoundError, match="x.png: is not a regular file"):
+            read(fifo)
+    with pytest.raises(FileNotFoundError, match="missing.png: no such file or folder"):
+        translator(str(tmp_path / "missing.png"))

@@ -20,6 +20,21 @@ import torch
 from . import _native
 
 
+def regular_file(path: str | os.PathLike) -> str:
+    """``path`` if it is a regular file (or a link to one); else ``FileNotFoundError`` saying
+    what it is. Opening a FIFO named like an image would wait for a writer forever."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        if os.path.isdir(path):
+            reason = "is a folder"
+        elif os.path.exists(path):
+            reason = "is not a regular file (a FIFO, socket or device?)"
+        else:
+            reason = "no such file or folder"
+        raise FileNotFoundError(f"{path}: {reason}")
+    return path
+
+
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path to write ``path``'s new content to; it replaces ``path`` when the

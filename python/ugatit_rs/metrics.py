@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _native, viz
+from ._files import regular_file
 from .convert import check_archive
 from .models import _device_name
 
@@ -197,7 +198,7 @@ def _as_hwc_uint8(item) -> torch.Tensor:
     from PIL import Image
 
     if isinstance(item, (str, os.PathLike)):
-        with Image.open(item) as im:
+        with Image.open(regular_file(item)) as im:
             item = np.array(im.convert("RGB"))
     if isinstance(item, Image.Image):
         item = np.array(item.convert("RGB"))

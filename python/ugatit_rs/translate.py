@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import _native, viz
 from ._checks import working_size
+from ._files import regular_file
 from .convert import is_official, read_metadata, read_network, weight_shape
 from .models import Discriminator, Generator, translate_batch
 
@@ -218,10 +219,8 @@ class Translator:
         for src in inputs:
             if os.path.isdir(src):
                 found = _folder_jobs(src, os.path.join(dst, os.path.basename(os.path.normpath(src))), with_heatmap)
-            elif os.path.isfile(src):
-                found = _file_jobs([src], dst, None, with_heatmap)
             else:
-                raise FileNotFoundError(f"{src}: {_not_a_file(src)}")
+                found = _file_jobs([src], dst, None, with_heatmap)
             _merge_jobs(jobs, found, with_heatmap)
         return self._write(jobs, progress, with_heatmap)
 
@@ -241,10 +240,6 @@ class Translator:
                         viz.save_png(viz.overlay(np.asarray(out), heat), _heatmap_path(target))
                 bar.update(len(chunk))
         return [jobs[source] for source in sources]
-
-
-def _not_a_file(path: str) -> str:
-    return "is not a regular file (a FIFO, socket or device?)" if os.path.exists(path) else "no such file or folder"
 
 
 def _heatmap_path(target: str) -> str:
@@ -280,9 +275,7 @@ def _file_jobs(paths, dst: str, root: str | None, with_heatmap: bool) -> dict[st
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     new: dict[str, str] = {}
-    for path in map(os.fspath, paths):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: {'is a folder' if os.path.isdir(path) else _not_a_file(path)}")
+    for path in map(regular_file, paths):
         rel = os.path.relpath(path, root) if root else os.path.basename(path)
         new.setdefault(path, os.path.join(dst, os.path.splitext(rel)[0] + ".png"))
     jobs: dict[str, str] = {}

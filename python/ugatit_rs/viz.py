@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import whole
-from ._files import replacing
+from ._files import regular_file, replacing
 
 # OpenCV's COLORMAP_JET anchor points (value -> RGB), interpolated linearly.
 _JET = np.array(
@@ -105,11 +105,12 @@ def upright_rgb(image) -> np.ndarray:
 
 def open_upright_rgb(path: str | os.PathLike) -> np.ndarray:
     """An image file as :func:`upright_rgb` gives it. A file too large for PIL's
-    decompression-bomb limit raises ``ValueError`` naming it."""
+    decompression-bomb limit raises ``ValueError`` naming it; a FIFO or other non-regular file
+    ``FileNotFoundError`` (reading it would wait forever)."""
     from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with Image.open(regular_file(path)) as image:
             return upright_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ValueError(f"{os.fspath(path)}: {exc}") from None
