@@ -1,6 +1,7 @@
 """The user-facing pieces: the demo's quality check, the Translator, visualisation."""
 
 import os
+import re
 import shlex
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 import ugatit_rs as ug
 from PIL import Image
-from ugatit_rs import demo, viz
+from ugatit_rs import cli, demo, viz
 from ugatit_rs.translate import Translator
 
 
@@ -38,10 +39,14 @@ def test_trained_demo_model_beats_untrained(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def translator(tmp_path_factory):
+def checkpoint(tmp_path_factory):
     trainer = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu", seed=1))
-    path = trainer.save_checkpoint(str(tmp_path_factory.mktemp("ck") / "t_params_0000000.safetensors"))
-    return Translator.from_checkpoint(path, direction="B2A", batch_size=2)
+    return trainer.save_checkpoint(str(tmp_path_factory.mktemp("ck") / "t_params_0000000.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def translator(checkpoint):
+    return Translator.from_checkpoint(checkpoint, direction="B2A", batch_size=2)
 
 
 def test_translator_input_kinds(translator, tmp_path):
@@ -85,6 +90,53 @@ def test_translate_folder(translator, tmp_path):
     assert (tmp_path / "dst" / "sub" / "0_cam.png").exists()
     with pytest.raises(FileNotFoundError):
         translator.translate_folder(str(tmp_path / "nothing"), str(tmp_path / "dst"))
+
+
+def test_unreadable_images_in_a_folder_are_skipped_and_named_files_refused(translator, checkpoint, tmp_path, capsys):
+    # Before: `translate` on a folder stopped at the first file it could not decode (training,
+    # `test` and `prepare` skip such files), and PIL's messages for a truncated or corrupt file
+    # ("image file is truncated", "Token too long in file header") did not say which file.
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(demo.demo_image("B", 96, index=i)).save(src / f"{i}.png")
+    good = (src / "0.png").read_bytes()
+    (src / "3_truncated.png").write_bytes(good[: len(good) // 2])
+    (src / "4_text.jpg").write_text("not an image")
+    (src / "5_header.ppm").write_bytes(b"P6\n" + b"1" * 20 + b" 4\n255\n" + bytes(48))  # PIL: ValueError
+    reasons = {
+        "3_truncated.png": "cannot decode: image file is truncated",
+        "4_text.jpg": "cannot decode: not a recognised image format",
+        "5_header.ppm": "cannot decode: ValueError: .*Token too long",
+    }
+    written = translator.translate_inputs([src], tmp_path / "out", progress=False)
+    assert [os.path.basename(p) for p in written] == ["0.png", "1.png", "2.png"]
+    assert sorted(os.listdir(tmp_path / "out" / "photos")) == ["0.png", "1.png", "2.png"]
+    assert [os.path.basename(p) for p, _ in written.skipped] == list(reasons)
+    err = capsys.readouterr().err
+    for (path, reason), expected in zip(written.skipped, reasons.values()):
+        assert re.fullmatch(re.escape(path) + ": " + expected + ".*", reason), reason
+        assert f"warning: skipping unreadable image {reason}" in err
+    alone = translator.translate_files([src / "1.png"], tmp_path / "alone", progress=False)
+    assert (tmp_path / "alone" / "1.png").read_bytes() == (tmp_path / "out" / "photos" / "1.png").read_bytes()
+    assert alone.skipped == []
+    # A file named by itself is translated or refused, never passed over.
+    for name, expected in reasons.items():
+        with pytest.raises(OSError, match=re.escape(os.fspath(src / name)) + ": " + expected):
+            translator.translate_inputs([src / "0.png", src / name], tmp_path / "named", progress=False)
+    # A folder with nothing readable is an error, not an empty success.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.png").write_bytes(good[:100])
+    with pytest.raises(OSError, match=r"none of the 1 image\(s\) could be decoded; first: .*x\.png: cannot decode"):
+        translator.translate_folder(bad, tmp_path / "out_bad", progress=False)
+    # The command line says how many were skipped and succeeds.
+    capsys.readouterr()
+    argv = ["translate", os.fspath(src), "--checkpoint", checkpoint, "--output", os.fspath(tmp_path / "cli")]
+    assert cli.main([*argv, "--no_progress"]) == 0
+    out = capsys.readouterr()
+    assert "translated 3 image(s) into" in out.out and "(3 unreadable image(s) skipped)" in out.out
+    assert out.err.count("warning: skipping unreadable image") == 3
 
 
 def test_translating_files_never_overwrites_an_input_or_another_output(translator, tmp_path):

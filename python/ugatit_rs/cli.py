@@ -217,7 +217,8 @@ def cmd_translate(args: argparse.Namespace) -> int:
     written = translator.translate_inputs(
         args.inputs, args.output, progress=not args.no_progress, with_heatmap=args.heatmap
     )
-    print(f"translated {len(written)} image(s) into {args.output}")
+    skipped = f" ({len(written.skipped)} unreadable image(s) skipped)" if written.skipped else ""
+    print(f"translated {len(written)} image(s) into {args.output}{skipped}")
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -191,10 +192,12 @@ class Translator:
             results, heats = results[0], heats[0]
         return (results, heats) if return_attention else results
 
-    def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> list[str]:
+    def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> Translated:
         """Translates every image under ``src`` into ``dst`` (same relative paths, PNG). The folder is
-        scanned like a dataset (regular files only, link loops followed once)."""
-        return self._write(_folder_jobs(src, dst, with_heatmap), progress, with_heatmap)
+        scanned like a dataset (regular files only, link loops followed once); a file that cannot
+        be decoded is skipped with a warning and listed in the result's ``skipped``."""
+        jobs = _folder_jobs(src, dst, with_heatmap)
+        return self._write(jobs, progress, with_heatmap, set(jobs))
 
     def translate_files(
         self,
@@ -203,43 +206,80 @@ class Translator:
         root: str | None = None,
         progress: bool = True,
         with_heatmap: bool = False,
-    ) -> list[str]:
+    ) -> Translated:
         """Translates image files into ``dst`` as ``<name>.png`` (or their paths relative to
-        ``root``); returns the files written."""
+        ``root``); returns the files written. A file that cannot be decoded is an error."""
         return self._write(_file_jobs(paths, dst, root, with_heatmap), progress, with_heatmap)
 
     def translate_inputs(
         self, inputs: Sequence[str | os.PathLike], dst: str, progress: bool = True, with_heatmap: bool = False
-    ) -> list[str]:
+    ) -> Translated:
         """What ``ugatit-rs translate`` does: image files go to ``dst/<name>.png``, a folder's
-        images to ``dst/<folder name>/<relative path>.png``, under one progress bar."""
+        images to ``dst/<folder name>/<relative path>.png``, under one progress bar. A file found
+        in a folder that cannot be decoded is skipped (see :class:`Translated`); one named
+        itself is an error."""
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
         jobs: dict[str, str] = {}
+        scanned: set[str] = set()  # found by a folder scan, so skipped when unreadable
+        named: set[str] = set()
         for src in inputs:
             if os.path.isdir(src):
                 found = _folder_jobs(src, os.path.join(dst, os.path.basename(os.path.normpath(src))), with_heatmap)
+                scanned.update(found)
             else:
                 found = _file_jobs([src], dst, None, with_heatmap)
+                named.update(found)
             _merge_jobs(jobs, found, with_heatmap)
-        return self._write(jobs, progress, with_heatmap)
+        return self._write(jobs, progress, with_heatmap, scanned - named)
 
-    def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool) -> list[str]:
-        """Translates ``{source: target}`` in batches; every target was checked to be distinct."""
+    def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool, skippable=frozenset()) -> Translated:
+        """Translates ``{source: target}`` in batches; every target was checked to be distinct.
+        A source in ``skippable`` that cannot be decoded is reported and passed over."""
         sources = list(jobs)
         for folder in {os.path.dirname(target) for target in jobs.values()}:
             _native.remove_stale_temporaries(folder or ".")  # an earlier run killed mid-write
+        written = Translated()
         with tqdm(total=len(sources), unit="img", disable=not progress) as bar:
             for i in range(0, len(sources), self.batch_size):
-                chunk = sources[i : i + self.batch_size]
-                outs, heats = self(chunk, return_attention=True)
+                chunk, images = [], []
+                for source in sources[i : i + self.batch_size]:
+                    try:
+                        images.append(viz.open_upright_rgb(source))
+                    except (OSError, ValueError) as exc:  # corrupt, truncated, too large, vanished
+                        if source not in skippable:
+                            raise
+                        written.skipped.append((source, str(exc)))
+                        if len(written.skipped) <= _LISTED_SKIPS:
+                            tqdm.write(f"warning: skipping unreadable image {exc}", file=sys.stderr)
+                        elif len(written.skipped) == _LISTED_SKIPS + 1:
+                            tqdm.write("warning: further unreadable images are skipped without a word", file=sys.stderr)
+                        continue
+                    chunk.append(source)
+                outs, heats = self(images, return_attention=True) if images else ([], [])
                 for source, out, heat in zip(chunk, outs, heats):
                     target = jobs[source]
-                    viz.save_png(np.asarray(out), target)
+                    viz.save_png(out, target)
                     if with_heatmap and heat is not None:
-                        viz.save_png(viz.overlay(np.asarray(out), heat), _heatmap_path(target))
-                bar.update(len(chunk))
-        return [jobs[source] for source in sources]
+                        viz.save_png(viz.overlay(out, heat), _heatmap_path(target))
+                    written.append(target)
+                bar.update(len(sources[i : i + self.batch_size]))
+        if sources and not written:
+            raise OSError(f"none of the {len(sources)} image(s) could be decoded; first: {written.skipped[0][1]}")
+        return written
+
+
+_LISTED_SKIPS = 10  # unreadable files named on stderr; all are in Translated.skipped
+
+
+class Translated(list):
+    """The files a translation wrote, in input order, and in ``skipped`` the ``(path, reason)``
+    of each image found in a folder that could not be decoded (it was passed over with a
+    warning, as training and ``prepare`` pass over such files)."""
+
+    def __init__(self, written=()):
+        super().__init__(written)
+        self.skipped: list[tuple[str, str]] = []
 
 
 def _heatmap_path(target: str) -> str:

@@ -8,6 +8,7 @@ import json
 import math
 import numbers
 import os
+import struct
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -104,16 +105,28 @@ def upright_rgb(image) -> np.ndarray:
 
 
 def open_upright_rgb(path: str | os.PathLike) -> np.ndarray:
-    """An image file as :func:`upright_rgb` gives it. A file too large for PIL's
-    decompression-bomb limit raises ``ValueError`` naming it; a FIFO or other non-regular file
-    ``FileNotFoundError`` (reading it would wait forever)."""
-    from PIL import Image
+    """An image file as :func:`upright_rgb` gives it. A file PIL cannot decode (truncated,
+    corrupt, not an image) raises ``OSError`` saying ``<path>: cannot decode: <why>``, as the Rust
+    loader does; one too large for PIL's decompression-bomb limit ``ValueError`` naming it; a
+    FIFO or other non-regular file ``FileNotFoundError`` (reading it would wait forever)."""
+    from PIL import Image, UnidentifiedImageError
 
+    path = regular_file(path)
     try:
-        with Image.open(regular_file(path)) as image:
+        with Image.open(path) as image:
             return upright_rgb(image)
     except Image.DecompressionBombError as exc:
-        raise ValueError(f"{os.fspath(path)}: {exc}") from None
+        raise ValueError(f"{path}: {exc}") from None
+    except UnidentifiedImageError:
+        raise UnidentifiedImageError(f"{path}: cannot decode: not a recognised image format") from None
+    except OSError as exc:
+        if exc.filename is not None:  # permissions and the like: the message names the file
+            raise
+        raise OSError(f"{path}: cannot decode: {exc}") from None
+    except (ValueError, SyntaxError, EOFError, IndexError, struct.error) as exc:
+        # What PIL's format plugins raise on a corrupt header or stream ("Token too long in
+        # file header", a bad tag), without the file's name.
+        raise OSError(f"{path}: cannot decode: {type(exc).__name__}: {exc}") from None
 
 
 def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarray:
