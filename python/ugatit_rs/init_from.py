@@ -44,7 +44,8 @@ def architecture_of(path: str | os.PathLike) -> dict:
         variant = "pytorch"
     from .translate import generator_config_from_state_dict
 
-    cfg = generator_config_from_state_dict(read_network(path, "genA2B"), f"{path}: genA2B")
+    generator = read_network(path, "genA2B", shapes_only=True)
+    cfg = generator_config_from_state_dict(generator, f"{path}: genA2B")
     out = {"model": "ugatit", "variant": variant, "light": cfg["light"], "ch": cfg["ngf"], "n_res": cfg["n_blocks"]}
     return out if cfg["light"] else {**out, "img_size": cfg["img_size"]}
 

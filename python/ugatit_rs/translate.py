@@ -340,9 +340,9 @@ def _cyclegan_generator(path, direction: str, device):
     if is_official(path):
         from .convert import load_plain
 
+        if not cyclegan.is_network_state_dict(load_plain(path, shapes_only=True)):
+            return None  # an official U-GAT-IT .pt: not read here, its generator is read once
         sd = load_plain(path)
-        if not cyclegan.is_network_state_dict(sd):
-            return None
         trained_size = None
     else:
         config = json.loads(read_metadata(path).get("config") or "{}")
