@@ -103,8 +103,7 @@ def read_network(path: str | os.PathLike, network: str, shapes_only: bool = Fals
     if is_official(path):  # also refuses, naming it, a missing file or one that is no regular file
         sd = split_networks(read_official(path, shapes_only))[network]
     else:
-        prefix = network + "."
-        sd = OrderedDict((n[len(prefix) :], t) for n, t in _native.read_checkpoint(path, prefix))
+        sd = read_ours_network(path, network)
     if not sd:
         raise _native.StateDictError(f"{path}: checkpoint has no tensors for {network}")
     return sd
@@ -140,9 +139,17 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     return dict(_native.read_checkpoint_metadata(os.fspath(path)))
 
 
+def read_ours_network(path: str | os.PathLike, network: str) -> OrderedDict:
+    """The tensors of our checkpoint stored under ``<network>.``, without the prefix (possibly
+    none); nothing else of the file is read."""
+    prefix = network + "."
+    return OrderedDict((n[len(prefix) :], t) for n, t in _native.read_checkpoint(os.fspath(path), prefix))
+
+
 def read_ours(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
-    """The six state dicts of a ugatit-rs checkpoint: ``{"genA2B": OrderedDict(...), ...}``."""
-    nested = split_networks(dict(_native.read_checkpoint(os.fspath(path))))
+    """The six state dicts of a ugatit-rs checkpoint: ``{"genA2B": OrderedDict(...), ...}``. The
+    optimizer state beside them (twice the weights' size) is not read."""
+    nested = {name: read_ours_network(path, name) for name in NETWORK_NAMES}
     missing = [n for n, sd in nested.items() if not sd]
     if missing:
         raise _native.StateDictError(f"{path}: checkpoint has no tensors for {', '.join(missing)}")

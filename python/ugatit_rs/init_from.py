@@ -66,7 +66,9 @@ def load_into(trainer, path: str | os.PathLike) -> None:
 
             load_their_networks(trainer, path)
             return
-        state = {n: _prefixed(path, n) for n in trainer.networks()}
+        from .convert import read_ours_network
+
+        state = {n: read_ours_network(path, n) for n in trainer.networks()}
     elif _is_tf(path):
         from .tf_weights import read
 
@@ -88,7 +90,3 @@ def load_into(trainer, path: str | os.PathLike) -> None:
             raise _native.StateDictError(f"{path}: {name} does not fit this trainer: {', '.join(bad[:8])}")
     for name, net in nets.items():
         net.load_state_dict(state[name])
-
-
-def _prefixed(path: str, network: str) -> dict:
-    return {k[len(network) + 1 :]: v for k, v in _native.read_checkpoint(path, network + ".")}

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from . import _native, viz
 from ._checks import working_size
 from ._files import regular_file
-from .convert import is_official, read_metadata, read_network, weight_shape
+from .convert import is_official, read_metadata, read_network, read_ours_network, weight_shape
 from .models import Discriminator, Generator, translate_batch
 
 
@@ -348,9 +348,7 @@ def _cyclegan_generator(path, direction: str, device):
         config = json.loads(read_metadata(path).get("config") or "{}")
         if config.get("model") != "cyclegan":
             return None
-        name = "G_A" if direction == "A2B" else "G_B"
-        sd = dict(_native.read_checkpoint(path, name + "."))
-        sd = {k[len(name) + 1 :]: v for k, v in sd.items()}
+        sd = read_ours_network(path, "G_A" if direction == "A2B" else "G_B")
         trained_size = config.get("img_size")
     generator = cyclegan.ResnetGenerator(device=device, **cyclegan.generator_config_from_state_dict(sd, path))
     generator.load_state_dict(sd)
