@@ -298,6 +298,28 @@ def test_every_training_flag_says_what_it_does():
             assert described != name.replace("_", " ") and len(described) > 12, f"--{name}: {action.help!r}"
 
 
+def test_every_flag_takes_both_spellings():
+    # Before: `demo` took --no-progress and --n-res, every other command --no_progress and
+    # --n_res, so half of what a user typed was "unrecognized arguments".
+    from ugatit_rs.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices
+    respelled = 0
+    for command, sub in commands.items():
+        for flag in (f for a in sub._actions for f in a.option_strings if f.startswith("--")):
+            for other in (flag.replace("_", "-"), "--" + flag[2:].replace("-", "_")):
+                assert sub._respelled(other) == flag and sub._respelled(other + "=v") == flag + "=v", (command, other)
+                respelled += other != flag
+    assert respelled > 40
+    args = build_parser().parse_args(["translate", "a.png", "--checkpoint", "c", "--no-progress", "--batch-size=3"])
+    assert args.no_progress and args.batch_size == 3
+    args = build_parser().parse_args(["demo", "--no_progress", "--n_res", "1", "--img_size", "96"])
+    assert args.no_progress and args.n_res == 1 and args.img_size == 96
+    args = build_parser().parse_args(["translate", "--checkpoint", "c", "--", "--no-progress"])
+    assert args.inputs == ["--no-progress"] and not args.no_progress  # after "--", a file name
+
+
 def test_translator_repr_says_what_it_runs(translator):
     text = repr(translator)
     assert text.startswith("Translator(img_size=96, batch_size=2, generator=Generator(") and "light=True" in text

@@ -10,6 +10,9 @@ Sub-commands (``ugatit-rs <command> --help`` for each):
     eval       KID and FID of a checkpoint on testA/testB (the paper's table), or of two folders
     export     a checkpoint's generator as ONNX or TorchScript, or a web page
     serve      a local web app translating uploads
+
+Flags take either spelling: ``--no_progress`` or ``--no-progress``, ``--img_size`` or
+``--img-size`` (the official scripts use underscores, most tools hyphens).
 """
 
 from __future__ import annotations
@@ -340,12 +343,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that takes a flag spelled with ``-`` for ``_`` or the other way
+    round (``--no-progress`` for ``--no_progress``); sub-command parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        self._flags: set[str] = set()  # before the base class adds --help
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *names, **kwargs):
+        action = super().add_argument(*names, **kwargs)
+        self._flags.update(action.option_strings)
+        return action
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        end = args.index("--") if "--" in args else len(args)  # after "--" everything is a value
+        return super().parse_known_args([self._respelled(a) for a in args[:end]] + args[end:], namespace)
+
+    def _respelled(self, token: str) -> str:
+        name, eq, value = token.partition("=")
+        if not name.startswith("--") or name in self._flags:
+            return token
+        for other in (name[:2] + name[2:].replace("-", "_"), name[:2] + name[2:].replace("_", "-")):
+            if other in self._flags:
+                return other + eq + value
+        return token
+
+
 def build_parser() -> argparse.ArgumentParser:
     import torch
 
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="ugatit-rs", description="U-GAT-IT in Rust on libtorch")
+    parser = _Parser(
+        prog="ugatit-rs",
+        description="U-GAT-IT in Rust on libtorch. Flags may be spelled with '_' or '-' (--no_progress, --no-progress).",
+    )
     parser.add_argument("--version", action="version", version=f"ugatit-rs {__version__} (torch {torch.__version__})")
     sub = parser.add_subparsers(dest="command", required=True)
 
