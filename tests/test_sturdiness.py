@@ -1318,6 +1318,9 @@ def test_every_writer_on_a_full_disk_raises_a_named_os_error_and_leaves_no_parti
             "onnx": lambda p: ug.export.onnx(g, p + ".onnx"),
             "png": lambda p: ug.viz.save_png(np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8), p + ".png"),
             "prepare": lambda p: ug.data.prepare(os.path.join(root, "raw"), p, size=128, test_fraction=0, progress=False),
+            # PNGs encoded by worker threads, two batches in flight
+            "translate": lambda p: ug.translate.Translator(g, 96, batch_size=2).translate_folder(
+                os.path.join(root, "raw"), p, progress=False),
         }}
         results = {{}}
         for name, write in writers.items():
@@ -1338,11 +1341,12 @@ def test_every_writer_on_a_full_disk_raises_a_named_os_error_and_leaves_no_parti
         assert result["errno"] == 27, (name, result)  # EFBIG ("File too large")
         assert os.path.dirname(result["filename"]).startswith(os.fspath(tmp_path / name)), (name, result)
         assert not any(".tmp-" in f for f in result["files"]), (name, result)
-        if name != "prepare":
+        if name not in ("prepare", "translate"):
             assert result["files"] == [], (name, result)
-    # prepare stops at the first failed write; the PNGs it wrote before are complete.
+    # prepare and translate stop at the first failed write; the PNGs written before are complete.
     written = results["prepare"]["files"]
     assert written and all(np.asarray(Image.open(f)).shape == (128, 128, 3) for f in written)  # decodes whole
+    assert all(np.asarray(Image.open(f)).shape == (128, 128, 3) for f in results["translate"]["files"])
     assert "overwrite=True" in results["prepare"]["notes"][0]
 
 

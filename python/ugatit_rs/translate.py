@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -235,38 +236,72 @@ class Translator:
 
     def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool, skippable=frozenset()) -> Translated:
         """Translates ``{source: target}`` in batches; every target was checked to be distinct.
-        A source in ``skippable`` that cannot be decoded is reported and passed over."""
+        A source in ``skippable`` that cannot be decoded is reported and passed over.
+
+        Worker threads decode the next batch and encode the last one's PNGs while the generator
+        runs (PIL releases the GIL in both): with a small model, encoding large PNGs took most
+        of the time. At most two batches are in flight, so memory stays bounded."""
         sources = list(jobs)
+        batches = [sources[i : i + self.batch_size] for i in range(0, len(sources), self.batch_size)]
         for folder in {os.path.dirname(target) for target in jobs.values()}:
             _native.remove_stale_temporaries(folder or ".")  # an earlier run killed mid-write
         written = Translated()
-        with tqdm(total=len(sources), unit="img", disable=not progress) as bar:
-            for i in range(0, len(sources), self.batch_size):
-                chunk, images = [], []
-                for source in sources[i : i + self.batch_size]:
-                    try:
-                        images.append(viz.open_upright_rgb(source))
-                    except (OSError, ValueError) as exc:  # corrupt, truncated, too large, vanished
-                        if source not in skippable:
-                            raise
-                        written.skipped.append((source, str(exc)))
-                        if len(written.skipped) <= _LISTED_SKIPS:
-                            tqdm.write(f"warning: skipping unreadable image {exc}", file=sys.stderr)
-                        elif len(written.skipped) == _LISTED_SKIPS + 1:
-                            tqdm.write("warning: further unreadable images are skipped without a word", file=sys.stderr)
-                        continue
-                    chunk.append(source)
-                outs, heats = self(images, return_attention=True) if images else ([], [])
-                for source, out, heat in zip(chunk, outs, heats):
-                    target = jobs[source]
-                    viz.save_png(out, target)
-                    if with_heatmap and heat is not None:
-                        viz.save_png(viz.overlay(out, heat), _heatmap_path(target))
-                    written.append(target)
-                bar.update(len(sources[i : i + self.batch_size]))
+        pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ugatit-rs-translate")
+        try:
+            with tqdm(total=len(sources), unit="img", disable=not progress) as bar:
+                decoding = [pool.submit(_decode, source) for source in batches[0]] if batches else []
+                writing: list = []
+                for k, batch in enumerate(batches):
+                    chunk, images = [], []
+                    for source, image in zip(batch, [job.result() for job in decoding]):
+                        if isinstance(image, Exception):  # corrupt, truncated, too large, vanished
+                            if source not in skippable:
+                                raise image
+                            self._skip(written, source, image)
+                        else:
+                            chunk.append(source)
+                            images.append(image)
+                    if k + 1 < len(batches):
+                        decoding = [pool.submit(_decode, source) for source in batches[k + 1]]
+                    outs, heats = self(images, return_attention=True) if images else ([], [])
+                    for job in writing:  # the previous batch's files, before this one's start
+                        job.result()
+                    bar.update(len(batches[k - 1]) if k else 0)
+                    writing = []
+                    for source, out, heat in zip(chunk, outs, heats):
+                        writing.append(pool.submit(_encode, out, heat if with_heatmap else None, jobs[source]))
+                        written.append(jobs[source])
+                for job in writing:
+                    job.result()
+                bar.update(len(batches[-1]) if batches else 0)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C or an error: no write left running
         if sources and not written:
             raise OSError(f"none of the {len(sources)} image(s) could be decoded; first: {written.skipped[0][1]}")
         return written
+
+    @staticmethod
+    def _skip(written: Translated, source: str, exc: Exception) -> None:
+        written.skipped.append((source, str(exc)))
+        if len(written.skipped) <= _LISTED_SKIPS:
+            tqdm.write(f"warning: skipping unreadable image {exc}", file=sys.stderr)
+        elif len(written.skipped) == _LISTED_SKIPS + 1:
+            tqdm.write("warning: further unreadable images are skipped without a word", file=sys.stderr)
+
+
+def _decode(source: str):
+    """The image at ``source``, or the ``OSError``/``ValueError`` saying why it cannot be read
+    (returned, so the caller decides whether it is fatal)."""
+    try:
+        return viz.open_upright_rgb(source)
+    except (OSError, ValueError) as exc:
+        return exc
+
+
+def _encode(out: np.ndarray, heat, target: str) -> None:
+    viz.save_png(out, target)
+    if heat is not None:
+        viz.save_png(viz.overlay(out, heat), _heatmap_path(target))
 
 
 _LISTED_SKIPS = 10  # unreadable files named on stderr; all are in Translated.skipped

@@ -228,9 +228,11 @@ def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", 
 
 
 def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
-    """Writes an HWC uint8 RGB array as PNG (creating the folder), replacing ``path`` only once complete."""
+    """Writes an HWC uint8 RGB array as PNG (creating the folder), replacing ``path`` only once
+    complete. zlib level 1, as OpenCV's ``imwrite`` (the official code's writer) defaults to: PIL's
+    default level 6 took five times as long for files about a fifth smaller."""
     from PIL import Image
 
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     with replacing(path) as tmp:  # complete or absent, never a truncated PNG
-        Image.fromarray(image).save(tmp, format="PNG")
+        Image.fromarray(image).save(tmp, format="PNG", compress_level=1)
