@@ -317,6 +317,38 @@ def test_evaluation_checks_every_input_before_any_work(demo_data, tmp_path):
 
 
 @needs_weights
+def test_unreadable_test_images_are_skipped_and_reported(demo_data, tmp_path, capsys):
+    # Before: one truncated image in testA made `eval` refuse the whole dataset (training and
+    # `test` pass over it), and the in-training KID crashed fit() when it loaded the test set.
+    from ugatit_rs.evaluation import TrainingEvaluator, compare_folders, evaluate_checkpoint
+
+    data = tmp_path / "data"
+    for split in ("trainA", "trainB", "testA", "testB"):
+        (data / split).mkdir(parents=True)
+        for name in sorted(os.listdir(os.path.join(demo_data, split)))[:3]:
+            shutil.copy(os.path.join(demo_data, split, name), data / split / name)
+    good = (data / "testA" / sorted(os.listdir(data / "testA"))[0]).read_bytes()
+    (data / "testA" / "cut.png").write_bytes(good[: len(good) // 2])
+    (data / "testB" / "text.png").write_text("not an image")
+    tr = ug.Trainer(ug.TrainConfig(dataset=str(data), light=True, img_size=96, ch=4, n_res=1, device="cpu"))
+    ckpt = tr.save_checkpoint(str(tmp_path / "c.safetensors"))
+    result = evaluate_checkpoint(str(data), ckpt, progress=False)
+    assert [os.path.basename(p) for p, _ in result["skipped"]] == ["cut.png", "text.png"]
+    assert result["A2B"]["n_real"] == result["A2B"]["n_fake"] == 3
+    assert result["skipped"][0][1].startswith(os.fspath(data / "testA" / "cut.png") + ": cannot decode")
+    folders = compare_folders(str(data / "testA"), str(data / "testB"), progress=False)
+    assert folders["n_real"] == folders["n_fake"] == 3 and len(folders["skipped"]) == 2
+    assert TrainingEvaluator(tr, 4).inputs["A"].shape[0] == 3
+    err = capsys.readouterr().err
+    assert "skipping unreadable image" in err and "in-training KID skips unreadable image" in err
+    for name in os.listdir(data / "testB"):  # nothing readable left: an error, not a number
+        if name != "text.png":
+            os.remove(data / "testB" / name)
+    with pytest.raises(OSError, match=r"testB: none of its 1 image\(s\) could be decoded"):
+        compare_folders(str(data / "testA"), str(data / "testB"), progress=False)
+
+
+@needs_weights
 def test_eval_command_prints_the_table(demo_data, tmp_path):
     tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))
     ckpt = tr.save_checkpoint(str(tmp_path / "c.safetensors"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import numpy as np
 import torch
@@ -32,13 +33,39 @@ def _scores(real: np.ndarray, fake: np.ndarray, protocol: str) -> dict:
     }
 
 
+def readable_images(folder: str, translated: bool = False) -> tuple[list[str], list[tuple[str, str]]]:
+    """``(images, skipped)``: the images under ``folder`` that decode, and ``(path, reason)`` for
+    each that does not, named on stderr, as training and ``test`` pass over them. Every file is
+    decoded by the Rust decoder the Inception features read files with and, if ``translated``,
+    also by the translator's (PIL), so no file fails half-way through a measurement."""
+    from .translate import _decode
+
+    images, skipped = [], []
+    for path in metrics.image_files(folder):
+        try:
+            load_image(path, 8)
+            problem = _decode(path) if translated else None
+            if isinstance(problem, Exception):
+                raise problem
+        except (OSError, ValueError) as exc:
+            skipped.append((path, str(exc)))
+            print(f"warning: skipping unreadable image {exc}", file=sys.stderr)
+            continue
+        images.append(path)
+    if not images:
+        raise OSError(f"{folder}: none of its {len(skipped)} image(s) could be decoded; first: {skipped[0][1]}")
+    return images, skipped
+
+
 def compare_folders(
     real: str, fake: str, protocol: str = "paper", inception: str | None = None, device=None, progress: bool = True
 ) -> dict:
-    """KID and FID between the images of two folders (searched recursively)."""
-    real_files, fake_files = metrics.image_files(real), metrics.image_files(fake)  # both, before any work
+    """KID and FID between the images of two folders (searched recursively). Files that cannot be
+    decoded are skipped and listed under ``"skipped"``."""
+    (real_files, real_skipped), (fake_files, fake_skipped) = readable_images(real), readable_images(fake)
     feats = metrics.InceptionFeatures(weights=inception, protocol=protocol, device=device, progress=progress)
-    return {"protocol": protocol, **_scores(feats(real_files), feats(fake_files), protocol)}
+    result = {"protocol": protocol, **_scores(feats(real_files), feats(fake_files), protocol)}
+    return {**result, "skipped": real_skipped + fake_skipped}
 
 
 def evaluate_checkpoint(
@@ -51,11 +78,15 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict:
     """The paper's table for one checkpoint: ``{"A2B": {...}, "B2A": {...}}`` with KID×100, its
-    std×100 and FID per direction. Translations stay in memory (as 8-bit images, like saved files)."""
+    std×100 and FID per direction. Translations stay in memory (as 8-bit images, like saved files).
+    Test images that cannot be decoded are skipped and listed under ``"skipped"``."""
     from .translate import Translator
 
     # Everything that can be refused is checked before the first image is translated.
-    files = {split: metrics.image_files(domain_folder(dataset, split)) for split in ("testA", "testB")}
+    files, skipped = {}, []
+    for split in ("testA", "testB"):
+        files[split], unreadable = readable_images(domain_folder(dataset, split), translated=True)
+        skipped += unreadable
     translators = {
         direction: Translator.from_checkpoint(checkpoint, direction=direction, device=device, batch_size=batch_size)
         for direction in ("A2B", "B2A")
@@ -70,7 +101,7 @@ def evaluate_checkpoint(
                 fakes += [np.array(img) for img in translators[direction](chunk)]  # writable copies
                 bar.update(len(chunk))
         result[direction] = _scores(feats(files[target]), feats(fakes), protocol)
-    return result
+    return {**result, "skipped": skipped}
 
 
 def _kid_text(scores: dict) -> str:
@@ -123,10 +154,17 @@ class TrainingEvaluator:
         size = trainer.config.img_size
         self.inputs, self.real = {}, {}
         for domain in "AB":
-            paths = metrics._native.list_images(domain_folder(trainer.config.dataset, f"test{domain}"))[:images]
-            if len(paths) < 2:
-                raise ValueError(f"in-training KID needs at least 2 test{domain} images, found {len(paths)}")
-            self.inputs[domain] = torch.cat([load_image(p, size) for p in paths])
+            loaded = []
+            for path in metrics._native.list_images(domain_folder(trainer.config.dataset, f"test{domain}")):
+                if len(loaded) == images:
+                    break
+                try:
+                    loaded.append(load_image(path, size))
+                except OSError as exc:  # passed over, as fit() passes over unreadable training images
+                    print(f"warning: in-training KID skips unreadable image {exc}", file=sys.stderr)
+            if len(loaded) < 2:
+                raise ValueError(f"in-training KID needs at least 2 readable test{domain} images, found {len(loaded)}")
+            self.inputs[domain] = torch.cat(loaded)
             self.real[domain] = self.features(self.inputs[domain])
 
     @torch.no_grad()
