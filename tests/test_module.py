@@ -170,3 +170,21 @@ def test_the_native_module_is_built_for_this_python_version():
     from ugatit_rs import _native
 
     assert _native.__file__.endswith(importlib.machinery.EXTENSION_SUFFIXES[0]), _native.__file__
+
+
+@pytest.mark.parametrize("variant", ["pytorch", "tf"])
+def test_a_generator_built_for_loading_skips_the_random_draws(variant):
+    # Translator.from_checkpoint drew a full 256 px generator's 268M MLP weights (1.7 s) only to
+    # overwrite them. init_weights=False starts at zero without touching torch's random stream,
+    # and the next generator built the default way draws again.
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    empty = ug.Generator(ngf=4, n_blocks=4, img_size=96, light=True, variant=variant, init_weights=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(not p.detach().any() for p in empty.parameters())
+    torch.manual_seed(3)
+    drawn = ug.Generator(ngf=4, n_blocks=4, img_size=96, light=True, variant=variant)
+    assert any(p.detach().any() for p in drawn.parameters()) and not torch.equal(torch.get_rng_state(), state)
+    empty.load_state_dict(drawn.state_dict())
+    x = torch.rand(1, 3, 96, 96) * 2 - 1
+    assert torch.equal(empty.eval()(x)[0], drawn.eval()(x)[0])

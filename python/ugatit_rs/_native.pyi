@@ -45,6 +45,7 @@ class Generator(Network):
         output_nc: int = 3,
         device: str = "cpu",
         variant: str = "pytorch",
+        init_weights: bool = True,
     ) -> None: ...
 
 class Discriminator(Network):

@@ -101,7 +101,7 @@ class Translator:
         cfg = generator_config_from_state_dict(sd, f"{path}: gen{direction}")
         own = cfg.pop("img_size")
         size = working_size(cfg["light"], own, img_size, trained_size or 256, f"{path}: gen{direction}")
-        g = Generator(img_size=size, device=device, variant=variant, **cfg)
+        g = Generator(img_size=size, device=device, variant=variant, init_weights=False, **cfg)
         g.load_state_dict(sd)
         return cls(g, size, batch_size)
 

@@ -284,7 +284,7 @@ impl PyGenerator {
 #[pymethods]
 impl PyGenerator {
     #[new]
-    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=false, input_nc=3, output_nc=3, device="cpu", variant="pytorch"))]
+    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=false, input_nc=3, output_nc=3, device="cpu", variant="pytorch", init_weights=true))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -296,14 +296,27 @@ impl PyGenerator {
         output_nc: i64,
         device: &str,
         variant: &str,
+        init_weights: bool,
     ) -> PyResult<(Self, PyNetwork)> {
         let config = GeneratorConfig { input_nc, output_nc, ngf, n_blocks, img_size, light };
         let device = parse_device(device)?;
-        let net = match variant {
-            "pytorch" => AnyNetwork::Generator(Arc::new(Mutex::new(unlocked(py, || Generator::new(config, device))?))),
-            "tf" => AnyNetwork::TfGenerator(Arc::new(Mutex::new(unlocked(py, || TfGenerator::new(config, device))?))),
-            other => return Err(unknown_variant(other)),
-        };
+        if !matches!(variant, "pytorch" | "tf") {
+            return Err(unknown_variant(variant));
+        }
+        let net = unlocked(py, move || {
+            let make = || -> crate::Result<AnyNetwork> {
+                Ok(match variant {
+                    "tf" => AnyNetwork::TfGenerator(Arc::new(Mutex::new(TfGenerator::new(config, device)?))),
+                    _ => AnyNetwork::Generator(Arc::new(Mutex::new(Generator::new(config, device)?))),
+                })
+            };
+            // `init_weights=False`: zeros, for weights loaded next (`without_initialisation`).
+            if init_weights {
+                make()
+            } else {
+                crate::nn::store::without_initialisation(make)
+            }
+        })?;
         Ok((PyGenerator, PyNetwork { net }))
     }
 }
