@@ -188,3 +188,5 @@ def test_a_generator_built_for_loading_skips_the_random_draws(variant):
     empty.load_state_dict(drawn.state_dict())
     x = torch.rand(1, 3, 96, 96) * 2 - 1
     assert torch.equal(empty.eval()(x)[0], drawn.eval()(x)[0])
+    with pytest.raises(TypeError, match="init_weights"):  # "no" is not False
+        ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True, init_weights="no")

@@ -447,7 +447,7 @@ class Generator(_NativeModule):
                 output_nc=output_nc,
                 device=_device_name(device),
                 variant=variant,
-                init_weights=bool(init_weights),
+                init_weights=init_weights,
             )
         )
 
