@@ -348,6 +348,21 @@ def test_unreadable_test_images_are_skipped_and_reported(demo_data, tmp_path, ca
         compare_folders(str(data / "testA"), str(data / "testB"), progress=False)
 
 
+def test_a_folder_of_broken_images_names_ten_then_one_line(tmp_path, capsys):
+    # `eval` and `translate` report skipped files through one helper: before, eval named every
+    # broken file (translate stopped at ten), so a folder of thousands flooded a notebook.
+    from ugatit_rs.evaluation import readable_images
+
+    for k in range(14):
+        (tmp_path / f"broken{k:02d}.png").write_bytes(b"not an image")
+    ug.viz.save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "good.png")
+    images, skipped = readable_images(str(tmp_path), translated=True)
+    assert [os.path.basename(p) for p in images] == ["good.png"] and len(skipped) == 14
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 11 and lines[-1] == "warning: further unreadable images are skipped without a word"
+    assert all(line.startswith("warning: skipping unreadable image ") and "broken" in line for line in lines[:10])
+
+
 @needs_weights
 def test_eval_command_prints_the_table(demo_data, tmp_path):
     tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import _files, metrics
+from . import _files, metrics, viz
 from .data import domain_folder, load_image
 from .models import translate_batch
 
@@ -38,18 +38,15 @@ def readable_images(folder: str, translated: bool = False) -> tuple[list[str], l
     each that does not, named on stderr, as training and ``test`` pass over them. Every file is
     decoded by the Rust decoder the Inception features read files with and, if ``translated``,
     also by the translator's (PIL), so no file fails half-way through a measurement."""
-    from .translate import _decode
-
-    images, skipped = [], []
+    images, skipped = [], viz.UnreadableImages()
     for path in metrics.image_files(folder):
         try:
             load_image(path, 8)
-            problem = _decode(path) if translated else None
+            problem = viz.decode_or_reason(path) if translated else None
             if isinstance(problem, Exception):
                 raise problem
         except (OSError, ValueError) as exc:
-            skipped.append((path, str(exc)))
-            print(f"warning: skipping unreadable image {exc}", file=sys.stderr)
+            skipped.add(path, exc)
             continue
         images.append(path)
     if not images:

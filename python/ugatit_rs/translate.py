@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -249,7 +248,7 @@ class Translator:
         pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="ugatit-rs-translate")
         try:
             with tqdm(total=len(sources), unit="img", disable=not progress) as bar:
-                decoding = [pool.submit(_decode, source) for source in batches[0]] if batches else []
+                decoding = [pool.submit(viz.decode_or_reason, source) for source in batches[0]] if batches else []
                 writing: list = []
                 for k, batch in enumerate(batches):
                     chunk, images = [], []
@@ -257,12 +256,12 @@ class Translator:
                         if isinstance(image, Exception):  # corrupt, truncated, too large, vanished
                             if source not in skippable:
                                 raise image
-                            self._skip(written, source, image)
+                            written.skipped.add(source, image)
                         else:
                             chunk.append(source)
                             images.append(image)
                     if k + 1 < len(batches):
-                        decoding = [pool.submit(_decode, source) for source in batches[k + 1]]
+                        decoding = [pool.submit(viz.decode_or_reason, source) for source in batches[k + 1]]
                     outs, heats = self(images, return_attention=True) if images else ([], [])
                     for job in writing:  # the previous batch's files, before this one's start
                         job.result()
@@ -280,31 +279,11 @@ class Translator:
             raise OSError(f"none of the {len(sources)} image(s) could be decoded; first: {written.skipped[0][1]}")
         return written
 
-    @staticmethod
-    def _skip(written: Translated, source: str, exc: Exception) -> None:
-        written.skipped.append((source, str(exc)))
-        if len(written.skipped) <= _LISTED_SKIPS:
-            tqdm.write(f"warning: skipping unreadable image {exc}", file=sys.stderr)
-        elif len(written.skipped) == _LISTED_SKIPS + 1:
-            tqdm.write("warning: further unreadable images are skipped without a word", file=sys.stderr)
-
-
-def _decode(source: str):
-    """The image at ``source``, or the ``OSError``/``ValueError`` saying why it cannot be read
-    (returned, so the caller decides whether it is fatal)."""
-    try:
-        return viz.open_upright_rgb(source)
-    except (OSError, ValueError) as exc:
-        return exc
-
 
 def _encode(out: np.ndarray, heat, target: str) -> None:
     viz.save_png(out, target)
     if heat is not None:
         viz.save_png(viz.overlay(out, heat), _heatmap_path(target))
-
-
-_LISTED_SKIPS = 10  # unreadable files named on stderr; all are in Translated.skipped
 
 
 class Translated(list):
@@ -314,7 +293,7 @@ class Translated(list):
 
     def __init__(self, written=()):
         super().__init__(written)
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped = viz.UnreadableImages()
 
 
 def _heatmap_path(target: str) -> str:

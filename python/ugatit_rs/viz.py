@@ -9,11 +9,13 @@ import math
 import numbers
 import os
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ._checks import whole
 from ._files import regular_file, replacing
@@ -127,6 +129,37 @@ def open_upright_rgb(path: str | os.PathLike) -> np.ndarray:
         # What PIL's format plugins raise on a corrupt header or stream ("Token too long in
         # file header", a bad tag), without the file's name.
         raise OSError(f"{path}: cannot decode: {type(exc).__name__}: {exc}") from None
+
+
+def decode_or_reason(path: str | os.PathLike) -> np.ndarray | Exception:
+    """:func:`open_upright_rgb`, but the ``OSError``/``ValueError`` saying why the file cannot be
+    read is returned, not raised, so the caller decides whether it is fatal."""
+    try:
+        return open_upright_rgb(path)
+    except (OSError, ValueError) as exc:
+        return exc
+
+
+class UnreadableImages(list):
+    """``(path, reason)`` for each image passed over because it could not be decoded. The first
+    :attr:`NAMED` are named on stderr as they are added, then one line says that more follow
+    silently, so a folder of broken files does not flood a notebook."""
+
+    NAMED = 10
+
+    def add(self, path: str | os.PathLike, reason: Exception | str) -> None:
+        self.append((os.fspath(path), str(reason)))
+        if len(self) <= self.NAMED:
+            # tqdm.write: above any open progress bar
+            tqdm.write(f"warning: skipping unreadable image {_naming(path, reason)}", file=sys.stderr)
+        elif len(self) == self.NAMED + 1:
+            tqdm.write("warning: further unreadable images are skipped without a word", file=sys.stderr)
+
+
+def _naming(path, reason) -> str:
+    """The reason as a message that names the file (every decoder's errors already do)."""
+    text = str(reason)
+    return text if text.startswith(os.fspath(path)) else f"{os.fspath(path)}: {text}"
 
 
 def heatmap_image(heatmap: torch.Tensor, size: int | Sequence[int]) -> np.ndarray:
