@@ -124,3 +124,26 @@ def test_a_for_loop_iterates_one_epoch_of_the_same_stream(tmp_path):
     )
     expected = [streamed.next_batch() for _ in range(6)]
     assert all(torch.equal(x, y) for x, y in zip(epochs[0] + epochs[1], expected))
+
+
+@pytest.mark.parametrize("train, resize", [(True, "bilinear"), (False, "bicubic")])
+def test_a_pickled_or_copied_loader_goes_on_with_the_same_stream(tmp_path, train, resize):
+    # Before: `copy.deepcopy(loader)` and `pickle.dumps(loader)` raised TypeError, so a loader
+    # could not be handed to another process or kept in a user's own pickled state.
+    import copy
+    import pickle
+
+    for i in range(5):
+        Image.fromarray(_picture(seed=i)).save(tmp_path / f"{i}.png")
+    loader = DomainLoader(str(tmp_path), 32, batch_size=2, seed=4, domain=1, train=train, num_workers=1, resize=resize)
+    for _ in range(4):
+        loader.next_batch()
+    copies = [pickle.loads(pickle.dumps(loader)), copy.deepcopy(loader), copy.copy(loader)]
+    assert all(repr(c) == repr(loader) and c.position == 4 for c in copies)
+    ahead = [loader.next_batch() for _ in range(5)]
+    for c in copies:
+        assert all(torch.equal(c.next_batch(), batch) for batch in ahead)
+    # Every argument travels: a loader built differently gives other batches.
+    other = DomainLoader(str(tmp_path), 32, batch_size=2, seed=4, domain=1, train=train, num_workers=1)
+    other.seek(4)
+    assert (resize == "bilinear") == all(torch.equal(other.next_batch(), batch) for batch in ahead)

@@ -7,7 +7,8 @@ the official transforms (``resize="bilinear"``, U-GAT-IT's; ``"bicubic"`` is Cyc
 Unreadable files are skipped and listed by ``skipped()``; ``strict=True`` raises instead.
 ``next_batch()`` streams on without end, as the official loop reads; ``for batch in loader``
 iterates one epoch (``len(loader)`` batches) from the current position, as a PyTorch
-``DataLoader`` does.
+``DataLoader`` does. A loader pickles and copies (``copy.deepcopy``, another process): the copy
+scans the folder again and goes on from the same position with the same batches.
 """
 
 from __future__ import annotations

@@ -45,6 +45,14 @@ impl Resize {
         }
     }
 
+    /// The name [`Resize::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bilinear => "bilinear",
+            Self::Bicubic => "bicubic",
+        }
+    }
+
     fn filter(self) -> FilterType {
         match self {
             Self::Bilinear => FilterType::Triangle,

@@ -5,6 +5,7 @@ use crate::data::transforms::Resize;
 use crate::data::{load_image, DomainLoader, LoaderConfig};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 use pyo3_tch::PyTensor;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -18,6 +19,9 @@ pub struct PyDomainLoader {
     epoch_left: AtomicI64,
     /// What `repr()` shows of the arguments: `folder='…', img_size=…, batch_size=…, train=…`.
     arguments: String,
+    /// The constructor's arguments, which rebuild the loader when it is pickled or copied.
+    folder: PathBuf,
+    config: LoaderConfig,
 }
 
 #[pymethods]
@@ -48,11 +52,39 @@ impl PyDomainLoader {
             PyValueError::new_err(format!("DomainLoader resize must be 'bilinear' or 'bicubic', got {resize:?}"))
         })?;
         let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers, resize };
-        let inner = unlocked(py, || DomainLoader::new(&folder, config))?;
+        let inner = unlocked(py, || DomainLoader::new(&folder, config.clone()))?;
         let train = if train { "True" } else { "False" };
-        let folder = folder.as_os_str().into_pyobject(py)?.repr()?;
-        let arguments = format!("folder={folder}, img_size={img_size}, batch_size={batch_size}, train={train}");
-        Ok(Self { inner, epoch_left: AtomicI64::new(0), arguments })
+        let shown = folder.as_os_str().into_pyobject(py)?.repr()?;
+        let arguments = format!("folder={shown}, img_size={img_size}, batch_size={batch_size}, train={train}");
+        Ok(Self { inner, epoch_left: AtomicI64::new(0), arguments, folder, config })
+    }
+
+    /// Pickling and `copy.deepcopy`: the constructor's arguments and the stream's position. The
+    /// copy scans the folder again and goes on with the batches this loader would give next
+    /// (the stream is a function of the seed and the position); unreadable files are found and
+    /// counted again as it meets them.
+    #[allow(clippy::type_complexity)]
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyType>, (PathBuf, u32, usize, u64, u64, bool, bool, usize, &'static str), i64)> {
+        let this = slf.borrow();
+        let c = &this.config;
+        let arguments = (
+            this.folder.clone(),
+            c.img_size,
+            c.batch_size,
+            c.seed,
+            c.domain,
+            c.train,
+            c.strict,
+            c.num_workers,
+            c.resize.name(),
+        );
+        Ok((slf.get_type(), arguments, this.inner.position()))
+    }
+
+    fn __setstate__(&self, position: i64) -> PyResult<()> {
+        self.seek(position)
     }
 
     fn __repr__(&self) -> String {
