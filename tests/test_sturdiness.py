@@ -485,6 +485,11 @@ def test_a_step_on_non_finite_or_unscaled_images_is_refused_before_any_change():
         tr.step(X, torch.full_like(X, float("nan")))
     with pytest.raises(ValueError, match="real_a must be in \\[-1, 1\\], got values from 0 to 255"):
         tr.step(torch.linspace(0, 255, X.numel()).reshape(X.shape), X)
+    # A 0..255 uint8 batch is named for its dtype (it was told to "pass uint8 arrays"), and a
+    # complex one no longer reaches torch's NotImplementedError.
+    for dtype in (torch.uint8, torch.float64, torch.complex64):
+        with pytest.raises(TypeError, match=f"real_b must be a float32 tensor in \\[-1, 1\\], got {dtype}"):
+            tr.step(X, torch.full(X.shape, 200).to(dtype))
     assert tr.step_count == 0
     assert all(torch.equal(before[k], v) for k, v in tr.gen_a2b.state_dict().items())
     assert math.isfinite(tr.step(X, X)["g_loss"])

@@ -232,14 +232,17 @@ class Trainer:
 
         Returns every loss component (``d_loss``, ``g_loss``, ``D_ad_loss_GA``, ...,
         ``G_cam_loss_B``) and ``lr`` as floats. Raises :class:`NonFiniteLossError` naming the
-        loss and the step if any loss is NaN or Inf, and ``ValueError`` before changing anything
-        if a batch holds NaN or Inf or lies off the [-1, 1] scale (beyond ±1.5, e.g. 0..255).
+        loss and the step if any loss is NaN or Inf, and before changing anything ``TypeError``
+        if a batch is not float32, ``ValueError`` if it holds NaN or Inf or lies off the [-1, 1]
+        scale (beyond ±1.5, e.g. 0..255).
         """
         for name, x in (("real_a", real_a), ("real_b", real_b)):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
             if x.layout != torch.strided or x.device.type not in ("cpu", "cuda"):
                 raise ValueError(f"{name} must be a dense CPU or CUDA tensor, got {x.layout} on {x.device}")
+            if x.dtype != torch.float32:  # before the range: a 0..255 uint8 batch is a dtype error
+                raise TypeError(f"{name} must be a float32 tensor in [-1, 1], got {x.dtype}")
             # A NaN would reach every weight through the update, and 0..255 images train a
             # network on nonsense; fit()'s own batches need no such check.
             viz.check_unit_range(x, name)
