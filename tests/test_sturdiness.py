@@ -364,6 +364,27 @@ def test_unreadable_test_images_are_skipped_in_sample_grids(tmp_path):
     tr = ug.Trainer(small_config(dataset=data, result_dir=str(tmp_path / "r"), iteration=2, print_freq=1))
     tr.fit(progress=False)
     assert os.path.exists(os.path.join(tr.run_dir, "img", "A2B_0000002.png"))
+    # test() (the end of `ugatit-rs train`, and `ugatit-rs test`) passes over it too; before, it
+    # raised OSError after the whole run. Columns keep their file's number.
+    written = tr.test()
+    assert [os.path.basename(p) for p in written["A2B"]] == ["A2B_2.png", "A2B_3.png"]
+    assert [os.path.basename(p) for p, _ in written["A2B"].skipped] == ["000.png"] and written["B2A"].skipped == []
+    assert len(written["B2A"]) == 3
+
+
+@pytest.mark.parametrize("problem", ["missing", "empty"])
+def test_a_dataset_without_test_images_is_refused_before_the_first_step(tmp_path, problem):
+    # Before: fit() trained until its first sample grid (print_freq, 1000 steps by default)
+    # and then stopped on the missing testB; the official code refuses such a dataset at start.
+    data = make_dataset(tmp_path / "d", n_train=3, n_test=3, size=100)
+    for name in os.listdir(os.path.join(data, "testB")):
+        os.remove(os.path.join(data, "testB", name))
+    if problem == "missing":
+        os.rmdir(os.path.join(data, "testB"))
+    tr = ug.Trainer(small_config(dataset=data, result_dir=str(tmp_path / "r"), iteration=2, print_freq=1))
+    with pytest.raises(FileNotFoundError, match="testB: (folder not found|no images)"):
+        tr.fit(progress=False)
+    assert tr.step_count == 0 and not os.path.exists(tmp_path / "r")
 
 
 # -- 6. the learning rate is a function of the step --------------------------------------------------

@@ -22,6 +22,7 @@ import os
 import sys
 
 from . import RunInUseError, TrainConfig, Trainer, _native
+from .data import check_dataset
 
 INTERRUPTED = 130  # the exit status for Ctrl-C (128 + SIGINT), as a shell reports it
 
@@ -83,7 +84,9 @@ def bounded_int(lo: int, hi: int):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
         if not lo <= number <= hi:
-            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, got {number}")
+            # An upper bound at an integer type's end is not worth naming to a number below lo.
+            wanted = f">= {lo}" if number < lo and hi >= I64_MAX else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {number}")
         return number
 
     parse.__name__ = "int"
@@ -180,6 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, rank: int = 0) -> int:
     cfg = config_from_args(args)
+    check_dataset(cfg.dataset)  # before building the networks (seconds for the full model)
     trainer = Trainer(cfg)
     if rank == 0:
         print(
@@ -205,8 +209,10 @@ def cmd_test(args: argparse.Namespace) -> int:
     if args.checkpoint:
         trainer.load_checkpoint(path)  # ours, an official .pt, or (CycleGAN) a folder of their .pth files
     written = trainer.test()
+    skipped = len(written["A2B"].skipped) + len(written["B2A"].skipped)
     print(
         f"wrote {len(written['A2B'])} A2B and {len(written['B2A'])} B2A columns to {os.path.join(trainer.run_dir, 'test')}"
+        + (f" ({skipped} unreadable image(s) skipped)" if skipped else "")
     )
     return 0
 
@@ -397,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("inputs", nargs="+", help="image files and/or folders")
     tr.add_argument("--checkpoint", required=True, help="a .safetensors (ours) or official .pt file")
     tr.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
-    tr.add_argument("--output", default="translated", help="output folder (default: translated)")
+    tr.add_argument("-o", "--output", default="translated", help="output folder (default: translated)")
     tr.add_argument("--device", default="cpu")
     tr.add_argument("--batch_size", type=bounded_int(1, 4096), default=8)
     tr.add_argument("--heatmap", action="store_true", help="also write <name>_cam.png attention overlays")
@@ -407,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep = sub.add_parser("prepare", help="build trainA/trainB/testA/testB from raw image folders")
     prep.add_argument("domain_a", help="folder of raw domain-A images (searched recursively)")
     prep.add_argument("domain_b", nargs="?", default=None, help="folder of raw domain-B images")
-    prep.add_argument("--output", required=True, help="dataset folder to create")
+    prep.add_argument("-o", "--output", required=True, help="dataset folder to create")
     prep.add_argument("--size", type=bounded_int(8, 8192), default=256)
     prep.add_argument("--fit", choices=("crop", "pad"), default="crop")
     prep.add_argument("--test_fraction", type=float, default=0.1)
@@ -442,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--inception", default=None, help="Inception TorchScript file (default: the metrics extra's)")
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--batch_size", type=bounded_int(1, 4096), default=8, help="translation batch size")
-    ev.add_argument("--output", default="eval.json", help="where to write the numbers (default: eval.json)")
+    ev.add_argument("-o", "--output", default="eval.json", help="where to write the numbers (default: eval.json)")
     ev.add_argument("--no_progress", action="store_true")
     ev.set_defaults(func=cmd_eval)
 
@@ -471,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     demo = sub.add_parser("demo", help="train on built-in photo/cartoon faces and measure the translation")
-    demo.add_argument("--output", default="demo_output", help="output folder (default: demo_output)")
+    demo.add_argument("-o", "--output", default="demo_output", help="output folder (default: demo_output)")
     demo.add_argument(
         "--iteration", type=bounded_int(1, I64_MAX), default=600, help="training iterations (default: 600)"
     )

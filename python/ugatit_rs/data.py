@@ -20,7 +20,7 @@ import torch
 from ._native import DomainLoader
 from ._native import load_image as _load_image
 
-__all__ = ["DomainLoader", "load_image", "domain_folder", "prepare"]
+__all__ = ["DomainLoader", "load_image", "domain_folder", "check_dataset", "prepare"]
 
 SPLITS = ("trainA", "trainB", "testA", "testB")
 
@@ -48,6 +48,14 @@ def domain_folder(dataset: str | os.PathLike, split: str) -> str:
     if not os.path.isdir(path):
         raise FileNotFoundError(f"{path}: folder not found (a dataset needs {', '.join(SPLITS)})")
     return path
+
+
+def check_dataset(dataset: str | os.PathLike) -> None:
+    """Raises ``FileNotFoundError`` naming the first of ``trainA``, ``trainB``, ``testA``,
+    ``testB`` under ``dataset`` that is missing or holds no image (a scan; nothing is decoded).
+    Training needs all four: the test images feed the sample grids and the test outputs."""
+    for split in SPLITS:
+        DomainLoader(domain_folder(dataset, split), 8, train=False, num_workers=0)
 
 
 def prepare(

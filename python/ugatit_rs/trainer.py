@@ -28,8 +28,9 @@ from ._checks import whole
 from ._cuda_graph import CudaGraphStep
 from ._files import replacing, write_json
 from ._native import TrainConfig
-from .data import DomainLoader, domain_folder, load_image
+from .data import DomainLoader, check_dataset, domain_folder, load_image
 from .models import Discriminator, Generator
+from .translate import Translated
 
 NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
 
@@ -333,14 +334,14 @@ class Trainer:
         reported, like training images)."""
         folder = domain_folder(self.config.dataset, split)
         loader = DomainLoader(folder, self.config.img_size, 1, train=False, num_workers=0)
-        images = []
+        images, skipped = [], viz.UnreadableImages()
         for path in loader.paths():
             if len(images) == count:
                 break
             try:
                 images.append(load_image(path, self.config.img_size).to(self.device))
             except OSError as exc:
-                print(f"warning: skipping unreadable sample image {path}: {exc}", file=sys.stderr)
+                skipped.add(path, exc)
         return images
 
     def save_samples(self, step: int | None = None, count: int = 5) -> dict[str, str]:
@@ -417,8 +418,10 @@ class Trainer:
         self._stop_requested.clear()
         try:
             _check_grad_mode()
-            for split in ("trainA", "trainB"):
-                domain_folder(self.config.dataset, split)  # a missing dataset leaves no run folder behind
+            # Before any step and any run folder: the sample grids, the in-training KID and the
+            # command line's test() read testA/testB, so a missing one failed a run at its first
+            # print_freq (as the official code refuses such a dataset when it starts).
+            check_dataset(self.config.dataset)
             owner = _exclusive_run_dir(self.run_dir) if dp.rank() == 0 else contextlib.nullcontext()
             with torch.enable_grad(), owner:
                 return self._fit(progress, callback, log_every, until)
@@ -612,11 +615,14 @@ class Trainer:
         """One source image's column in sample grids and test outputs."""
         return viz.translation_column(forward, backward, x)
 
-    def test(self) -> dict[str, list[str]]:
+    def test(self) -> dict[str, Translated]:
         """The official test outputs: for every ``testA``/``testB`` image, one column of
         real / heatmap / identity / heatmap / translation / heatmap / cycle, written to
-        ``test/A2B_<n>.png`` and ``test/B2A_<n>.png``. Returns the written paths."""
-        written: dict[str, list[str]] = {"A2B": [], "B2A": []}
+        ``test/A2B_<n>.png`` and ``test/B2A_<n>.png`` (``n`` counts the split's files from 1, in
+        file order). Returns the written paths per direction; a file that cannot be decoded is
+        passed over with a warning, as training passes over it, and listed in that direction's
+        ``skipped``."""
+        written = {"A2B": Translated(), "B2A": Translated()}
         for net in (self.gen_a2b, self.gen_b2a):
             net.eval()
         for direction, split, fwd, bwd in (
@@ -627,7 +633,11 @@ class Trainer:
                 domain_folder(self.config.dataset, split), self.config.img_size, 1, train=False, num_workers=0
             )
             for n, path in enumerate(loader.paths()):
-                x = load_image(path, self.config.img_size).to(self.device)
+                try:
+                    x = load_image(path, self.config.img_size).to(self.device)
+                except OSError as exc:
+                    written[direction].skipped.add(path, exc)
+                    continue
                 out = os.path.join(self.run_dir, "test", f"{direction}_{n + 1}.png")
                 viz.save_png(self._column(fwd, bwd, x), out)
                 written[direction].append(out)
