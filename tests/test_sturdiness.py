@@ -432,6 +432,13 @@ def test_stop_ends_a_fit_running_in_a_thread_with_a_checkpoint(tmp_path, dataset
     deadline = time.monotonic() + 60
     while tr.step_count < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
+    # Steps and restores from this thread would change the run under fit() (before: they ran,
+    # and the log, the data position and the checkpoints stopped agreeing with the networks).
+    saved = tr.save_checkpoint(str(tmp_path / "meanwhile.safetensors"))  # reading is fine
+    for call, what in ((lambda: tr.step(X, X), "step"), (lambda: tr.load_checkpoint(saved), "load_checkpoint"),
+                       (tr.resume, "resume")):  # fmt: skip
+        with pytest.raises(ug.RunInUseError, match=rf"{what}\(\) is refused while fit\(\) runs in another thread"):
+            call()
     assert tr.stop() is True
     worker.join(timeout=60)
     assert not worker.is_alive() and result, "fit() did not return after stop()"
@@ -440,8 +447,11 @@ def test_stop_ends_a_fit_running_in_a_thread_with_a_checkpoint(tmp_path, dataset
     assert latest_checkpoint(os.path.join(tr.run_dir, "model")).endswith(f"_params_{stopped:07d}.safetensors")
     with open(result[0]) as f:
         assert [json.loads(line)["step"] for line in f][-1] == stopped
-    # The request is not left behind for the next run.
-    assert tr.fit(progress=False, until=stopped + 2) and tr.step_count == stopped + 2
+    # The request is not left behind for the next run; fit()'s own thread (a callback) may step.
+    extra = []
+    tr.fit(progress=False, until=stopped + 2, log_every=1, callback=lambda step, losses: extra.append(tr.step(X, X)))
+    assert len(extra) == 2 and tr.step_count == stopped + 4
+    tr.step(X, X)  # and once fit() has returned, so may any thread
 
 
 def test_a_second_run_into_the_same_folder_is_refused_and_a_killed_run_leaves_no_lock(tmp_path, dataset):

@@ -66,8 +66,11 @@ def test_fit_writes_log_samples_and_checkpoints(dataset, tmp_path, device):
 
     grid = Image.open(os.path.join(run, "img", "A2B_0000004.png"))
     assert grid.size == (96 * 7, 96 * 7)  # 5 train + 2 test columns, 7 rows
-    written = trainer.test()
+    trainer.gen_b2a.eval()
+    written = trainer.test(progress=False)
     assert len(written["A2B"]) == 2 and Image.open(written["B2A"][0]).size == (96, 7 * 96)
+    # The generators' modes are restored (before, test() left both in eval mode).
+    assert trainer.gen_a2b.training and not trainer.gen_b2a.training
 
 
 def test_resume_is_bitwise_exact_across_processes(dataset, tmp_path):

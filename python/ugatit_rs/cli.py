@@ -195,7 +195,7 @@ def _train(args: argparse.Namespace, rank: int = 0) -> int:
         return INTERRUPTED  # fit() saved and said so
     if rank != 0:
         return 0
-    trainer.test()
+    trainer.test(progress=not args.no_progress)
     print(f"done: step {trainer.step_count}; log {log}; checkpoint {trainer.checkpoint_path()}")
     return 0
 
@@ -208,7 +208,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no checkpoint in {os.path.join(trainer.run_dir, 'model')}; pass --checkpoint")
     if args.checkpoint:
         trainer.load_checkpoint(path)  # ours, an official .pt, or (CycleGAN) a folder of their .pth files
-    written = trainer.test()
+    written = trainer.test(progress=not args.no_progress)
     skipped = len(written["A2B"].skipped) + len(written["B2A"].skipped)
     print(
         f"wrote {len(written['A2B'])} A2B and {len(written['B2A'])} B2A columns to {os.path.join(trainer.run_dir, 'test')}"
@@ -397,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     test = sub.add_parser("test", help="official test outputs for testA/testB with the latest checkpoint")
     add_config_flags(test)
     test.add_argument("--checkpoint", default=None, help="a .safetensors (ours) or official .pt file")
+    test.add_argument("--no_progress", action="store_true", help="no progress bar")
     test.set_defaults(func=cmd_test)
 
     tr = sub.add_parser("translate", help="translate image files or folders with a checkpoint")

@@ -37,7 +37,9 @@ NETWORK_NAMES = tuple(_native.NETWORK_NAMES)
 
 class RunInUseError(RuntimeError):
     """A ``fit()`` was refused because another one is running: on the same Trainer (in another
-    thread), or into the same run folder (another process or trainer)."""
+    thread), or into the same run folder (another process or trainer). Also raised by
+    ``step()``, ``load_checkpoint()`` and ``resume()`` called while ``fit()`` runs in another
+    thread (its own callback may call them)."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -139,6 +141,7 @@ class Trainer:
         self._hookable = [p for net in self.networks().values() for p in net.parameters()]
         self._gradients_kept = False
         self._fitting = threading.Lock()
+        self._fit_thread: int | None = None  # the thread running fit(), while one does
         self._stop_requested = threading.Event()
         if config.init_from:  # a new run from existing weights: fresh optimizers, step 0
             from .init_from import load_into
@@ -237,6 +240,7 @@ class Trainer:
         if a batch is not float32, ``ValueError`` if it holds NaN or Inf or lies off the [-1, 1]
         scale (beyond ±1.5, e.g. 0..255).
         """
+        self._refuse_while_fitting_elsewhere("step()")
         for name, x in (("real_a", real_a), ("real_b", real_b)):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -306,6 +310,7 @@ class Trainer:
         UGATIT-pytorch ``.pt`` (any extension) is loaded as weights only, the step from its name."""
         from .convert import is_official, load_official_into
 
+        self._refuse_while_fitting_elsewhere("load_checkpoint()")
         path = os.fspath(path)
         if os.path.isfile(path) and is_official(path):
             return load_official_into(self, path)
@@ -315,6 +320,7 @@ class Trainer:
         """Loads the newest loadable checkpoint of this run's ``model/`` folder, if any; returns
         its path. A newest checkpoint that is damaged (truncated, corrupted) is reported and the
         previous one is used, as the atomic saves guarantee one good file."""
+        self._refuse_while_fitting_elsewhere("resume()")
         failures = []
         for path in checkpoints(os.path.join(self.run_dir, "model")):
             try:
@@ -416,6 +422,7 @@ class Trainer:
         if not self._fitting.acquire(blocking=False):
             raise RunInUseError("this Trainer is already running fit() (in another thread); one run at a time")
         self._stop_requested.clear()
+        self._fit_thread = threading.get_ident()
         try:
             _check_grad_mode()
             # Before any step and any run folder: the sample grids, the in-training KID and the
@@ -426,6 +433,7 @@ class Trainer:
             with torch.enable_grad(), owner:
                 return self._fit(progress, callback, log_every, until)
         finally:
+            self._fit_thread = None
             self._fitting.release()
 
     def _fit(self, progress, callback, log_every, until) -> str:
@@ -556,6 +564,15 @@ class Trainer:
         self._stop_requested.set()
         return True
 
+    def _refuse_while_fitting_elsewhere(self, what: str) -> None:
+        """A step or a restore from another thread would change a running fit() under it: its
+        log, its data position and its checkpoints would no longer agree with the networks."""
+        running = self._fit_thread
+        if running is not None and running != threading.get_ident():
+            raise RunInUseError(
+                f"{what} is refused while fit() runs in another thread; call stop() and let fit() return first"
+            )
+
     def _training_evaluator(self):
         """The in-training KID, or None (with one message) when the metrics extra is missing."""
         from .evaluation import TrainingEvaluator
@@ -615,16 +632,15 @@ class Trainer:
         """One source image's column in sample grids and test outputs."""
         return viz.translation_column(forward, backward, x)
 
-    def test(self) -> dict[str, Translated]:
+    def test(self, progress: bool = True) -> dict[str, Translated]:
         """The official test outputs: for every ``testA``/``testB`` image, one column of
         real / heatmap / identity / heatmap / translation / heatmap / cycle, written to
         ``test/A2B_<n>.png`` and ``test/B2A_<n>.png`` (``n`` counts the split's files from 1, in
-        file order). Returns the written paths per direction; a file that cannot be decoded is
-        passed over with a warning, as training passes over it, and listed in that direction's
-        ``skipped``."""
-        written = {"A2B": Translated(), "B2A": Translated()}
-        for net in (self.gen_a2b, self.gen_b2a):
-            net.eval()
+        file order), with the generators in eval mode and without autograd (their modes are
+        restored afterwards). Returns the written paths per direction; a file that cannot be
+        decoded is passed over with a warning, as training passes over it, and listed in that
+        direction's ``skipped``."""
+        jobs = []
         for direction, split, fwd, bwd in (
             ("A2B", "testA", self.gen_a2b, self.gen_b2a),
             ("B2A", "testB", self.gen_b2a, self.gen_a2b),
@@ -632,15 +648,25 @@ class Trainer:
             loader = DomainLoader(
                 domain_folder(self.config.dataset, split), self.config.img_size, 1, train=False, num_workers=0
             )
-            for n, path in enumerate(loader.paths()):
-                try:
-                    x = load_image(path, self.config.img_size).to(self.device)
-                except OSError as exc:
-                    written[direction].skipped.add(path, exc)
-                    continue
-                out = os.path.join(self.run_dir, "test", f"{direction}_{n + 1}.png")
-                viz.save_png(self._column(fwd, bwd, x), out)
-                written[direction].append(out)
+            jobs += [(direction, n, path, fwd, bwd) for n, path in enumerate(loader.paths())]
+        written = {"A2B": Translated(), "B2A": Translated()}
+        modes = [(net, net.training) for net in (self.gen_a2b, self.gen_b2a)]
+        try:
+            for net, _ in modes:
+                net.eval()
+            with torch.no_grad():
+                for direction, n, path, fwd, bwd in tqdm(jobs, unit="img", disable=not progress):
+                    try:
+                        x = load_image(path, self.config.img_size).to(self.device)
+                    except OSError as exc:
+                        written[direction].skipped.add(path, exc)
+                        continue
+                    out = os.path.join(self.run_dir, "test", f"{direction}_{n + 1}.png")
+                    viz.save_png(self._column(fwd, bwd, x), out)
+                    written[direction].append(out)
+        finally:
+            for net, mode in modes:
+                net.train(mode)
         return written
 
     def __repr__(self) -> str:
