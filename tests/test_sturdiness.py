@@ -989,6 +989,22 @@ def test_out_of_range_flags_are_usage_errors(argv):
     assert "error: argument" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_flags_say_their_minimum_and_every_output_takes_dash_o():
+    import argparse
+
+    from ugatit_rs.cli import I64_MAX, U64_MAX, bounded_int, build_parser
+
+    # Before: "--ch: must be between 1 and 9223372036854775807, got 0".
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^must be >= 1, got 0$"):
+        bounded_int(1, I64_MAX)("0")
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"^must be between 0 and {U64_MAX}, got {U64_MAX + 1}$"):
+        bounded_int(0, U64_MAX)(str(U64_MAX + 1))
+    parser = build_parser()
+    for argv in (["translate", "x.png", "--checkpoint", "c"], ["eval", "--real", "a", "--fake", "b"],
+                 ["prepare", "a"], ["demo"], ["export", "c"]):  # fmt: skip
+        assert parser.parse_args([*argv, "-o", "out"]).output == "out", argv
+
+
 def test_a_full_mode_generator_is_refused_at_another_size_everywhere_alike(tmp_path):
     tr = ug.Trainer(small_config(light=False))
     path = tr.save_checkpoint(os.path.join(tmp_path, "full.safetensors"))
