@@ -55,7 +55,14 @@ def check_dataset(dataset: str | os.PathLike) -> None:
     ``testB`` under ``dataset`` that is missing or holds no image (a scan; nothing is decoded).
     Training needs all four: the test images feed the sample grids and the test outputs."""
     for split in SPLITS:
-        DomainLoader(domain_folder(dataset, split), 8, train=False, num_workers=0)
+        try:
+            DomainLoader(domain_folder(dataset, split), 8, train=False, num_workers=0)
+        except FileNotFoundError as exc:
+            if split.startswith("train"):
+                raise
+            raise FileNotFoundError(
+                f"{exc}; training translates test images for its sample grids and test outputs"
+            ) from None
 
 
 def prepare(
@@ -78,7 +85,8 @@ def prepare(
     resized to ``size`` square by centre ``fit="crop"`` or ``fit="pad"`` (black borders), and
     written as PNG. Exact duplicates (same bytes) are kept once; files that cannot be decoded or
     whose shorter side is below ``min_size`` (default ``size // 2``) are skipped. The train/test
-    split is a seeded shuffle with ``test_fraction`` of each domain's images in ``test``.
+    split is a seeded shuffle with ``test_fraction`` of each domain's images in ``test``
+    (training needs at least one test image per domain: ``test_fraction=0`` leaves none).
 
     ``output`` may not overlap an input folder, and an output that already holds prepared images
     is refused unless ``overwrite=True`` (which replaces them), so a re-run never doubles a
