@@ -179,3 +179,49 @@ def test_ctrl_c_stops_all_ranks_at_one_step_with_a_checkpoint(dataset, tmp_path)
     with open(log) as f:
         steps = [int(line.split('"step": ')[1].split(",")[0]) for line in f]
     assert steps[-1] == step
+
+
+HOOKED_RUN = """
+import json, os, sys
+import torch
+import ugatit_rs as ug
+from ugatit_rs import distributed as dp
+
+dataset, results = sys.argv[1:3]
+dp.setup("cpu")
+tr = ug.Trainer(ug.TrainConfig(dataset=dataset, result_dir=results, light=True, img_size=96, ch=4, n_res=1,
+                               device="cpu", num_workers=0, iteration=1, print_freq=1000, save_freq=1000))
+kept, copies = {}, {}
+for net in ("gen_a2b", "dis_ga"):
+    for name, p in getattr(tr, net).named_parameters():
+        def keep(grad, key=f"{net}.{name}"):
+            kept[key], copies[key] = grad, grad.clone()
+        p.register_hook(keep)
+tr.fit(progress=False)
+changed = [key for key in kept if not torch.equal(kept[key], copies[key])]
+torch.save(copies, os.path.join(results, f"rank{dp.rank()}.pt"))
+with open(os.path.join(results, f"rank{dp.rank()}.json"), "w") as f:
+    json.dump({"kept": len(kept), "changed": changed}, f)
+dp.teardown()
+"""
+
+
+def test_a_gradient_a_hook_keeps_stays_this_ranks_own(dataset, tmp_path):
+    # Before: the all-reduce averaged the gradient tensors in place, so a gradient a tensor hook
+    # stored (to log its norm) read as the average of the ranks once the step was over. Under
+    # PyTorch's DistributedDataParallel it stays the rank's own.
+    script = tmp_path / "hooked.py"
+    script.write_text(HOOKED_RUN)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           "--master_port=29519", str(script), dataset, str(tmp_path)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    for rank in (0, 1):
+        with open(tmp_path / f"rank{rank}.json") as f:
+            result = json.load(f)
+        assert result["kept"] > 20 and result["changed"] == [], result
+    # The ranks read different images, so their own gradients differ.
+    grads = [torch.load(tmp_path / f"rank{rank}.pt") for rank in (0, 1)]
+    assert any(not torch.equal(grads[0][key], grads[1][key]) for key in grads[0])

@@ -187,7 +187,7 @@ impl CycleGanTrainer {
         }
         let mut g_grads = Gradient::of(&loss_g, self.g_optim.params())?;
         if let Some(reduce) = reduce.as_mut() {
-            g_grads = Gradient::through_hook(g_grads, self.g_optim.params(), *reduce)?;
+            g_grads = Gradient::through_hook(g_grads, &self.g_optim, *reduce)?;
         }
         self.g_optim.step(&g_grads)?;
         drop(g_grads);
@@ -204,7 +204,7 @@ impl CycleGanTrainer {
         let loss_d = loss_d_a.f_add(&loss_d_b)?;
         let mut d_grads = Gradient::of(&loss_d, self.d_optim.params())?;
         if let Some(reduce) = reduce.as_mut() {
-            d_grads = Gradient::through_hook(d_grads, self.d_optim.params(), *reduce)?;
+            d_grads = Gradient::through_hook(d_grads, &self.d_optim, *reduce)?;
         }
         self.d_optim.step(&d_grads)?;
         self.step = step;

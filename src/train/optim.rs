@@ -151,19 +151,27 @@ impl Gradient {
             .collect()
     }
 
-    /// Passes `grads` through a hook that rewrites whole dense gradients in place (averaging
-    /// across processes): a parameter without a gradient shows as zeros, so that every process
-    /// hands the hook the same layout; it stays without one afterwards.
+    /// Passes the gradients of `optim`'s parameters through a hook that rewrites whole dense
+    /// gradients in place (averaging across processes): a parameter without a gradient shows
+    /// as zeros, so that every process hands the hook the same layout; it stays without one
+    /// afterwards. Where a tensor hook may have kept an autograd gradient
+    /// ([`Adam::set_keep_gradients`]), the hook gets a copy: the kept tensor stays this
+    /// process's own gradient, as under PyTorch's DistributedDataParallel.
     pub fn through_hook(
         grads: Vec<Gradient>,
-        params: &[Tensor],
+        optim: &Adam,
         hook: &mut dyn FnMut(&[Tensor]) -> Result<()>,
     ) -> Result<Vec<Gradient>> {
         let dense = grads
             .iter()
-            .zip(params)
+            .zip(optim.params())
             .map(|(g, p)| match g {
                 Gradient::None => Ok(p.f_zeros_like()?),
+                Gradient::Dense(kept) if optim.keep_gradients => {
+                    let mut copy = kept.f_empty_like()?;
+                    copy.f_copy_(kept)?;
+                    Ok(copy)
+                }
                 g => g.dense(),
             })
             .collect::<Result<Vec<_>>>()?;

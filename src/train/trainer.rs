@@ -370,7 +370,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         }
         let mut d_grads = Gradient::of(&d_loss, self.d_optim.params())?;
         if let Some(reduce) = reduce.as_mut() {
-            d_grads = Gradient::through_hook(d_grads, self.d_optim.params(), *reduce)?;
+            d_grads = Gradient::through_hook(d_grads, &self.d_optim, *reduce)?;
         }
         update(&mut self.d_optim, &d_grads)?;
         drop(d_grads);
@@ -402,7 +402,7 @@ impl<G: UgatitGenerator, D: UgatitDiscriminator> Trainer<G, D> {
         let mut g_grads = factored_gradients(&g_loss, self.g_optim.params(), recorded)?;
         if let Some(reduce) = reduce.as_mut() {
             // The hook (gradient averaging across processes) works on whole gradients.
-            g_grads = Gradient::through_hook(g_grads, self.g_optim.params(), *reduce)?;
+            g_grads = Gradient::through_hook(g_grads, &self.g_optim, *reduce)?;
         }
         update(&mut self.g_optim, &g_grads)?;
         drop(g_grads);
