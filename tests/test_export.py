@@ -85,6 +85,31 @@ def test_export_command_from_a_checkpoint(tmp_path):
         E.onnx(tr.dis_ga, tmp_path / "d.onnx")
 
 
+def test_an_export_named_pt_is_torchscript_and_flags_that_do_not_apply_are_refused(tmp_path, capsys):
+    # Before: `-o model.pt` without --format wrote ONNX into model.pt, and --web took --format,
+    # -o, --uint8 and --no_attention without a word and ignored them.
+    from ugatit_rs.cli import main
+
+    tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))
+    ckpt = tr.save_checkpoint(str(tmp_path / "c.safetensors"))
+    assert main(["export", ckpt, "-o", str(tmp_path / "g.pt")]) == 0
+    traced = torch.jit.load(str(tmp_path / "g.pt"))
+    x = torch.rand(1, 3, 96, 96) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(traced(x)[0], tr.gen_a2b.eval()(x)[0], atol=1e-5)
+    # Usage errors come before the checkpoint is read: a missing one is not what they say.
+    missing = str(tmp_path / "missing.safetensors")
+    for argv, message in (
+        (["-o", "g.pt", "--format", "onnx"], "g.pt: the name says torchscript but --format is onnx"),
+        (["-o", "g.onnx", "--format", "torchscript"], "g.onnx: the name says onnx but --format is torchscript"),
+        (["-o", "g.pt", "--fp16"], "--fp16 is for ONNX exports"),
+        (["--web", "page", "--format", "onnx", "--uint8"], "--format, --uint8 do not apply to --web"),
+    ):
+        assert main(["export", missing, *argv]) == 2
+        assert message in capsys.readouterr().err, argv
+    assert not os.path.exists("page")
+
+
 @pytest.mark.parametrize("light, size", [(True, 96), (False, 96)])
 def test_fp16_onnx_error_is_small_and_keeps_float_io(tmp_path, light, size):
     pytest.importorskip("onnxconverter_common")

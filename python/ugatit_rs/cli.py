@@ -310,9 +310,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# What an export's file name says of its format (-o without --format).
+_EXPORT_SUFFIXES = {".onnx": "onnx", ".pt": "torchscript", ".pth": "torchscript", ".torchscript": "torchscript"}
+
+
+def _export_format(args: argparse.Namespace) -> str:
+    """--format, else the one -o's suffix names, else ONNX; a contradiction is a usage error
+    (an ONNX file named .pt would be handed to torch.jit.load)."""
+    named = _EXPORT_SUFFIXES.get(os.path.splitext(args.output or "")[1].lower())
+    if args.format and named and args.format != named:
+        raise ValueError(f"{args.output}: the name says {named} but --format is {args.format}")
+    return args.format or named or "onnx"
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from . import export
     from .translate import Translator
+
+    # Usage errors before the checkpoint is read (seconds for a full model).
+    if args.web:
+        ignored = [flag for flag, given in (("--format", args.format), ("-o", args.output), ("--uint8", args.uint8),
+                                             ("--no_attention", args.no_attention)) if given]  # fmt: skip
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} do not apply to --web (the page holds its own ONNX export)")
+    fmt = _export_format(args)
+    if args.fp16 and fmt != "onnx" and not args.web:
+        raise ValueError("--fp16 is for ONNX exports (the TorchScript export computes in float32)")
+    stem = os.path.splitext(os.path.basename(args.checkpoint))[0]
+    target = args.output or stem + (f"_{args.direction}.onnx" if fmt == "onnx" else f"_{args.direction}.pt")
+    if not args.web:
+        if os.path.exists(target) and os.path.samefile(target, args.checkpoint):
+            raise ValueError(f"{target}: the output would overwrite the checkpoint; choose another -o")
+        if target.endswith(".safetensors"):
+            raise ValueError(f"{target}: an {fmt} export is not a .safetensors file; name it .onnx or .pt")
 
     translator = Translator.from_checkpoint(args.checkpoint, direction=args.direction, device="cpu")
     generator = translator.generator
@@ -323,17 +353,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         )  # fmt: skip
         print(f"wrote {folder}: serve it with `python -m http.server -d {folder}` and open http://localhost:8000")
         return 0
-    if args.fp16 and args.format != "onnx":
-        raise ValueError("--fp16 is for ONNX exports (the TorchScript export computes in float32)")
-    target = args.output or os.path.splitext(os.path.basename(args.checkpoint))[0] + (
-        f"_{args.direction}.onnx" if args.format == "onnx" else f"_{args.direction}.pt"
-    )
-    if os.path.exists(target) and os.path.samefile(target, args.checkpoint):
-        raise ValueError(f"{target}: the output would overwrite the checkpoint; choose another -o")
-    if target.endswith(".safetensors"):
-        raise ValueError(f"{target}: an {args.format} export is not a .safetensors file; name it .onnx or .pt")
     options = {"attention": not args.no_attention, "uint8": args.uint8}
-    if args.format == "onnx":
+    if fmt == "onnx":
         export.onnx(generator, target, fp16=args.fp16, **options)
     else:
         export.torchscript(generator, target, **options)
@@ -456,7 +477,11 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="a checkpoint's generator as ONNX or TorchScript (traced from the Rust model)")
     exp.add_argument("checkpoint", help="a .safetensors (ours) or official .pt checkpoint")
     exp.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
-    exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    exp.add_argument(
+        "--format",
+        choices=("onnx", "torchscript"),
+        help="default: what -o's suffix names (.onnx; .pt, .pth), else onnx",
+    )
     exp.add_argument("-o", "--output", default=None, help="file to write (default: <checkpoint>_<direction>.onnx/.pt)")
     exp.add_argument("--no_attention", action="store_true", help="export the translation only")
     exp.add_argument(
