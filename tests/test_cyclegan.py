@@ -285,6 +285,7 @@ def test_fit_cli_translate_and_export(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     written = [f for _, _, files in os.walk(tmp_path / "out") for f in files]
     assert len(written) == len(os.listdir(os.path.join(data, "testA")))  # no heatmap files: CycleGAN has none
+    assert "a ResnetGenerator has no attention map; no heatmaps are written" in out.stderr  # before: no word
     ort = pytest.importorskip("onnxruntime")
     onnx_path = str(tmp_path / "g.onnx")
     exp = subprocess.run(

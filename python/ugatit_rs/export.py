@@ -28,7 +28,7 @@ from torch import nn
 
 from ._checks import whole
 from ._files import replacing
-from .models import Generator
+from .models import Generator, has_attention
 
 __all__ = ["onnx", "torchscript", "web"]
 
@@ -63,11 +63,6 @@ def check_exportable(generator) -> None:
         raise TypeError(
             f"export expects a ugatit_rs.Generator or ugatit_rs.cyclegan.ResnetGenerator, got {type(generator).__name__}"
         )
-
-
-def has_attention(generator) -> bool:
-    """U-GAT-IT generators return CAM logits and a heatmap; CycleGAN's only the translation."""
-    return isinstance(generator, Generator)
 
 
 def fully_convolutional(generator) -> bool:

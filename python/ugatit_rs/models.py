@@ -484,6 +484,11 @@ class Discriminator(_NativeModule):
         return self._native.min_input_size()
 
 
+def has_attention(generator) -> bool:
+    """U-GAT-IT generators return CAM logits and a heatmap; CycleGAN's only the translation."""
+    return isinstance(generator, Generator)
+
+
 def translate_batch(generator: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(translation, heatmap)`` of any generator: a U-GAT-IT one returns its attention heatmap,
     CycleGAN's (``ugatit_rs.cyclegan.ResnetGenerator``) has none (``None``)."""

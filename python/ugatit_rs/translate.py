@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,7 +27,7 @@ from . import _native, viz
 from ._checks import working_size
 from ._files import regular_file
 from .convert import is_official, read_metadata, read_network, read_ours_network, weight_shape
-from .models import Discriminator, Generator, translate_batch
+from .models import Discriminator, Generator, has_attention, translate_batch
 
 
 def generator_config_from_state_dict(sd, source: str = "state dict") -> dict:
@@ -196,6 +197,7 @@ class Translator:
         """Translates every image under ``src`` into ``dst`` (same relative paths, PNG). The folder is
         scanned like a dataset (regular files only, link loops followed once); a file that cannot
         be decoded is skipped with a warning and listed in the result's ``skipped``."""
+        self._check_heatmap(with_heatmap)
         jobs = _folder_jobs(src, dst, with_heatmap)
         return self._write(jobs, progress, with_heatmap, set(jobs))
 
@@ -209,6 +211,7 @@ class Translator:
     ) -> Translated:
         """Translates image files into ``dst`` as ``<name>.png`` (or their paths relative to
         ``root``); returns the files written. A file that cannot be decoded is an error."""
+        self._check_heatmap(with_heatmap)
         return self._write(_file_jobs(paths, dst, root, with_heatmap), progress, with_heatmap)
 
     def translate_inputs(
@@ -218,6 +221,7 @@ class Translator:
         images to ``dst/<folder name>/<relative path>.png``, under one progress bar. A file found
         in a folder that cannot be decoded is skipped (see :class:`Translated`); one named
         itself is an error."""
+        self._check_heatmap(with_heatmap)
         if isinstance(inputs, (str, os.PathLike)):
             inputs = [inputs]
         jobs: dict[str, str] = {}
@@ -232,6 +236,15 @@ class Translator:
                 named.update(found)
             _merge_jobs(jobs, found, with_heatmap)
         return self._write(jobs, progress, with_heatmap, scanned - named)
+
+    def _check_heatmap(self, with_heatmap: bool) -> None:
+        # Before: a CycleGAN run asked for heatmaps wrote none, without a word.
+        if with_heatmap and not has_attention(self.generator):
+            name = type(self.generator).__name__
+            tqdm.write(
+                f"warning: --heatmap/with_heatmap: a {name} has no attention map; no heatmaps are written",
+                file=sys.stderr,
+            )
 
     def _write(self, jobs: dict[str, str], progress: bool, with_heatmap: bool, skippable=frozenset()) -> Translated:
         """Translates ``{source: target}`` in batches; every target was checked to be distinct.
