@@ -65,6 +65,10 @@ def test_translator_input_kinds(translator, tmp_path):
     assert [type(o) for o in outs] == [Image.Image, np.ndarray, torch.Tensor]
     assert heats[0].shape == (1, 24, 24)
     assert translator(pil, keep_size=False).size == (96, 96)
+    # A generator expression is a list of inputs (before: "cannot translate a generator").
+    lazy = translator(image for image in (pil, rgb))
+    assert isinstance(lazy, list) and [type(o) for o in lazy] == [Image.Image, np.ndarray]
+    assert np.array_equal(lazy[1], arr)
     with pytest.raises(TypeError, match="cannot translate"):
         translator(42)
     with pytest.raises(ValueError, match="HWC uint8"):

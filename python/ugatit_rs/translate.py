@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -165,10 +165,11 @@ class Translator:
         return outs, heats
 
     def __call__(self, images, return_attention: bool = False, keep_size: bool = True):
-        """Translates one input or a list; returns the same kind (and heatmaps if asked)."""
+        """Translates one input or a list (a tuple, or an iterator such as a generator
+        expression, gives a list); returns the same kind (and heatmaps if asked)."""
         from PIL import Image
 
-        single = not isinstance(images, (list, tuple))
+        single = not isinstance(images, (list, tuple, Iterator))
         items = [images] if single else list(images)
         if not items:
             return ([], []) if return_attention else []
