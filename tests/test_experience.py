@@ -1,5 +1,6 @@
 """The user-facing pieces: the demo's quality check, the Translator, visualisation."""
 
+import json
 import os
 import re
 import shlex
@@ -190,6 +191,18 @@ def test_viz_helpers(tmp_path):
     log = [{"step": i, "d_loss": 1.0 / (i + 1), "g_loss": 2.0} for i in range(30)]
     fig = viz.loss_curves(log, smooth=5)
     assert len(fig.axes) == 2
+    # A log read while fit() writes it (or after a kill mid-write) ends in a partial line: it is
+    # left out (before: JSONDecodeError). A damaged line elsewhere is named with its number.
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in log[:3]) + '{"step": 3, "d_lo')
+    assert viz.read_log(path) == log[:3] and len(viz.loss_curves(path).axes) == 2
+    path.write_text(json.dumps(log[0]) + "\nnot json\n" + json.dumps(log[1]) + "\n")
+    with pytest.raises(ValueError, match=r"log.jsonl:2: not a JSON record"):
+        viz.read_log(path)
+    # save_png says what it takes (before: PIL's "Cannot handle this data type").
+    with pytest.raises(TypeError, match=r"HWC uint8 RGB image .*got float64 \(4, 4, 3\)"):
+        viz.save_png(np.zeros((4, 4, 3)), tmp_path / "f.png")
+    assert not (tmp_path / "f.png").exists()
 
 
 def _cli_args(command: str) -> list[str] | None:

@@ -220,9 +220,25 @@ def sample_grid(forward, backward, images: Iterable[torch.Tensor]) -> np.ndarray
 
 
 def read_log(path: str | os.PathLike) -> list[dict]:
-    """The JSON-lines training log written by ``Trainer.fit`` (one dict per step)."""
+    """The JSON-lines training log written by ``Trainer.fit`` (one dict per step). A last line
+    that is not complete JSON (a run writing it as it is read, or killed mid-write) is left out;
+    any other line that is not a JSON object raises ``ValueError`` naming the file and line."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        *lines, last = f.read().split("\n")  # `last` is "" when the file ends with its newline
+    records = []
+    for number, line in enumerate([*lines, last], 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines) + 1:
+                break  # the line being written
+            raise ValueError(f"{os.fspath(path)}:{number}: not a JSON record ({exc})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{os.fspath(path)}:{number}: not a JSON object but {type(record).__name__}")
+        records.append(record)
+    return records
 
 
 def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", "g_loss"), smooth: int = 1):
@@ -266,6 +282,9 @@ def save_png(image: np.ndarray, path: str | os.PathLike) -> None:
     default level 6 took five times as long for files about a fifth smaller."""
     from PIL import Image
 
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise TypeError(f"save_png takes an HWC uint8 RGB image (or HW grey), got {image.dtype} {image.shape}")
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     with replacing(path) as tmp:  # complete or absent, never a truncated PNG
         Image.fromarray(image).save(tmp, format="PNG", compress_level=1)
