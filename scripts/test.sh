@@ -14,4 +14,4 @@ ruff format --check python tests bench scripts
 # The web page's script parses (it is run for real by tests/test_web.py).
 if command -v node > /dev/null; then node --check python/ugatit_rs/web/app.js; fi
 cargo test --release --quiet
-python -m pytest -q "$@"
+python -m pytest -q --durations=15 "$@"
