@@ -42,9 +42,8 @@ def readable_images(folder: str, translated: bool = False) -> tuple[list[str], l
     for path in metrics.image_files(folder):
         try:
             load_image(path, 8)
-            problem = viz.decode_or_reason(path) if translated else None
-            if isinstance(problem, Exception):
-                raise problem
+            if translated:
+                viz.open_upright_rgb(path)
         except (OSError, ValueError) as exc:
             skipped.add(path, exc)
             continue
