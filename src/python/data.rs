@@ -17,9 +17,8 @@ pub struct PyDomainLoader {
     inner: DomainLoader,
     /// Batches left in the epoch a `for` loop is iterating.
     epoch_left: AtomicI64,
-    /// What `repr()` shows of the arguments: `folder='…', img_size=…, batch_size=…, train=…`.
-    arguments: String,
-    /// The constructor's arguments, which rebuild the loader when it is pickled or copied.
+    /// The constructor's arguments: `repr()` shows them, and they rebuild the loader when it
+    /// is pickled or copied.
     folder: PathBuf,
     config: LoaderConfig,
 }
@@ -53,10 +52,7 @@ impl PyDomainLoader {
         })?;
         let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers, resize };
         let inner = unlocked(py, || DomainLoader::new(&folder, config.clone()))?;
-        let train = if train { "True" } else { "False" };
-        let shown = folder.as_os_str().into_pyobject(py)?.repr()?;
-        let arguments = format!("folder={shown}, img_size={img_size}, batch_size={batch_size}, train={train}");
-        Ok(Self { inner, epoch_left: AtomicI64::new(0), arguments, folder, config })
+        Ok(Self { inner, epoch_left: AtomicI64::new(0), folder, config })
     }
 
     /// Pickling and `copy.deepcopy`: the constructor's arguments and the stream's position. The
@@ -87,9 +83,15 @@ impl PyDomainLoader {
         self.seek(position)
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let folder = self.folder.as_os_str().into_pyobject(py)?.repr()?;
+        let LoaderConfig { img_size, batch_size, train, .. } = self.config;
+        let train = if train { "True" } else { "False" };
         let (images, position) = (self.inner.num_images(), self.inner.position());
-        format!("DomainLoader({}, images={images}, position={position})", self.arguments)
+        Ok(format!(
+            "DomainLoader(folder={folder}, img_size={img_size}, batch_size={batch_size}, train={train}, \
+             images={images}, position={position})"
+        ))
     }
 
     /// The next batch, a float32 (B, 3, S, S) CPU tensor in [-1, 1]. Waits in short slices
