@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -218,3 +219,20 @@ def test_translate_uploads_with_a_cyclegan_checkpoint(tmp_path):
     )
     assert "Translated 1 image (B2A)" in message and len(gallery) == 1 and len(downloads) == 1
     assert os.listdir(tmp_path / "o") == ["face_B2A.png"]
+
+
+def test_the_app_deletes_a_requests_files_after_an_hour(demo_checkpoint, tmp_path):
+    """Before: every request's translations stayed on disk (ours and Gradio's copies) until the
+    server exited, so a server left running filled the disk."""
+    require("gradio")
+    from ugatit_rs.app import KEEP_SECONDS, _request_folder, build_app
+
+    old, recent = tmp_path / "old", tmp_path / "recent"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "x_A2B.png").write_bytes(b"png")
+    an_hour_ago = time.time() - KEEP_SECONDS - 5
+    os.utime(old, (an_hour_ago, an_hour_ago))
+    new = _request_folder(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(["recent", os.path.basename(new)])
+    assert build_app(demo_checkpoint).delete_cache == (KEEP_SECONDS, KEEP_SECONDS)

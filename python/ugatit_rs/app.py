@@ -1,7 +1,7 @@
 """A local web app for a trained model (``ugatit-rs serve --checkpoint CKPT``; U-GAT-IT of either
 variant, or CycleGAN), built with Gradio (the optional extra ``[app]``): upload one or several
 images, choose the direction, see each translation beside its attention overlay (U-GAT-IT),
-download the results.
+download the results. A request's files are kept for an hour (``KEEP_SECONDS``), then deleted.
 
 >>> from ugatit_rs.app import build_app
 >>> build_app("model.safetensors").launch()
@@ -17,6 +17,7 @@ import atexit
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,9 @@ from .translate import Translator
 
 DEFAULT_MAX_PIXELS = 50_000_000  # larger uploads are refused before decoding (a decompression bomb guard)
 MAX_FILES = 64  # per request
+# How long a request's files stay on disk (ours and Gradio's copies): a server left running
+# would otherwise keep every upload and translation until it exits.
+KEEP_SECONDS = 3600
 
 __all__ = ["build_app", "translate_uploads", "DEFAULT_MAX_PIXELS"]
 
@@ -89,6 +93,17 @@ def translate_uploads(
     return gallery, downloads, "\n\n".join(notes)
 
 
+def _request_folder(root: str, keep_seconds: float = KEEP_SECONDS) -> str:
+    """A new folder under ``root`` for one request's files; folders of requests older than
+    ``keep_seconds`` are deleted (Gradio has copied what it serves into its own cache by then)."""
+    cutoff = time.time() - keep_seconds
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                shutil.rmtree(entry.path, ignore_errors=True)
+    return tempfile.mkdtemp(dir=root)
+
+
 def build_app(checkpoint: str, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS):
     """The Gradio Blocks app for one checkpoint (both directions loaded once)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -102,13 +117,13 @@ def build_app(checkpoint: str, device: str = "cpu", max_pixels: int = DEFAULT_MA
     atexit.register(shutil.rmtree, out_root, ignore_errors=True)
 
     def run(files, direction):
-        out_dir = tempfile.mkdtemp(dir=out_root)
         try:
-            return translate_uploads(translators, files, direction, out_dir, max_pixels)
+            return translate_uploads(translators, files, direction, _request_folder(out_root), max_pixels)
         except Exception as e:  # the page reports it; the server keeps serving
             return [], [], f"Translation failed: {type(e).__name__}: {e}"
 
-    with gr.Blocks(title="ugatit-rs") as app:
+    # Gradio's cache (uploads, the gallery's images, the downloads) is pruned on the same clock.
+    with gr.Blocks(title="ugatit-rs", delete_cache=(KEEP_SECONDS, KEEP_SECONDS)) as app:
         gr.Markdown(f"## U-GAT-IT: {os.path.basename(checkpoint)}")
         with gr.Row():
             with gr.Column():
