@@ -3,6 +3,7 @@ headless Chromium with no network beyond localhost."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -236,3 +237,19 @@ def test_the_app_deletes_a_requests_files_after_an_hour(demo_checkpoint, tmp_pat
     new = _request_folder(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(["recent", os.path.basename(new)])
     assert build_app(demo_checkpoint).delete_cache == (KEEP_SECONDS, KEEP_SECONDS)
+
+
+def test_serve_on_a_busy_port_names_the_flag_before_loading_the_model(tmp_path):
+    """Before: Gradio's 'Cannot find empty port', naming its launch() parameter and an environment
+    variable, after the model had loaded."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        missing = str(tmp_path / "model.safetensors")  # the port is checked first
+        out = subprocess.run(
+            [sys.executable, "-m", "ugatit_rs", "serve", "--checkpoint", missing, "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use; choose another --port" in out.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 
 from . import RunInUseError, TrainConfig, Trainer, _native
@@ -365,9 +366,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .app import build_app
 
+    _check_can_listen(args.host, args.port)  # before loading the model (seconds for a full one)
     app = build_app(args.checkpoint, device=args.device, max_pixels=args.max_pixels)
     app.launch(server_name=args.host, server_port=args.port, share=False, quiet=False)
     return 0
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """``OSError`` naming the flag to change when the server could not listen on ``host:port``
+    (Gradio's own message names a ``launch()`` parameter and an environment variable)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise OSError(f"--host {host!r} is not an address of this machine: {exc.strerror}") from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's socket does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port or --host") from None
 
 
 class _Parser(argparse.ArgumentParser):
