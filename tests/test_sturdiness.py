@@ -879,6 +879,25 @@ def test_share_memory_is_refused_rather_than_a_silent_no_op():
     assert g(X)[0].shape == X.shape
 
 
+def test_share_memory_from_a_container_is_refused_for_a_network_off_the_cpu():
+    # share_memory_() leaves a CUDA tensor as it is, so the network's own probe cannot see it:
+    # before, Sequential(cuda_network).share_memory() passed and shared nothing. Without CUDA,
+    # a meta-device probe with share_memory_()'s CUDA behaviour stands in.
+    from ugatit_rs.models import _probe
+
+    def share_memory_(t):
+        return t if t.device.type != "cpu" else t.share_memory_()
+
+    with pytest.raises(NotImplementedError, match="cannot share its tensors with other processes"):
+        _probe(share_memory_, torch.device("meta"))
+    assert _probe(lambda t: t.float(), torch.device("meta")).is_meta
+    if torch.cuda.is_available():
+        g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True, device="cuda")
+        with pytest.raises(NotImplementedError, match="cannot share its tensors with other processes"):
+            torch.nn.Sequential(g).share_memory()
+        assert g.cpu().device.type == "cpu"
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_moving_to_cuda_without_cuda_is_a_value_error_like_the_constructor():
     g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)

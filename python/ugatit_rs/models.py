@@ -88,9 +88,12 @@ def _probe(fn, device: torch.device):
     """What ``Module._apply``'s ``fn`` makes of a float32 scalar on ``device``: how a network
     learns what ``to()``/``cuda()``/``share_memory()`` asks of its tensors without touching them."""
     probe = fn(torch.zeros((), dtype=torch.float32, device=device))
-    # share_memory() from a containing module. Only a CPU result says so: every CUDA tensor
-    # counts as shared, so a probe that `.cuda()` moved would read the same.
-    if isinstance(probe, torch.Tensor) and probe.device.type == "cpu" and probe.is_shared():
+    # share_memory() from a containing module: a CPU scalar it leaves shared says so (every CUDA
+    # tensor counts as shared, so a probe that `.cuda()` moved would read the same). On a CUDA
+    # network the probe cannot tell, as share_memory_() leaves a CUDA tensor as it is: ask a CPU
+    # scalar too, or Sequential(cuda_net).share_memory() passes and shares nothing.
+    asked = probe if device.type == "cpu" else fn(torch.zeros((), dtype=torch.float32))
+    if isinstance(asked, torch.Tensor) and asked.device.type == "cpu" and asked.is_shared():
         raise NotImplementedError(_NOT_SHAREABLE)
     return probe
 
