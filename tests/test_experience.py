@@ -97,6 +97,25 @@ def test_translate_folder(translator, tmp_path):
         translator.translate_folder(str(tmp_path / "nothing"), str(tmp_path / "dst"))
 
 
+def test_translate_folder_on_the_device_writes_what_the_cpu_writes(checkpoint, device, tmp_path):
+    # The worker threads decode and encode while the generator runs on the device (on a GPU:
+    # scripts/gpu_check.sh); the files must be the translations, in their own size.
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):  # odd sizes, and a batch of 2 leaves a last batch of 1
+        Image.fromarray(demo.demo_image("B", 96, index=i)).resize((90 + i, 101)).save(src / f"{i}.png")
+    written = {}
+    for where in ("cpu", device):
+        translator = Translator.from_checkpoint(checkpoint, direction="B2A", batch_size=2, device=where)
+        outs = translator.translate_folder(str(src), str(tmp_path / where), progress=False, with_heatmap=True)
+        written[where] = [np.asarray(Image.open(p), dtype=np.int16) for p in outs]
+        assert [Image.open(p).size for p in outs] == [(90 + i, 101) for i in range(5)]
+        direct = translator(Image.open(src / "3.png"))
+        assert np.array_equal(np.asarray(direct, dtype=np.int16), written[where][3])
+    for on_cpu, on_device in zip(written["cpu"], written[device]):
+        assert np.abs(on_cpu - on_device).max() <= 1  # float rounding may move a level
+
+
 def test_unreadable_images_in_a_folder_are_skipped_and_named_files_refused(translator, checkpoint, tmp_path, capsys):
     # Before: `translate` on a folder stopped at the first file it could not decode (training,
     # `test` and `prepare` skip such files), and PIL's messages for a truncated or corrupt file
