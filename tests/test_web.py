@@ -237,6 +237,7 @@ def test_the_app_deletes_a_requests_files_after_an_hour(demo_checkpoint, tmp_pat
     new = _request_folder(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == sorted(["recent", os.path.basename(new)])
     assert build_app(demo_checkpoint).delete_cache == (KEEP_SECONDS, KEEP_SECONDS)
+    assert os.path.isdir(_request_folder(str(tmp_path / "removed_by_a_tmp_cleaner")))
 
 
 def test_serve_on_a_busy_port_names_the_flag_before_loading_the_model(tmp_path):

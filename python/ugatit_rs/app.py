@@ -97,6 +97,7 @@ def _request_folder(root: str, keep_seconds: float = KEEP_SECONDS) -> str:
     """A new folder under ``root`` for one request's files; folders of requests older than
     ``keep_seconds`` are deleted (Gradio has copied what it serves into its own cache by then)."""
     cutoff = time.time() - keep_seconds
+    os.makedirs(root, exist_ok=True)  # a /tmp cleaner may have removed it under a long-running server
     with os.scandir(root) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
