@@ -15,11 +15,13 @@ source .venv/bin/activate
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # The Rust gates use the features scripts/setup.sh built the extension with, so they reuse its
 # compiled libtorch bindings: torch-sys compiles its C++ once per feature set, about 3 minutes on
-# 2 cores, and a second set (no features) made CI compile it twice.
+# 2 cores, and a second set (no features) made CI compile it twice. Clippy also checks `python`
+# alone, what a released wheel compiles (crash-tests changes only this crate: seconds).
 FEATURES=python,crash-tests
 lint() {
     cargo fmt --check
     cargo clippy --release --quiet --all-targets --features "$FEATURES" -- -D warnings
+    cargo clippy --release --quiet --all-targets --features python -- -D warnings
     ruff check python tests bench scripts
     ruff format --check python tests bench scripts
     # The web page's script parses (it is run for real by tests/test_web.py).
