@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -238,6 +239,23 @@ def test_the_app_deletes_a_requests_files_after_an_hour(demo_checkpoint, tmp_pat
     assert sorted(os.listdir(tmp_path)) == sorted(["recent", os.path.basename(new)])
     assert build_app(demo_checkpoint).delete_cache == (KEEP_SECONDS, KEEP_SECONDS)
     assert os.path.isdir(_request_folder(str(tmp_path / "removed_by_a_tmp_cleaner")))
+    # Concurrent requests prune the same old folders: before, one's stat() of a folder another
+    # had just deleted failed the request with FileNotFoundError.
+    shared, errors = tmp_path / "concurrent", []
+
+    def request():
+        for _ in range(200):
+            try:
+                _request_folder(str(shared), keep_seconds=0)
+            except OSError as e:
+                errors.append(e)
+
+    threads = [threading.Thread(target=request) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_serve_on_a_busy_port_names_the_flag_before_loading_the_model(tmp_path):

@@ -100,7 +100,11 @@ def _request_folder(root: str, keep_seconds: float = KEEP_SECONDS) -> str:
     os.makedirs(root, exist_ok=True)  # a /tmp cleaner may have removed it under a long-running server
     with os.scandir(root) as entries:
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+            try:
+                stale = entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff
+            except FileNotFoundError:  # a concurrent request pruned it first
+                continue
+            if stale:
                 shutil.rmtree(entry.path, ignore_errors=True)
     return tempfile.mkdtemp(dir=root)
 
