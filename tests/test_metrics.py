@@ -101,6 +101,13 @@ def test_fid_matches_clean_fid_and_torch_fidelity(n, d):
     assert M.fid(real, real) == pytest.approx(0.0, abs=1e-6 * d)
 
 
+def test_fid_of_a_set_against_itself_is_never_negative():
+    # Rounding alone put most of these at -1e-14; a distance is at least 0.
+    for seed in range(20):
+        x = features(300, 32, seed=seed)
+        assert 0.0 <= M.fid(x, x) < 1e-9
+
+
 @pytest.mark.parametrize(
     "x, y, error, match",
     [

@@ -309,7 +309,8 @@ def fid(real, fake) -> float:
     """Fréchet Inception Distance between Gaussian fits of two (N, D) feature sets, in float64:
     ``|mu_r - mu_f|² + tr(S_r) + tr(S_f) - 2 tr(sqrt(S_r S_f))``. The trace of the matrix square
     root is computed as that of the symmetric ``sqrt(S_r) S_f sqrt(S_r)`` (same eigenvalues), which
-    needs no complex arithmetic and no clean-up of imaginary parts."""
+    needs no complex arithmetic and no clean-up of imaginary parts. The distance is clamped at 0:
+    rounding made a set against itself come out at -1e-14 in 26 of 40 draws."""
     real, fake = _pair(real, fake)
     mu_r, mu_f = real.mean(0), fake.mean(0)
     s_r, s_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
@@ -317,4 +318,4 @@ def fid(real, fake) -> float:
     eigenvalues = np.linalg.eigvalsh(root @ s_f @ root)
     tr_covmean = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
     diff = mu_r - mu_f
-    return float(diff @ diff + np.trace(s_r) + np.trace(s_f) - 2.0 * tr_covmean)
+    return max(0.0, float(diff @ diff + np.trace(s_r) + np.trace(s_f) - 2.0 * tr_covmean))
