@@ -36,7 +36,11 @@ fn check_torch_matches_the_target_python() {
     };
     let script = "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))";
     let wanted = match Command::new(&python).args(["-c", script]).output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        // The last line: anything torch's import may print comes before.
+        Ok(out) if out.status.success() => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            stdout.trim().lines().last().unwrap_or_default().to_owned()
+        }
         Ok(out) => refuse(&format!(
             "{python} cannot import torch ({}); install torch==2.11.* into the environment \
              ugatit-rs is built for (docs/install.md)",
