@@ -29,7 +29,10 @@ fn main() {
 /// another venv (a 3.12 wheel was built in 64 s on a 3.11 venv's torch-sys) or a venv used without
 /// activating it would mix two Pythons' ABIs, so such a build stops here, naming both.
 fn check_torch_matches_the_target_python() {
+    // Maturin's signature names the interpreter's version: a venv remade in place with another
+    // Python keeps PYO3_PYTHON's path but changes it.
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    println!("cargo:rerun-if-env-changed=PYO3_ENVIRONMENT_SIGNATURE");
     // Set by maturin; a bare `cargo build`/`clippy` has no target interpreter to compare with.
     let (Ok(python), Ok(built_against)) = (std::env::var("PYO3_PYTHON"), std::env::var("DEP_TCH_LIBTORCH_LIB")) else {
         return;
