@@ -318,4 +318,5 @@ def fid(real, fake) -> float:
     eigenvalues = np.linalg.eigvalsh(root @ s_f @ root)
     tr_covmean = np.sqrt(np.clip(eigenvalues, 0, None)).sum()
     diff = mu_r - mu_f
-    return max(0.0, float(diff @ diff + np.trace(s_r) + np.trace(s_f) - 2.0 * tr_covmean))
+    distance = float(diff @ diff + np.trace(s_r) + np.trace(s_f) - 2.0 * tr_covmean)
+    return 0.0 if distance < 0 else distance  # not max(0.0, .): that would turn a NaN into 0
