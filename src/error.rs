@@ -41,8 +41,20 @@ pub enum Error {
     Internal(String),
     /// libtorch reported an error we did not anticipate (Python: `RuntimeError`, or
     /// `MemoryError` when an allocation failed).
-    #[error("libtorch: {0}")]
+    #[error("libtorch: {}", without_backtrace(.0))]
     Torch(#[from] tch::TchError),
+}
+
+/// libtorch's message without the C++ stack trace it appends ("Exception raised from ...",
+/// then one line per frame), which Python users cannot act on; as in PyTorch, setting
+/// `TORCH_SHOW_CPP_STACKTRACES=1` keeps it.
+fn without_backtrace(err: &tch::TchError) -> String {
+    let message = err.to_string();
+    let keep = std::env::var("TORCH_SHOW_CPP_STACKTRACES").is_ok_and(|v| v == "1");
+    match message.find("\nException raised from ") {
+        Some(at) if !keep => message[..at].trim_end().to_string(),
+        _ => message,
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -127,4 +139,26 @@ pub fn try_vec<T>(n: usize, what: &str) -> Result<Vec<T>> {
         )));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Tensor;
+
+    #[test]
+    fn libtorch_errors_drop_the_cpp_stack_trace() {
+        let err: Error = Tensor::zeros([2, 2], (tch::Kind::Float, tch::Device::Cpu))
+            .f_matmul(&Tensor::zeros([3, 3], (tch::Kind::Float, tch::Device::Cpu)))
+            .unwrap_err()
+            .into();
+        let raw = match &err {
+            Error::Torch(e) => e.to_string(),
+            _ => unreachable!(),
+        };
+        assert!(raw.contains("Exception raised from"), "libtorch's message changed: {raw}");
+        let shown = err.to_string();
+        assert!(shown.starts_with("libtorch: ") && shown.contains("cannot be multiplied"), "{shown}");
+        assert!(!shown.contains("Exception raised from") && !shown.contains("frame #"), "{shown}");
+    }
 }

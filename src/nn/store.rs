@@ -77,6 +77,38 @@ impl Registered {
     }
 }
 
+/// The bytes a strided tensor can reach, `[start, end)` on its device.
+struct MemorySpan {
+    device: Device,
+    start: usize,
+    end: usize,
+}
+
+impl MemorySpan {
+    /// `None` for an undefined or empty tensor, or one without plain strided storage.
+    fn of(t: &Tensor) -> Option<Self> {
+        if !t.defined() || t.numel() == 0 || t.is_sparse() || t.is_mkldnn() {
+            return None;
+        }
+        let element = t.f_kind().ok()?.elt_size_in_bytes() as isize;
+        let (mut low, mut high) = (0isize, 0isize);
+        for (&size, &stride) in t.size().iter().zip(t.stride().iter()) {
+            let reach = (size as isize - 1) * stride as isize * element;
+            if reach < 0 {
+                low += reach;
+            } else {
+                high += reach;
+            }
+        }
+        let origin = t.data_ptr() as isize;
+        Some(Self { device: t.device(), start: (origin + low) as usize, end: (origin + high + element) as usize })
+    }
+
+    fn overlaps(&self, other: &Self) -> bool {
+        self.device == other.device && self.start < other.end && other.start < self.end
+    }
+}
+
 /// How a parameter is initialised.
 #[derive(Debug, Clone, Copy)]
 pub enum Init {
@@ -286,7 +318,23 @@ impl ParamStore {
         let report = self.check(tensors, strict, network)?;
         let vars = self.vars.borrow();
         tch::no_grad(|| -> Result<()> {
-            for (name, src) in tensors {
+            // A source that shares memory with any of the store's tensors (`p.t()` of a live
+            // parameter, another view of it) is copied first: copy_ refuses a partial overlap
+            // with its destination, and a destination written earlier in the loop would change a
+            // later source. Either would leave the store half loaded.
+            let targets: Vec<MemorySpan> = vars.iter().filter_map(|r| MemorySpan::of(&r.var.tensor)).collect();
+            let sources: Vec<Tensor> = tensors
+                .iter()
+                .map(|(_, src)| match MemorySpan::of(src) {
+                    Some(span) if targets.iter().any(|t| t.overlaps(&span)) => {
+                        let copy = src.f_empty_like()?;
+                        copy.shallow_clone().f_copy_(src)?;
+                        Ok(copy)
+                    }
+                    _ => Ok(src.shallow_clone()),
+                })
+                .collect::<Result<_>>()?;
+            for ((name, _), src) in tensors.iter().zip(&sources) {
                 if let Some(r) = vars.iter().find(|r| &r.var.name == name) {
                     let mut dst = r.var.tensor.shallow_clone();
                     if r.alteration(self.device)?.is_some() {
