@@ -196,6 +196,26 @@ def test_translating_files_never_overwrites_an_input_or_another_output(translato
     assert not (tmp_path / "out2").exists()  # checked before the first image
 
 
+def test_translating_into_a_folder_inside_the_input_twice_leaves_the_outputs_out(
+    translator, checkpoint, tmp_path, capsys
+):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(demo.demo_image("A", 96, index=i)).save(photos / f"{i}.png")
+    # Before: the second run scanned the first run's outputs as inputs and refused to overwrite them.
+    argv = ["translate", os.fspath(photos), "--checkpoint", checkpoint]
+    for _ in range(2):
+        assert cli.main([*argv, "-o", os.fspath(photos / "out"), "--no_progress"]) == 0
+        assert "translated 2 image(s)" in capsys.readouterr().out
+    assert sorted(p.name for p in (photos / "out" / "photos").iterdir()) == ["0.png", "1.png"]
+    for _ in range(2):
+        assert len(translator.translate_folder(photos, photos / "api", progress=False)) == 4  # + out/photos/*
+    assert sorted(p.name for p in (photos / "api").iterdir()) == ["0.png", "1.png", "out"]
+    with pytest.raises(FileNotFoundError, match="no images found outside the output folder"):
+        translator.translate_folder(photos / "out", photos / "out" / "photos", progress=False)
+
+
 def test_viz_helpers(tmp_path):
     heat = torch.rand(1, 1, 8, 8)
     img = viz.heatmap_image(heat, 32)

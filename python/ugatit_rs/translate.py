@@ -196,8 +196,9 @@ class Translator:
 
     def translate_folder(self, src: str, dst: str, progress: bool = True, with_heatmap: bool = False) -> Translated:
         """Translates every image under ``src`` into ``dst`` (same relative paths, PNG). The folder is
-        scanned like a dataset (regular files only, link loops followed once); a file that cannot
-        be decoded is skipped with a warning and listed in the result's ``skipped``."""
+        scanned like a dataset (regular files only, link loops followed once), leaving out ``dst``
+        when it lies inside ``src`` (an earlier run's outputs); a file that cannot be decoded is
+        skipped with a warning and listed in the result's ``skipped``."""
         self._check_heatmap(with_heatmap)
         jobs = _folder_jobs(src, dst, with_heatmap)
         return self._write(jobs, progress, with_heatmap, set(jobs))
@@ -230,7 +231,8 @@ class Translator:
         named: set[str] = set()
         for src in inputs:
             if os.path.isdir(src):
-                found = _folder_jobs(src, os.path.join(dst, os.path.basename(os.path.normpath(src))), with_heatmap)
+                folder_dst = os.path.join(dst, os.path.basename(os.path.normpath(src)))
+                found = _folder_jobs(src, folder_dst, with_heatmap, outputs=[dst])
                 scanned.update(found)
             else:
                 found = _file_jobs([src], dst, None, with_heatmap)
@@ -351,11 +353,24 @@ def _file_jobs(paths, dst: str, root: str | None, with_heatmap: bool) -> dict[st
     return jobs
 
 
-def _folder_jobs(src: str, dst: str, with_heatmap: bool) -> dict[str, str]:
+def _folder_jobs(src: str, dst: str, with_heatmap: bool, outputs: Sequence[str] = ()) -> dict[str, str]:
+    """Jobs for every image under ``src``, written under ``dst``. Images inside an output folder
+    that lies within ``src`` (``dst``, or ``outputs``: the command's ``-o``) are an earlier run's
+    translations, not inputs: before, running ``translate photos -o photos/out`` a second time
+    took them as inputs and refused to overwrite them."""
+    root = os.path.realpath(src)
+    inside = [folder for folder in map(os.path.realpath, (dst, *outputs)) if _is_within(folder, root)]
     paths = [os.fspath(p) for p in _native.list_images(os.fspath(src))]
+    paths = [p for p in paths if not any(_is_within(os.path.realpath(p), folder) for folder in inside)]
     if not paths:
-        raise FileNotFoundError(f"{src}: no images found")
+        left_out = f" outside the output folder {inside[0]}" if inside else ""
+        raise FileNotFoundError(f"{src}: no images found{left_out}")
     return _file_jobs(paths, dst, src, with_heatmap)
+
+
+def _is_within(path: str, folder: str) -> bool:
+    """Whether real path ``path`` lies strictly below real path ``folder``."""
+    return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _cyclegan_generator(path, direction: str, device):
