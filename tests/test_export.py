@@ -108,6 +108,13 @@ def test_an_export_named_pt_is_torchscript_and_flags_that_do_not_apply_are_refus
         assert main(["export", missing, *argv]) == 2
         assert message in capsys.readouterr().err, argv
     assert not os.path.exists("page")
+    # --checkpoint, as translate, eval and serve spell it (it was "unrecognized arguments").
+    assert main(["export", "--checkpoint", ckpt, "-o", str(tmp_path / "flag.onnx")]) == 0
+    assert os.path.getsize(tmp_path / "flag.onnx") > 0
+    assert main(["export", ckpt, "--checkpoint", missing]) == 2
+    assert "two checkpoints given" in capsys.readouterr().err
+    assert main(["export", "-o", "g.onnx"]) == 2
+    assert "give the checkpoint to export" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("light, size", [(True, 96), (False, 96)])

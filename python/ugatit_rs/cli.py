@@ -329,6 +329,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .translate import Translator
 
     # Usage errors before the checkpoint is read (seconds for a full model).
+    if args.checkpoint and args.checkpoint_option and args.checkpoint != args.checkpoint_option:
+        raise ValueError(f"two checkpoints given: {args.checkpoint} and --checkpoint {args.checkpoint_option}")
+    args.checkpoint = args.checkpoint or args.checkpoint_option
+    if not args.checkpoint:
+        raise ValueError("give the checkpoint to export (ugatit-rs export CKPT, or --checkpoint CKPT)")
     if args.web:
         ignored = [flag for flag, given in (("--format", args.format), ("-o", args.output), ("--uint8", args.uint8),
                                              ("--no_attention", args.no_attention)) if given]  # fmt: skip
@@ -492,7 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     exp = sub.add_parser("export", help="a checkpoint's generator as ONNX or TorchScript (traced from the Rust model)")
-    exp.add_argument("checkpoint", help="a .safetensors (ours) or official .pt checkpoint")
+    exp.add_argument("checkpoint", nargs="?", help="a .safetensors (ours) or official .pt checkpoint")
+    # The other commands take --checkpoint; the same spelling here saves a usage error.
+    exp.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT", help="the same, as a flag")
     exp.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
     exp.add_argument(
         "--format",
