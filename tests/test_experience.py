@@ -81,6 +81,15 @@ def test_translator_batch_equals_one_by_one(translator):
     batched = translator(torch.stack(images))
     for img, out in zip(images, batched):
         assert torch.allclose(translator(img), out, atol=1e-5)
+    # An (N, H, W, 3) uint8 batch gives one too (it was refused as "numpy images must be HWC").
+    arrays = np.stack([viz.to_image(img) for img in images])
+    outs, heats = translator(arrays, return_attention=True)
+    assert isinstance(outs, np.ndarray) and outs.shape == arrays.shape and outs.dtype == np.uint8
+    assert heats.shape == (5, 1, 24, 24)
+    listed = translator(list(arrays))
+    assert all(np.abs(a.astype(int) - b).max() <= 1 for a, b in zip(outs, listed))
+    with pytest.raises(ValueError, match="empty batch"):
+        translator(arrays[:0])
 
 
 def test_translate_folder(translator, tmp_path):

@@ -198,6 +198,8 @@ def test_every_input_kind_gives_the_same_features(extractor, image_files):
     same_size = [a[:64, :64] for a in arrays]
     tensor = torch.from_numpy(np.stack(same_size)).permute(0, 3, 1, 2).float() / 127.5 - 1
     assert np.allclose(extractor(tensor), extractor(same_size), rtol=0, atol=1e-9)
+    # An (N, H, W, 3) uint8 batch, as the out-of-range message advises (it was a TypeError).
+    assert np.array_equal(extractor(np.stack(same_size)), extractor(same_size))
 
 
 @needs_weights
@@ -213,6 +215,8 @@ def test_bad_inputs_to_the_extractor(extractor, tmp_path):
         extractor([os.fspath(tmp_path / "notes.png")])
     with pytest.raises(TypeError, match="HWC uint8"):
         extractor([np.zeros((4, 4), np.float32)])
+    with pytest.raises(TypeError, match=r"\(N, H, W, 3\) uint8 RGB, got float32 \(2, 4, 4, 3\)"):
+        extractor(np.zeros((2, 4, 4, 3), np.float32))
     # Before: clamped into all-white (0..255) or cast from NaN, giving a plausible, wrong KID.
     with pytest.raises(ValueError, match=r"must be in \[-1, 1\], got values from 0 to 255"):
         extractor(torch.linspace(0, 255, 3 * 32 * 32).reshape(1, 3, 32, 32))

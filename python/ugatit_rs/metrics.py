@@ -84,8 +84,8 @@ class InceptionFeatures:
         batch_size: images per forward pass.
         progress: show a progress bar over batches.
 
-    Calling it on a folder (recursively), a list of paths / PIL images / HWC uint8 arrays, or a
-    (N, 3, H, W) float tensor in [-1, 1] returns an (N, 2048) float64 numpy array. Tensors are
+    Calling it on a folder (recursively), a list of paths / PIL images / HWC uint8 arrays, an
+    (N, H, W, 3) uint8 array, or an (N, 3, H, W) float tensor in [-1, 1] returns an (N, 2048) float64 numpy array. Tensors are
     quantised to 8 bits first, as if saved as images (which is how translations are evaluated).
     """
 
@@ -152,6 +152,11 @@ class InceptionFeatures:
                 raise ValueError(f"a tensor of images must be float (N, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
             viz.check_unit_range(images, "tensor images")
             images = [viz.to_image(x) for x in images]  # 8 bits, as a saved PNG
+        if isinstance(images, np.ndarray):
+            # A batch of HWC images, as the out-of-range message advises (it was a TypeError).
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+                raise TypeError(f"an array of images must be (N, H, W, 3) uint8 RGB, got {images.dtype} {images.shape}")
+            images = list(images)
         if not isinstance(images, Sequence) or isinstance(images, (str, bytes)):
             raise TypeError(f"expected a folder, a list of images or a tensor, got {type(images).__name__}")
         items = list(images)

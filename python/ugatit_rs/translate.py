@@ -166,7 +166,9 @@ class Translator:
 
     def __call__(self, images, return_attention: bool = False, keep_size: bool = True):
         """Translates one input or a list (a tuple, or an iterator such as a generator
-        expression, gives a list); returns the same kind (and heatmaps if asked)."""
+        expression, gives a list); returns the same kind (and heatmaps if asked). A batch, an
+        (N, 3, H, W) float tensor or an (N, H, W, 3) uint8 array, gives a batch of that kind
+        (the heatmaps as one (N, 1, h, w) tensor)."""
         from PIL import Image
 
         single = not isinstance(images, (list, tuple, Iterator))
@@ -174,9 +176,10 @@ class Translator:
         if not items:
             return ([], []) if return_attention else []
         batch_tensor = isinstance(images, torch.Tensor) and images.dim() == 4
-        if batch_tensor and images.shape[0] == 0:
+        batch_array = isinstance(images, np.ndarray) and images.ndim == 4  # it was refused as no HWC image
+        if (batch_tensor or batch_array) and images.shape[0] == 0:
             raise ValueError(f"cannot translate an empty batch (shape {tuple(images.shape)})")
-        if batch_tensor:
+        if batch_tensor or batch_array:
             items, single = list(images), False
         outs, heats = self._run([self._to_tensor(i) for i in items], keep_size)
         results = []
@@ -187,8 +190,8 @@ class Translator:
                 results.append(viz.to_image(out))
             else:
                 results.append(Image.fromarray(viz.to_image(out)))
-        if batch_tensor:
-            results = torch.stack(results)
+        if batch_tensor or batch_array:
+            results = torch.stack(results) if batch_tensor else np.stack(results)
             heats = torch.stack(heats) if heats[0] is not None else None
         elif single:
             results, heats = results[0], heats[0]
