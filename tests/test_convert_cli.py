@@ -172,6 +172,12 @@ def test_cli_train_test_translate_convert(tmp_path):
     out = run("convert", str(tmp_path / "x.pt"), str(ckpt))
     assert out.returncode == 2 and "already exists; pass --overwrite" in out.stderr and ckpt.read_bytes() == before
     assert run("convert", str(tmp_path / "x.pt"), str(tmp_path / "y.safetensors"), "--overwrite").returncode == 0
+    # A missing source, or a folder holding no TensorFlow checkpoint, is named as such (before:
+    # only "convert official .pt -> .safetensors, ...", as if the names were wrong).
+    out = run("convert", "nothing", "z.safetensors")
+    assert out.returncode == 2 and "nothing: no such file, nor a TensorFlow checkpoint" in out.stderr
+    out = run("convert", str(tmp_path / "tr"), "z.safetensors")
+    assert out.returncode == 2 and "expected one TensorFlow checkpoint" in out.stderr
     out = run("train", "--dataset", str(tmp_path / "missing"), "--device", "cpu")
     assert out.returncode == 2 and "missing/trainA" in out.stderr
     out = run("train", "--img_size", "50", "--device", "cpu")

@@ -250,6 +250,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     elif src.endswith(".safetensors") and dst.endswith((".pt", ".pth")):
         ours_to_official(args.src, args.dst)
     else:
+        # A missing source or a folder without a TensorFlow checkpoint is named as such (it read
+        # only "convert .pt -> .safetensors, ...", as if the names were the problem).
+        if not os.path.exists(args.src):
+            raise FileNotFoundError(f"{args.src}: no such file, nor a TensorFlow checkpoint ({args.src}.index)")
+        if os.path.isdir(args.src):
+            _native.tf_checkpoint_prefix(args.src)  # raises, saying what the folder lacks
         raise ValueError(
             "convert official .pt -> .safetensors, .safetensors -> official .pt, or a TensorFlow checkpoint "
             f"(PREFIX, PREFIX.index or its folder) -> .safetensors (got {args.src!r} -> {args.dst!r})"
