@@ -7,7 +7,8 @@ use tch::Device;
 pub fn parse_device(name: &str) -> Result<Device> {
     let name = name.trim();
     let device = match name {
-        "cpu" => Device::Cpu,
+        // `torch.device("cpu", 0)` prints as "cpu:0".
+        "cpu" | "cpu:0" => Device::Cpu,
         "cuda" => Device::Cuda(0),
         _ => match name.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(index)) => Device::Cuda(index),

@@ -73,6 +73,20 @@ def test_to_train_and_eval_from_a_parent_reach_the_rust_network():
         assert next(model.generator.parameters()).is_cuda
 
 
+def test_devices_as_torch_spells_them():
+    """device=None is torch's default device, as for torch.nn layers, and torch.device("cpu", 0)
+    ("cpu:0") is the CPU: both were "unknown device"."""
+    from ugatit_rs.cyclegan import ResnetGenerator
+
+    assert ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True, device=None).device == torch.device("cpu")
+    assert ResnetGenerator(ngf=4, n_blocks=1, device=None).device == torch.device("cpu")
+    d = ug.Discriminator(ndf=4, n_layers=5, device=torch.device("cpu", 0))
+    assert d.device == torch.device("cpu") and d.to("cpu:0").device == torch.device("cpu")
+    assert ug.TrainConfig(device="cpu:0").device == "cpu:0"
+    with pytest.raises(ValueError, match="cpu:1"):
+        ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True, device="cpu:1")
+
+
 def test_hooks_and_sequential_work():
     g = ug.Generator(ngf=4, n_blocks=1, img_size=96, light=True)
     seen = []

@@ -23,8 +23,11 @@ from . import _native
 DeviceLike = str | torch.device | int
 
 
-def _device_name(device: DeviceLike) -> str:
-    """Normalises anything ``torch.device`` accepts ('cuda', 'cuda:1', torch.device, 0)."""
+def _device_name(device: DeviceLike | None) -> str:
+    """Normalises anything ``torch.device`` accepts ('cuda', 'cuda:1', torch.device, 0); None is
+    torch's default device (``torch.set_default_device``), as for ``torch.nn`` layers."""
+    if device is None:
+        device = torch.get_default_device()
     try:
         return str(torch.device(device))
     except (RuntimeError, TypeError) as exc:
