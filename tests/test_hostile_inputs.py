@@ -44,7 +44,7 @@ CASES = [
     ("Generator(ngf=None)", lambda f: ug.Generator(ngf=None), TypeError),
     ("Generator(ngf=huge)", lambda f: ug.Generator(ngf=HUGE), ValueError),
     ("Generator(img_size=huge)", lambda f: ug.Generator(ngf=4, img_size=10**6), ValueError),
-    ("Generator(device=None)", lambda f: ug.Generator(ngf=4, device=None), ValueError),
+    ("Generator(device=[])", lambda f: ug.Generator(ngf=4, device=[]), ValueError),  # None: the default
     ("Generator(device=int-like str)", lambda f: ug.Generator(ngf=4, device="cuda:x"), ValueError),
     ("Discriminator(n_layers=100)", lambda f: ug.Discriminator(n_layers=100), ValueError),
     ("Discriminator(ndf=0)", lambda f: ug.Discriminator(ndf=0), ValueError),
