@@ -91,8 +91,9 @@ def from_image(image: np.ndarray) -> torch.Tensor:
 def upright_rgb(image) -> np.ndarray:
     """A PIL image as HWC uint8 RGB, the way ``prepare`` and the training data pipeline decode a
     file: turned upright by its EXIF orientation (phone photos), 16-bit grey scaled to 8 bits
-    (PIL's ``convert("RGB")`` clips it, making nearly every pixel white) and floating-point
-    grey clamped to [0, 1]; everything else as ``convert("RGB")`` gives it."""
+    (PIL's ``convert("RGB")`` clips it, making nearly every pixel white); everything else as
+    ``convert("RGB")`` gives it. Floating-point grey (a float TIFF), which the Rust decoder
+    cannot read and so training and ``prepare`` skip as unreadable, is clamped to [0, 1]."""
     from PIL import Image, ImageOps
 
     image = ImageOps.exif_transpose(image)
