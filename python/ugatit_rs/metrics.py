@@ -85,8 +85,9 @@ class InceptionFeatures:
         progress: show a progress bar over batches.
 
     Calling it on a folder (recursively), a list of paths / PIL images / HWC uint8 arrays, an
-    (N, H, W, 3) uint8 array, or an (N, 3, H, W) float tensor in [-1, 1] returns an (N, 2048) float64 numpy array. Tensors are
-    quantised to 8 bits first, as if saved as images (which is how translations are evaluated).
+    (N, H, W, 3) uint8 array, or an (N, 3, H, W) float tensor in [-1, 1] returns an (N, 2048)
+    float64 numpy array. Tensors are quantised to 8 bits first, as if saved as images (which is
+    how translations are evaluated).
     """
 
     def __init__(
