@@ -108,6 +108,12 @@ CASES = [
     ("DomainLoader(size=0)", lambda f: DomainLoader(f["tmp"], 0), ValueError),
     ("DomainLoader(size=huge)", lambda f: DomainLoader(f["tmp"], HUGE), ValueError),
     ("DomainLoader(batch=huge)", lambda f: DomainLoader(f["tmp"], 96, batch_size=10**9), ValueError),
+    # These four raised a bare OverflowError ("can't convert negative int to unsigned").
+    ("DomainLoader(seed=-1)", lambda f: DomainLoader(f["tmp"], 96, seed=-1), ValueError),
+    ("DomainLoader(domain=-1)", lambda f: DomainLoader(f["tmp"], 96, domain=-1), ValueError),
+    ("DomainLoader(seed=float)", lambda f: DomainLoader(f["tmp"], 96, seed=1.5), TypeError),
+    ("demo.demo_image(seed=-1)", lambda f: demo.demo_image("A", seed=-1), ValueError),
+    ("demo.demo_image(index=2**64)", lambda f: demo.demo_image("A", index=2**64), ValueError),
     ("load_image(None)", lambda f: load_image(None, 96), TypeError),
     ("load_image(size=0)", lambda f: load_image(f["file"], 0), ValueError),
     ("load_image(not an image)", lambda f: load_image(f["file"], 96), OSError),
@@ -158,3 +164,12 @@ def test_hostile_input_raises_a_specific_exception(name, call, expected, g, d, t
         call(fixtures)
     assert type(info.value).__name__ != "PanicException"
     assert str(info.value), "the message must say what is wrong"
+
+
+def test_an_out_of_range_seed_or_index_is_named(tmp_path):
+    with pytest.raises(ValueError, match=r"^seed must be between 0 and 18446744073709551615, got -1$"):
+        DomainLoader(str(tmp_path), 96, seed=-1)
+    with pytest.raises(ValueError, match=r"^index must be between 0 and"):
+        demo.demo_image("A", index=-3)
+    with pytest.raises(TypeError, match=r"argument 'seed': expected an int, got float"):
+        demo.demo_image("A", seed=0.5)

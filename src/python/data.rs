@@ -33,8 +33,8 @@ impl PyDomainLoader {
         folder: PathBuf,
         img_size: i64,
         batch_size: i64,
-        seed: u64,
-        domain: u64,
+        #[pyo3(from_py_with = seed_argument)] seed: u64,
+        #[pyo3(from_py_with = domain_argument)] domain: u64,
         train: bool,
         strict: bool,
         num_workers: i64,
@@ -230,10 +230,42 @@ fn to_rgb_image(t: &tch::Tensor, what: &str) -> PyResult<image::RgbImage> {
         .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("{what}: inconsistent size")))
 }
 
+/// A non-negative integer argument (a seed, an index) as a `u64`, named when it does not fit:
+/// PyO3's own conversion raises a bare `OverflowError` ("can't convert negative int to
+/// unsigned") that does not say which argument.
+fn u64_argument(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
+    value.extract::<u64>().map_err(|err| {
+        if err.is_instance_of::<pyo3::exceptions::PyOverflowError>(value.py()) {
+            PyValueError::new_err(format!("{name} must be between 0 and {}, got {value}", u64::MAX))
+        } else {
+            let kind = value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+            // PyO3 prefixes a TypeError with "argument '<name>': ".
+            pyo3::exceptions::PyTypeError::new_err(format!("expected an int, got {kind}"))
+        }
+    })
+}
+
+fn seed_argument(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    u64_argument(value, "seed")
+}
+
+fn domain_argument(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    u64_argument(value, "domain")
+}
+
+fn index_argument(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    u64_argument(value, "index")
+}
+
 /// One demo image (HWC uint8 tensor) of domain "A" (photo) or "B" (cartoon).
 #[pyfunction]
 #[pyo3(signature = (domain, size=96, seed=0, index=0))]
-pub fn demo_image(domain: &str, size: u32, seed: u64, index: u64) -> PyResult<PyTensor> {
+pub fn demo_image(
+    domain: &str,
+    size: u32,
+    #[pyo3(from_py_with = seed_argument)] seed: u64,
+    #[pyo3(from_py_with = index_argument)] index: u64,
+) -> PyResult<PyTensor> {
     crate::data::demo::check_request(size, &[])?;
     let img = crate::data::demo::draw(style_of(domain)?, size, seed, index);
     let t = tch::Tensor::f_from_slice(img.as_raw())
@@ -251,7 +283,7 @@ pub fn write_demo_dataset(
     n_train: u64,
     n_test: u64,
     size: u32,
-    seed: u64,
+    #[pyo3(from_py_with = seed_argument)] seed: u64,
 ) -> PyResult<()> {
     unlocked(py, || crate::data::demo::write_dataset(&root, n_train, n_test, size, seed))?;
     Ok(())
