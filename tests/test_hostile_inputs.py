@@ -108,7 +108,7 @@ CASES = [
     ("DomainLoader(size=0)", lambda f: DomainLoader(f["tmp"], 0), ValueError),
     ("DomainLoader(size=huge)", lambda f: DomainLoader(f["tmp"], HUGE), ValueError),
     ("DomainLoader(batch=huge)", lambda f: DomainLoader(f["tmp"], 96, batch_size=10**9), ValueError),
-    # These four raised a bare OverflowError ("can't convert negative int to unsigned").
+    # The ValueError cases here raised a bare OverflowError ("can't convert negative int to unsigned").
     ("DomainLoader(seed=-1)", lambda f: DomainLoader(f["tmp"], 96, seed=-1), ValueError),
     ("DomainLoader(domain=-1)", lambda f: DomainLoader(f["tmp"], 96, domain=-1), ValueError),
     ("DomainLoader(seed=float)", lambda f: DomainLoader(f["tmp"], 96, seed=1.5), TypeError),
