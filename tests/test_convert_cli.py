@@ -10,7 +10,7 @@ import torch
 import ugatit_rs as ug
 from datasets import make_dataset
 from reference.training import OfficialLoop
-from ugatit_rs.cli import build_parser, config_from_args
+from ugatit_rs.cli import build_parser, config_from_args, main
 from ugatit_rs.convert import NETWORK_NAMES, load_official_into, official_to_ours, ours_to_official, read_official
 
 CLI = [sys.executable, "-m", "ugatit_rs.cli"]
@@ -122,7 +122,7 @@ def test_pickles_that_run_code_are_refused(tmp_path):
         read_official(tmp_path / "partial.pt")
 
 
-def test_cli_train_test_translate_convert(tmp_path):
+def test_cli_train_test_translate_convert(tmp_path, capsys):
     data = make_dataset(tmp_path / "toy", n_train=3, n_test=2)
     results = tmp_path / "results"
     common = [
@@ -174,10 +174,11 @@ def test_cli_train_test_translate_convert(tmp_path):
     assert run("convert", str(tmp_path / "x.pt"), str(tmp_path / "y.safetensors"), "--overwrite").returncode == 0
     # A missing source, or a folder holding no TensorFlow checkpoint, is named as such (before:
     # only "convert official .pt -> .safetensors, ...", as if the names were wrong).
-    out = run("convert", "nothing", "z.safetensors")
-    assert out.returncode == 2 and "nothing: no such file, nor a TensorFlow checkpoint" in out.stderr
-    out = run("convert", str(tmp_path / "tr"), "z.safetensors")
-    assert out.returncode == 2 and "expected one TensorFlow checkpoint" in out.stderr
+    # (In this process: a subprocess costs seconds of imports.)
+    assert main(["convert", str(tmp_path / "nothing"), str(tmp_path / "z.safetensors")]) == 2
+    assert "nothing: no such file, nor a TensorFlow checkpoint" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "tr"), str(tmp_path / "z.safetensors")]) == 2
+    assert "expected one TensorFlow checkpoint" in capsys.readouterr().err
     out = run("train", "--dataset", str(tmp_path / "missing"), "--device", "cpu")
     assert out.returncode == 2 and "missing/trainA" in out.stderr
     out = run("train", "--img_size", "50", "--device", "cpu")
