@@ -35,6 +35,18 @@ def regular_file(path: str | os.PathLike) -> str:
     return path
 
 
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` lies strictly below ``folder``, as spelled (a folder that is a link
+    inside another) or with links resolved."""
+    return any(
+        a.startswith(b.rstrip(os.sep) + os.sep)
+        for a, b in (
+            (os.path.abspath(path), os.path.abspath(folder)),
+            (os.path.realpath(path), os.path.realpath(folder)),
+        )
+    )
+
+
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path to write ``path``'s new content to; it replaces ``path`` when the

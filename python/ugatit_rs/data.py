@@ -17,6 +17,7 @@ import os
 
 import torch
 
+from ._files import is_within
 from ._native import DomainLoader
 from ._native import load_image as _load_image
 
@@ -148,7 +149,7 @@ def prepare(
             )
         )
     except OSError as exc:
-        if exc.filename and os.path.realpath(exc.filename).startswith(os.path.realpath(output) + os.sep):
+        if exc.filename and is_within(exc.filename, output):
             exc.add_note(leftover)
         raise
     except KeyboardInterrupt as exc:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from . import _native, viz
 from ._checks import working_size
-from ._files import regular_file
+from ._files import is_within, regular_file
 from .convert import is_official, read_metadata, read_network, read_ours_network, weight_shape
 from .models import Discriminator, Generator, has_attention, translate_batch
 
@@ -361,25 +361,13 @@ def _folder_jobs(src: str, dst: str, with_heatmap: bool, outputs: Sequence[str] 
     that lies within ``src`` (``dst``, or ``outputs``: the command's ``-o``) are an earlier run's
     translations, not inputs: before, running ``translate photos -o photos/out`` a second time
     took them as inputs and refused to overwrite them."""
-    inside = [os.fspath(folder) for folder in (dst, *outputs) if _is_within(folder, src)]
+    inside = [os.fspath(folder) for folder in (dst, *outputs) if is_within(folder, src)]
     paths = [os.fspath(p) for p in _native.list_images(os.fspath(src))]
-    paths = [p for p in paths if not any(_is_within(p, folder) for folder in inside)]
+    paths = [p for p in paths if not any(is_within(p, folder) for folder in inside)]
     if not paths:
         left_out = f" outside the output folder {inside[0]}" if inside else ""
         raise FileNotFoundError(f"{src}: no images found{left_out}")
     return _file_jobs(paths, dst, src, with_heatmap)
-
-
-def _is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
-    """Whether ``path`` lies strictly below ``folder``, as spelled (an output folder that is a
-    link inside the input) or with links resolved."""
-    return any(
-        a.startswith(b.rstrip(os.sep) + os.sep)
-        for a, b in (
-            (os.path.abspath(path), os.path.abspath(folder)),
-            (os.path.realpath(path), os.path.realpath(folder)),
-        )
-    )
 
 
 def _cyclegan_generator(path, direction: str, device):
