@@ -175,11 +175,11 @@ class Translator:
         items = [images] if single else list(images)
         if not items:
             return ([], []) if return_attention else []
-        batch_tensor = isinstance(images, torch.Tensor) and images.dim() == 4
-        batch_array = isinstance(images, np.ndarray) and images.ndim == 4  # it was refused as no HWC image
-        if (batch_tensor or batch_array) and images.shape[0] == 0:
+        # A 4-D tensor or array is a batch (an array one was refused as no HWC image).
+        batch = isinstance(images, (torch.Tensor, np.ndarray)) and images.ndim == 4
+        if batch and images.shape[0] == 0:
             raise ValueError(f"cannot translate an empty batch (shape {tuple(images.shape)})")
-        if batch_tensor or batch_array:
+        if batch:
             items, single = list(images), False
         outs, heats = self._run([self._to_tensor(i) for i in items], keep_size)
         results = []
@@ -190,8 +190,8 @@ class Translator:
                 results.append(viz.to_image(out))
             else:
                 results.append(Image.fromarray(viz.to_image(out)))
-        if batch_tensor or batch_array:
-            results = torch.stack(results) if batch_tensor else np.stack(results)
+        if batch:
+            results = torch.stack(results) if isinstance(images, torch.Tensor) else np.stack(results)
             heats = torch.stack(heats) if heats[0] is not None else None
         elif single:
             results, heats = results[0], heats[0]
