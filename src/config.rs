@@ -242,8 +242,9 @@ mod tests {
 /// Everything a training run needs. Field names and defaults mirror the official `main.py`
 /// flags, plus `dataset` (a folder with trainA/ trainB/ testA/ testB/), `seed` and
 /// `num_workers` for the data loader. Python's constructor validates the fields it is given;
-/// fields set afterwards are checked by `validate()` and again by `Trainer(config)`.
-#[cfg_attr(feature = "python", pyo3::pyclass(module = "ugatit_rs._native", get_all, set_all))]
+/// a field set afterwards is checked for its type at once, and for its range by `validate()`
+/// and again by `Trainer(config)`.
+#[cfg_attr(feature = "python", pyo3::pyclass(module = "ugatit_rs._native", get_all))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {

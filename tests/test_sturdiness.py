@@ -676,6 +676,36 @@ def test_a_train_config_copies_and_pickles_with_its_fields(tmp_path):
     assert out.returncode == 0 and "0 8 cyclegan" in out.stdout, out.stderr
 
 
+def test_a_train_config_field_set_later_is_checked_like_a_constructor_argument():
+    config = ug.TrainConfig(light=True)
+    # Before: `light = "no"` raised "argument 'light': 'str' object cannot be converted to
+    # 'PyBool'", `seed = -1` a bare OverflowError, `dataset = None` named 'PyString'.
+    refused = [
+        ("light", "no", TypeError, r"^TrainConfig\.light must be True or False, got 'no'$"),
+        ("ch", True, TypeError, r"^TrainConfig\.ch must be of type int, got True$"),
+        ("dataset", None, TypeError, r"^TrainConfig\.dataset must be of type str, got None$"),
+        ("lr", "1e-4", TypeError, r"^TrainConfig\.lr must be of type float, got '1e-4'$"),
+        ("seed", -1, ValueError, r"^TrainConfig\.seed must be >= 0, got -1$"),
+        ("iteration", 2**64, ValueError, r"^TrainConfig\.iteration does not fit in 64 bits, got 18446744073709551616$"),
+        ("batchsize", 2, TypeError, r"unexpected keyword argument \"batchsize\"; the fields are \[\"dataset\""),
+    ]
+    for name, value, error, message in refused:
+        with pytest.raises(error, match=message):
+            setattr(config, name, value)
+        with pytest.raises(error, match=message):
+            ug.TrainConfig(**{name: value})
+    assert config == ug.TrainConfig(light=True), "a refused value must leave the config as it was"
+    with pytest.raises(TypeError, match="cannot be deleted"):
+        del config.lr
+    # Ranges wait for validate() or Trainer(config), so that fields can change one at a time,
+    # and a config in the middle of such an edit still copies as it is.
+    config.img_size, config.lr = 7, 2  # an int is a float here, as in the constructor
+    assert (config.img_size, config.lr) == (7, 2.0)
+    assert copy.deepcopy(config) == config and pickle.loads(pickle.dumps(config)) == config
+    with pytest.raises(ValueError, match="img_size must be between 8 and 8192, got 7"):
+        config.validate()
+
+
 def test_trainer_surface_refuses_what_it_cannot_do_well(tmp_path, dataset):
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path)))
     # Before: a .pt name got a safetensors file that neither torch.load nor `convert` could read.

@@ -39,39 +39,7 @@ impl TrainConfig {
         let fields = defaults.py_to_dict(py)?.downcast_into::<PyDict>()?;
         for (key, value) in kwargs.iter() {
             let name: String = key.extract()?;
-            if !fields.contains(&name)? {
-                let known: Vec<String> = fields.keys().extract()?;
-                return Err(PyTypeError::new_err(format!(
-                    "TrainConfig got an unexpected keyword argument {name:?}; the fields are {known:?}"
-                )));
-            }
-            // serde's bool takes any truthy object (`light="no"` was True) and its integers take
-            // bools: the Python types must match the field's own.
-            let default = fields.get_item(&name)?.ok_or_else(|| PyTypeError::new_err(format!("no field {name}")))?;
-            let (is_bool, default_is_bool) = (value.is_instance_of::<PyBool>(), default.is_instance_of::<PyBool>());
-            if is_bool != default_is_bool {
-                let wanted = if default_is_bool {
-                    "True or False".to_string()
-                } else {
-                    format!("of type {}", default.get_type().name()?)
-                };
-                return Err(PyTypeError::new_err(format!(
-                    "TrainConfig.{name} must be {wanted}, got {}",
-                    value.repr()?
-                )));
-            }
-            // Deserialise the field alone over the defaults first, so that an error names it.
-            let single = defaults.py_to_dict(py)?.downcast_into::<PyDict>()?;
-            single.set_item(&name, &value)?;
-            if let Err(e) = pythonize::depythonize::<TrainConfig>(&single) {
-                let message = format!("TrainConfig.{name}: {e}");
-                let text = e.to_string();
-                let wrong_type = value.is_none()
-                    || text.contains("invalid type")
-                    || text.contains("TypeError")
-                    || text.contains("unexpected type");
-                return Err(if wrong_type { PyTypeError::new_err(message) } else { PyValueError::new_err(message) });
-            }
+            defaults.with_field(py, &name, &value)?;
             fields.set_item(&name, &value)?;
         }
         let config =
@@ -80,6 +48,18 @@ impl TrainConfig {
         // after construction are checked again by `validate()` and `Trainer(config)`.
         config.validate()?;
         Ok(config)
+    }
+
+    /// `config.field = value` takes what the constructor takes, checked the same way for its
+    /// type; ranges and the fields' agreement are checked by `validate()` and `Trainer(config)`,
+    /// so that fields can be changed one at a time.
+    fn __setattr__(&mut self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        *self = self.with_field(py, name, value)?;
+        Ok(())
+    }
+
+    fn __delattr__(&mut self, name: &str) -> PyResult<()> {
+        Err(PyTypeError::new_err(format!("TrainConfig.{name} cannot be deleted")))
     }
 
     /// Raises ValueError naming the first invalid field.
@@ -103,13 +83,19 @@ impl TrainConfig {
         self.clone()
     }
 
-    /// Copies and pickles rebuild the config from its fields: `copy.deepcopy`, and the pickling
-    /// that `multiprocessing` and `torch.multiprocessing.spawn(fn, args=(config,))` do.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, ())> {
-        let py = slf.py();
-        let fields = slf.borrow().py_to_dict(py)?.downcast_into::<PyDict>()?;
-        let rebuild = py.import("functools")?.getattr("partial")?.call((slf.get_type(),), Some(&fields))?;
-        Ok((rebuild, ()))
+    /// Copies and pickles rebuild the config from its fields, as they are (a config being
+    /// edited need not be valid yet): `copy.deepcopy`, and the pickling that `multiprocessing`
+    /// and `torch.multiprocessing.spawn(fn, args=(config,))` do.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, (), Bound<'py, PyAny>)> {
+        let fields = slf.borrow().py_to_dict(slf.py())?;
+        Ok((slf.get_type().into_any(), (), fields))
+    }
+
+    fn __setstate__(&mut self, py: Python<'_>, fields: &Bound<'_, PyDict>) -> PyResult<()> {
+        for (key, value) in fields.iter() {
+            *self = self.with_field(py, &key.extract::<String>()?, &value)?;
+        }
+        Ok(())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -118,6 +104,52 @@ impl TrainConfig {
         let fields: Vec<String> =
             dict.iter().map(|(k, v)| Ok(format!("{k}={}", v.repr()?))).collect::<PyResult<_>>()?;
         Ok(format!("TrainConfig({})", fields.join(", ")))
+    }
+}
+
+impl TrainConfig {
+    /// This config with one field replaced by a Python value, or the error naming the field:
+    /// an unknown name, a type that is not the field's own, a number that does not fit.
+    fn with_field(&self, py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let fields = self.py_to_dict(py)?.downcast_into::<PyDict>()?;
+        let Some(current) = fields.get_item(name)? else {
+            let known: Vec<String> = fields.keys().extract()?;
+            return Err(PyTypeError::new_err(format!(
+                "TrainConfig got an unexpected keyword argument {name:?}; the fields are {known:?}"
+            )));
+        };
+        // serde's bool takes any truthy object (`light="no"` was True) and its integers take
+        // bools: the Python types must match the field's own.
+        let (is_bool, field_is_bool) = (value.is_instance_of::<PyBool>(), current.is_instance_of::<PyBool>());
+        if is_bool != field_is_bool {
+            let wanted = if field_is_bool {
+                "True or False".to_string()
+            } else {
+                format!("of type {}", current.get_type().name()?)
+            };
+            return Err(PyTypeError::new_err(format!("TrainConfig.{name} must be {wanted}, got {}", value.repr()?)));
+        }
+        fields.set_item(name, value)?;
+        pythonize::depythonize::<TrainConfig>(&fields).map_err(|e| {
+            let text = e.to_string();
+            if text.contains("OverflowError") {
+                // PyO3's "can't convert negative int to unsigned" names neither field nor range.
+                let range = if text.contains("negative") { "must be >= 0" } else { "does not fit in 64 bits" };
+                return PyValueError::new_err(format!("TrainConfig.{name} {range}, got {value}"));
+            }
+            let wrong_type = value.is_none()
+                || text.contains("invalid type")
+                || text.contains("TypeError")
+                || text.contains("unexpected type");
+            if wrong_type {
+                // serde and PyO3 word it in their own types ('PyString'); name the Python one.
+                let wanted = current.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+                let got = value.repr().map(|r| r.to_string()).unwrap_or_default();
+                PyTypeError::new_err(format!("TrainConfig.{name} must be of type {wanted}, got {got}"))
+            } else {
+                PyValueError::new_err(format!("TrainConfig.{name}: {e}"))
+            }
+        })
     }
 }
 
