@@ -151,6 +151,9 @@ CASES = [
     # Before: the process aborted ("memory allocation of 30000000000 bytes failed").
     ("demo.demo_image(size=huge)", lambda f: demo.demo_image("A", 100_000), ValueError),
     ("demo.demo_image(size=0)", lambda f: demo.demo_image("A", 0), ValueError),
+    # Before: a bare OverflowError ("out of range integral type conversion attempted").
+    ("demo.demo_image(size=-1)", lambda f: demo.demo_image("A", -1), ValueError),
+    ("demo.write_dataset(n_test=-1)", lambda f: demo.write_dataset(f["tmp"] + "/d", n_test=-1), ValueError),
     ("demo.write_dataset(size=huge)", lambda f: demo.write_dataset(f["tmp"] + "/d", size=100_000), ValueError),
     ("demo.write_dataset(n_train=0)", lambda f: demo.write_dataset(f["tmp"] + "/d", n_train=0), ValueError),
 ]

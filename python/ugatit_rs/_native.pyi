@@ -10,7 +10,8 @@ NETWORK_NAMES: list[str]
 CYCLEGAN_NETWORK_NAMES: list[str]
 MODELS: list[str]
 IMAGE_EXTENSIONS: list[str]
-DEMO_MAX_SIZE: int
+DEMO_SIZES: tuple[int, int]
+DEMO_MAX_IMAGES: int
 CHECKPOINT_FORMAT: str
 
 class StateDictError(ValueError): ...

@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--img-size",
-        type=bounded_int(8, _native.DEMO_MAX_SIZE),
+        type=bounded_int(*_native.DEMO_SIZES),
         default=96,
         help="image size, multiple of 4, >= 96 (default: 96)",
     )

@@ -17,6 +17,7 @@ import os
 
 import torch
 
+from ._checks import whole
 from ._files import is_within
 from ._native import DomainLoader
 from ._native import load_image as _load_image
@@ -26,19 +27,9 @@ __all__ = ["DomainLoader", "load_image", "domain_folder", "check_dataset", "prep
 SPLITS = ("trainA", "trainB", "testA", "testB")
 
 
-def _in_range(name: str, value, lo: int, hi: int) -> int:
-    """``int(value)`` if ``lo <= value <= hi``, else ValueError naming the argument (rather than an
-    OverflowError from the native call)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-    return int(value)
-
-
 def load_image(path: str | os.PathLike, img_size: int) -> torch.Tensor:
     """One image file, resized to ``img_size`` square, as a ``(1, 3, S, S)`` float32 tensor in [-1, 1]."""
-    return _load_image(os.fspath(path), _in_range("img_size", img_size, 1, 8192))
+    return _load_image(os.fspath(path), whole("img_size", img_size, 1, 8192))
 
 
 def domain_folder(dataset: str | os.PathLike, split: str) -> str:
@@ -99,10 +90,10 @@ def prepare(
     """
     from . import _native
 
-    size = _in_range("size", size, 8, 8192)
-    min_size = _in_range("min_size", size // 2 if min_size is None else min_size, 0, 16384)
-    seed = _in_range("seed", seed, 0, 2**64 - 1)
-    workers = _in_range("workers", workers or os.cpu_count() or 1, 1, 1024)
+    size = whole("size", size, 8, 8192)
+    min_size = whole("min_size", size // 2 if min_size is None else min_size, 0, 16384)
+    seed = whole("seed", seed, 0, 2**64 - 1)
+    workers = whole("workers", workers or os.cpu_count() or 1, 1, 1024)
     domains = [("A", os.fspath(domain_a))] + ([("B", os.fspath(domain_b))] if domain_b is not None else [])
     for _, folder in domains:
         if not os.path.isdir(folder):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from . import _native, viz
+from ._checks import whole
 from ._files import write_json
 from ._native import TrainConfig
 from .data import load_image
@@ -34,13 +35,16 @@ from .trainer import Trainer
 
 def write_dataset(root: str, n_train: int = 200, n_test: int = 16, size: int = 96, seed: int = 0) -> str:
     """Writes ``root/{trainA,trainB,testA,testB}`` (A: photos, B: cartoons) as PNG files."""
-    _native.write_demo_dataset(os.fspath(root), n_train, n_test, size, seed)
+    n_train, n_test = (
+        whole(name, n, 1, _native.DEMO_MAX_IMAGES) for name, n in (("n_train", n_train), ("n_test", n_test))
+    )
+    _native.write_demo_dataset(os.fspath(root), n_train, n_test, whole("size", size, *_native.DEMO_SIZES), seed)
     return os.fspath(root)
 
 
 def demo_image(domain: str, size: int = 96, seed: int = 0, index: int = 0) -> np.ndarray:
     """One demo image (HWC uint8): domain ``"A"`` (photo) or ``"B"`` (cartoon)."""
-    return _native.demo_image(domain, size, seed, index).numpy()
+    return _native.demo_image(domain, whole("size", size, *_native.DEMO_SIZES), seed, index).numpy()
 
 
 def scores(source: np.ndarray, translated: np.ndarray) -> dict[str, float]:

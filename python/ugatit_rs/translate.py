@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import _native, viz
-from ._checks import working_size
+from ._checks import whole, working_size
 from ._files import is_within, regular_file
 from .convert import is_official, read_metadata, read_network, read_ours_network, weight_shape
 from .models import Discriminator, Generator, has_attention, translate_batch
@@ -65,12 +65,9 @@ class Translator:
                 "Translator needs a generator (ugatit_rs.Generator, ugatit_rs.cyclegan.ResnetGenerator or a "
                 f"module returning images), got {type(generator).__name__}"
             )
-        for name, value, lo, hi in (("img_size", img_size, 8, 8192), ("batch_size", batch_size, 1, 4096)):
-            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-                raise ValueError(f"{name} must be an int between {lo} and {hi}, got {value!r}")
+        self.img_size = whole("img_size", img_size, 8, 8192)
+        self.batch_size = whole("batch_size", batch_size, 1, 4096)
         self.generator = generator.eval()
-        self.img_size = img_size
-        self.batch_size = batch_size
 
     def __repr__(self) -> str:
         return f"Translator(img_size={self.img_size}, batch_size={self.batch_size}, generator={self.generator!r})"

@@ -19,7 +19,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CYCLEGAN_NETWORK_NAMES", crate::train::CYCLEGAN_NETWORK_NAMES.to_vec())?;
     m.add("MODELS", crate::config::MODELS.to_vec())?;
     m.add("IMAGE_EXTENSIONS", crate::data::scan::IMAGE_EXTENSIONS.to_vec())?;
-    m.add("DEMO_MAX_SIZE", *crate::data::demo::SIZES.end())?;
+    m.add("DEMO_SIZES", (*crate::data::demo::SIZES.start(), *crate::data::demo::SIZES.end()))?;
+    m.add("DEMO_MAX_IMAGES", crate::data::demo::MAX_IMAGES)?;
     m.add("CHECKPOINT_FORMAT", crate::train::checkpoint::FORMAT)?;
     m.add_class::<models::PyNetwork>()?;
     m.add_class::<models::PyGenerator>()?;
