@@ -176,3 +176,15 @@ def test_an_out_of_range_seed_or_index_is_named(tmp_path):
         demo.demo_image("A", index=-3)
     with pytest.raises(TypeError, match=r"argument 'seed': expected an int, got float"):
         demo.demo_image("A", seed=0.5)
+
+
+def test_a_bool_argument_is_refused_in_python_words(tmp_path):
+    # Before: "argument 'light': 'str' object cannot be converted to 'PyBool'" (PyO3's type name).
+    with pytest.raises(TypeError, match=r"^argument 'light': expected True or False, got 'no'$"):
+        ug.Generator(ngf=4, n_blocks=1, img_size=96, light="no")
+    with pytest.raises(TypeError, match=r"^argument 'train': expected True or False, got 1$"):
+        DomainLoader(str(tmp_path), 96, train=1)
+    with pytest.raises(TypeError, match=r"^argument 'channels_last': expected True or False, got None$"):
+        with ug.compute(channels_last=None):
+            pass
+    assert ug.Generator(ngf=4, n_blocks=1, img_size=96, light=np.bool_(True)).config["light"] is True

@@ -1,5 +1,6 @@
 //! Bindings for the image pipeline ([`crate::data`]).
 
+use super::args::{domain_argument, index_argument, seed_argument, Flag};
 use super::error::unlocked;
 use crate::data::transforms::Resize;
 use crate::data::{load_image, DomainLoader, LoaderConfig};
@@ -26,7 +27,10 @@ pub struct PyDomainLoader {
 #[pymethods]
 impl PyDomainLoader {
     #[new]
-    #[pyo3(signature = (folder, img_size, batch_size=1, seed=0, domain=0, train=true, strict=false, num_workers=2, resize="bilinear"))]
+    #[pyo3(signature = (folder, img_size, batch_size=1, seed=0, domain=0, train=Flag(true), strict=Flag(false), num_workers=2, resize="bilinear"))]
+    #[pyo3(
+        text_signature = "(folder, img_size, batch_size=1, seed=0, domain=0, train=True, strict=False, num_workers=2, resize=\"bilinear\")"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -35,8 +39,8 @@ impl PyDomainLoader {
         batch_size: i64,
         #[pyo3(from_py_with = seed_argument)] seed: u64,
         #[pyo3(from_py_with = domain_argument)] domain: u64,
-        train: bool,
-        strict: bool,
+        train: Flag,
+        strict: Flag,
         num_workers: i64,
         resize: &str,
     ) -> PyResult<Self> {
@@ -50,6 +54,7 @@ impl PyDomainLoader {
         let resize = Resize::parse(resize).ok_or_else(|| {
             PyValueError::new_err(format!("DomainLoader resize must be 'bilinear' or 'bicubic', got {resize:?}"))
         })?;
+        let (Flag(train), Flag(strict)) = (train, strict);
         let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers, resize };
         let inner = unlocked(py, || DomainLoader::new(&folder, config.clone()))?;
         Ok(Self { inner, epoch_left: AtomicI64::new(0), folder, config })
@@ -230,33 +235,6 @@ fn to_rgb_image(t: &tch::Tensor, what: &str) -> PyResult<image::RgbImage> {
         .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("{what}: inconsistent size")))
 }
 
-/// A non-negative integer argument (a seed, an index) as a `u64`, named when it does not fit:
-/// PyO3's own conversion raises a bare `OverflowError` ("can't convert negative int to
-/// unsigned") that does not say which argument.
-fn u64_argument(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u64> {
-    value.extract::<u64>().map_err(|err| {
-        if err.is_instance_of::<pyo3::exceptions::PyOverflowError>(value.py()) {
-            PyValueError::new_err(format!("{name} must be between 0 and {}, got {value}", u64::MAX))
-        } else {
-            let kind = value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
-            // PyO3 prefixes a TypeError with "argument '<name>': ".
-            pyo3::exceptions::PyTypeError::new_err(format!("expected an int, got {kind}"))
-        }
-    })
-}
-
-fn seed_argument(value: &Bound<'_, PyAny>) -> PyResult<u64> {
-    u64_argument(value, "seed")
-}
-
-fn domain_argument(value: &Bound<'_, PyAny>) -> PyResult<u64> {
-    u64_argument(value, "domain")
-}
-
-fn index_argument(value: &Bound<'_, PyAny>) -> PyResult<u64> {
-    u64_argument(value, "index")
-}
-
 /// One demo image (HWC uint8 tensor) of domain "A" (photo) or "B" (cartoon).
 #[pyfunction]
 #[pyo3(signature = (domain, size=96, seed=0, index=0))]
@@ -310,7 +288,7 @@ pub fn demo_scores(source: PyTensor, translated: PyTensor) -> PyResult<(f64, f64
 /// `callback(done, total)` is called about ten times a second; Ctrl-C (or an exception from the
 /// callback) stops the workers and is raised here.
 #[pyfunction]
-#[pyo3(signature = (domains, output, size, fit, test_fraction, seed, min_size, workers, overwrite=false, callback=None))]
+#[pyo3(signature = (domains, output, size, fit, test_fraction, seed, min_size, workers, overwrite=Flag(false), callback=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn prepare_dataset<'py>(
     py: Python<'py>,
@@ -322,7 +300,7 @@ pub fn prepare_dataset<'py>(
     seed: u64,
     min_size: u32,
     workers: usize,
-    overwrite: bool,
+    overwrite: Flag,
     callback: Option<PyObject>,
 ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
     use crate::data::prepare::{count_inputs, prepare, Fit, PrepareConfig, Progress};
@@ -331,7 +309,7 @@ pub fn prepare_dataset<'py>(
         "pad" => Fit::Pad,
         other => return Err(PyValueError::new_err(format!("fit must be 'crop' or 'pad', got {other:?}"))),
     };
-    let config = PrepareConfig { size, fit, test_fraction, seed, min_size, workers, overwrite };
+    let config = PrepareConfig { size, fit, test_fraction, seed, min_size, workers, overwrite: overwrite.0 };
     config.validate()?; // before the scan, which can take a while on a large folder
     let named: Vec<(&str, &std::path::Path)> = domains.iter().map(|(d, p)| (d.as_str(), p.as_path())).collect();
     let total = unlocked(py, || count_inputs(&named, &output))?;

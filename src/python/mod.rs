@@ -1,5 +1,6 @@
 //! Python bindings (`ugatit_rs._native`): thin wrappers only; all logic is in the core crate.
 
+mod args;
 pub mod data;
 pub mod error;
 pub mod models;

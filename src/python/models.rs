@@ -7,6 +7,7 @@
 //! GIL rule: no method waits for a network's lock while holding the GIL. The lock may be held
 //! by a training step whose backward pass runs a Python gradient hook, which needs the GIL.
 
+use super::args::Flag;
 use super::error::unlocked;
 use crate::config::{CycleGeneratorConfig, DiscriminatorConfig, GeneratorConfig, PatchDiscriminatorConfig};
 use crate::device::{device_name, parse_device};
@@ -284,20 +285,21 @@ impl PyGenerator {
 #[pymethods]
 impl PyGenerator {
     #[new]
-    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=false, input_nc=3, output_nc=3, device="cpu", variant="pytorch", init_weights=true))]
+    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=Flag(false), input_nc=3, output_nc=3, device="cpu", variant="pytorch", init_weights=Flag(true)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         ngf: i64,
         n_blocks: i64,
         img_size: i64,
-        light: bool,
+        light: Flag,
         input_nc: i64,
         output_nc: i64,
         device: &str,
         variant: &str,
-        init_weights: bool,
+        init_weights: Flag,
     ) -> PyResult<(Self, PyNetwork)> {
+        let (Flag(light), Flag(init_weights)) = (light, init_weights);
         let config = GeneratorConfig { input_nc, output_nc, ngf, n_blocks, img_size, light };
         let device = parse_device(device)?;
         if !matches!(variant, "pytorch" | "tf") {
@@ -472,7 +474,8 @@ pub fn check_device(name: &str) -> PyResult<String> {
 /// Sets how this thread's network forwards compute (`ugatit_rs.compute`), returning the previous
 /// `(precision, channels_last)` so the context manager can restore it.
 #[pyfunction]
-pub fn set_compute(precision: &str, channels_last: bool) -> PyResult<(&'static str, bool)> {
+pub fn set_compute(precision: &str, channels_last: Flag) -> PyResult<(&'static str, bool)> {
+    let Flag(channels_last) = channels_last;
     let compute = crate::nn::compute::Compute::new(precision, channels_last).map_err(PyErr::from)?;
     let previous = crate::nn::compute::replace(compute);
     Ok((previous.precision(), previous.channels_last))
