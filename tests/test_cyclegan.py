@@ -23,6 +23,7 @@ import torch
 import ugatit_rs as ug
 from datasets import make_dataset
 from reference import cyclegan as R
+from ugatit_rs import cli
 from ugatit_rs.cyclegan import (
     PatchDiscriminator,
     ResnetGenerator,
@@ -250,7 +251,7 @@ def test_config_defaults_and_validation():
         ug.Trainer(ug.TrainConfig(model="cyclegan", img_size=1024, ch=4, n_res=1, pool_size=100_000, device="cpu"))
 
 
-def test_fit_cli_translate_and_export(tmp_path):
+def test_fit_cli_translate_and_export(tmp_path, capsys):
     data = make_dataset(tmp_path / "data" / "toy", n_train=4)
     results = tmp_path / "r"
     train = subprocess.run(
@@ -260,6 +261,7 @@ def test_fit_cli_translate_and_export(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert train.returncode == 0, train.stderr[-3000:]
+    assert "training toy: CycleGAN (ch 4, n_res 1, 64 px); 4 iterations on cpu" in train.stdout
     run = results / "toy"
     rows = [json.loads(line) for line in open(run / "log.jsonl")]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
@@ -277,6 +279,12 @@ def test_fit_cli_translate_and_export(tmp_path):
     ckpt = str(run / "model" / "toy_params_0000004.safetensors")
     meta = json.loads(ug.convert.read_metadata(ckpt)["config"])
     assert meta["model"] == "cyclegan" and meta["lr"] == 2e-4  # the model's defaults, not U-GAT-IT's
+    # --init_from a CycleGAN checkpoint trains a CycleGAN without --model; before, nothing said so.
+    argv = ["train", "--dataset", data, "--init_from", ckpt, "--img_size", "64", "--iteration", "1",
+            "--device", "cpu", "--result_dir", str(tmp_path / "again"), "--no_progress"]  # fmt: skip
+    assert cli.main(argv) == 0
+    banner = f"training toy: CycleGAN (ch 4, n_res 1, 64 px), from the weights of {ckpt}; 1 iteration on cpu"
+    assert banner in capsys.readouterr().out
     out = subprocess.run(
         [sys.executable, "-m", "ugatit_rs", "translate", os.path.join(data, "testA"), "--checkpoint", ckpt,
          "--output", str(tmp_path / "out"), "--heatmap"],

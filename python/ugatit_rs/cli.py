@@ -182,13 +182,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         distributed.teardown()
 
 
+def model_summary(cfg: TrainConfig) -> str:
+    """The architecture a config trains, in words: ``U-GAT-IT light (ch 64, n_res 4, 256 px)``."""
+    if cfg.model == "cyclegan":
+        return f"CycleGAN (ch {cfg.ch}, n_res {cfg.n_res}, {cfg.img_size} px)"
+    kind = "U-GAT-IT" + (" TF variant" if cfg.variant == "tf" else "") + (" light" if cfg.light else " full")
+    return f"{kind} (ch {cfg.ch}, n_res {cfg.n_res}, {cfg.img_size} px)"
+
+
 def _train(args: argparse.Namespace, rank: int = 0) -> int:
     cfg = config_from_args(args)
     check_dataset(cfg.dataset)  # before building the networks (seconds for the full model)
     trainer = Trainer(cfg)
     if rank == 0:
+        # Say what trains: --init_from can choose the model and architecture (a CycleGAN
+        # checkpoint trains a CycleGAN), and the flags' defaults depend on it.
+        start = f", from the weights of {cfg.init_from}" if cfg.init_from else ""
         print(
-            f"training {trainer.dataset_name}: {cfg.iteration} iterations on {trainer.device}; results in {trainer.run_dir}"
+            f"training {trainer.dataset_name}: {model_summary(cfg)}{start}; {cfg.iteration} iteration"
+            f"{'s' if cfg.iteration != 1 else ''} on "
+            f"{trainer.device}; results in {trainer.run_dir}"
         )
     try:
         log = trainer.fit(progress=not args.no_progress and rank == 0)
