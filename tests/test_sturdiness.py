@@ -255,17 +255,21 @@ def test_a_panicking_loader_worker_raises_instead_of_hanging(tmp_path):
 
 
 # -- 5. nothing done is lost -------------------------------------------------------------------------
-def test_an_exception_in_fit_saves_the_completed_steps(dataset, tmp_path):
+def test_an_exception_in_fit_saves_the_completed_steps(dataset, tmp_path, capsys):
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))
 
     def boom(step, losses):
         if step >= 3:
-            raise RuntimeError("callback failed")
+            raise RuntimeError("callback failed\nsecond line")
 
     with pytest.raises(RuntimeError, match="callback failed"):
         tr.fit(progress=False, callback=boom, log_every=1)
     assert tr.step_count == 3
     assert latest_checkpoint(os.path.join(tr.run_dir, "model")) == tr.checkpoint_path(3)
+    # The reason's first line too: under torchrun, a rank whose peer died is often killed before
+    # its error prints (before: "stopped by RuntimeError: saved ...", and no reason anywhere).
+    said = f"stopped by RuntimeError (callback failed): saved {tr.checkpoint_path(3)} (step 3); resume with resume=True"
+    assert said in capsys.readouterr().err
 
 
 def test_keep_checkpoints_deletes_only_this_runs_older_checkpoints(dataset, tmp_path):

@@ -622,7 +622,10 @@ class Trainer:
         elif isinstance(exc, SystemExit) and exc.code == _TERMINATED:
             what = "terminated (SIGTERM)"
         else:
-            what = f"stopped by {type(exc).__name__}"
+            # Its first line: under torchrun a rank is often killed before the error itself prints.
+            reason = next(iter(str(exc).strip().splitlines()), "")
+            reason = reason if len(reason) <= 160 else reason[:157] + "..."
+            what = f"stopped by {type(exc).__name__}" + (f" ({reason})" if reason else "")
         print(f"\n{what}: saved {path} (step {self.step_count}); resume with resume=True", file=sys.stderr)
 
     # The training transforms' resize filter (U-GAT-IT's torchvision default).
