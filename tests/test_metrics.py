@@ -317,6 +317,13 @@ def test_evaluation_checks_every_input_before_any_work(demo_data, tmp_path):
         evaluate_checkpoint(str(partial), ckpt, inception=missing_weights, progress=False)
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
         evaluate_checkpoint(demo_data, str(tmp_path / "nothing.safetensors"), inception=missing_weights)
+    # Before: testA's one image was translated and measured, then "real features needs at least 2".
+    (partial / "testB").mkdir()
+    shutil.copy(sorted((partial / "testA").iterdir())[0], partial / "testB" / "only.png")
+    with pytest.raises(ValueError, match=r"testB: KID and FID need at least 2 readable images, found 1"):
+        evaluate_checkpoint(str(partial), ckpt, inception=missing_weights, progress=False)
+    with pytest.raises(ValueError, match=r"testB: KID and FID need at least 2 readable images, found 1"):
+        compare_folders(str(partial / "testA"), str(partial / "testB"), inception=missing_weights)
     # Before: `--output` naming the checkpoint replaced it with the JSON, after all the work.
     before = open(ckpt, "rb").read()
     out = subprocess.run(
@@ -366,9 +373,10 @@ def test_a_folder_of_broken_images_names_ten_then_one_line(tmp_path, capsys):
 
     for k in range(14):
         (tmp_path / f"broken{k:02d}.png").write_bytes(b"not an image")
-    ug.viz.save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "good.png")
+    for name in ("good1.png", "good2.png"):  # the estimators need two
+        ug.viz.save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / name)
     images, skipped = readable_images(str(tmp_path), translated=True)
-    assert [os.path.basename(p) for p in images] == ["good.png"] and len(skipped) == 14
+    assert [os.path.basename(p) for p in images] == ["good1.png", "good2.png"] and len(skipped) == 14
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 11 and lines[-1] == "warning: further unreadable images are skipped without a word"
     assert all(line.startswith("warning: skipping unreadable image ") and "broken" in line for line in lines[:10])

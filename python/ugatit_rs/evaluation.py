@@ -37,7 +37,8 @@ def readable_images(folder: str, translated: bool = False) -> tuple[list[str], l
     """``(images, skipped)``: the images under ``folder`` that decode, and ``(path, reason)`` for
     each that does not, named on stderr, as training and ``test`` pass over them. Every file is
     decoded by the Rust decoder the Inception features read files with and, if ``translated``,
-    also by the translator's (PIL), so no file fails half-way through a measurement."""
+    also by the translator's (PIL), so no file fails half-way through a measurement. Fewer than
+    the estimators' two images is a ValueError naming the folder."""
     images, skipped = [], viz.UnreadableImages()
     for path in metrics.image_files(folder):
         try:
@@ -50,6 +51,10 @@ def readable_images(folder: str, translated: bool = False) -> tuple[list[str], l
         images.append(path)
     if not images:
         raise OSError(f"{folder}: none of its {len(skipped)} image(s) could be decoded; first: {skipped[0][1]}")
+    if len(images) < metrics.MIN_FEATURES:  # found before any image is translated or measured
+        raise ValueError(
+            f"{folder}: KID and FID need at least {metrics.MIN_FEATURES} readable images, found {len(images)}"
+        )
     return images, skipped
 
 
@@ -158,8 +163,11 @@ class TrainingEvaluator:
                     loaded.append(load_image(path, size))
                 except OSError as exc:  # passed over, as fit() passes over unreadable training images
                     print(f"warning: in-training KID skips unreadable image {exc}", file=sys.stderr)
-            if len(loaded) < 2:
-                raise ValueError(f"in-training KID needs at least 2 readable test{domain} images, found {len(loaded)}")
+            if len(loaded) < metrics.MIN_FEATURES:
+                raise ValueError(
+                    f"in-training KID needs at least {metrics.MIN_FEATURES} readable test{domain} images, "
+                    f"found {len(loaded)}"
+                )
             self.inputs[domain] = torch.cat(loaded)
             self.real[domain] = self.features(self.inputs[domain])
 

@@ -219,12 +219,16 @@ def _as_hwc_uint8(item) -> torch.Tensor:
 
 
 # -- estimators ----------------------------------------------------------------------------------------
+# Both estimators need two samples per set: KID's unbiased kernel mean and FID's covariance.
+MIN_FEATURES = 2
+
+
 def _features(name: str, x) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (N, D) feature array, got shape {x.shape}")
-    if len(x) < 2:
-        raise ValueError(f"{name} needs at least 2 feature vectors, got {len(x)}")
+    if len(x) < MIN_FEATURES:
+        raise ValueError(f"{name} needs at least {MIN_FEATURES} feature vectors, got {len(x)}")
     if not np.isfinite(x).all():
         raise ValueError(f"{name} holds NaN or Inf features")
     return x
