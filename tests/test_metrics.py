@@ -203,6 +203,16 @@ def test_every_input_kind_gives_the_same_features(extractor, image_files):
 
 
 @needs_weights
+def test_the_batch_size_changes_nothing_but_speed(extractor, image_files):
+    _, paths = image_files
+    default = M.InceptionFeatures(device="cpu")
+    assert (default.batch_size, extractor.batch_size) == (8, 3)  # the CPU default: see its docstring
+    assert np.array_equal(default(paths), extractor(paths))
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1, got True"):
+        M.InceptionFeatures(device="cpu", batch_size=True)
+
+
+@needs_weights
 def test_bad_inputs_to_the_extractor(extractor, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

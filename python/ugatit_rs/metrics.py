@@ -34,6 +34,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _native, viz
+from ._checks import whole
 from ._files import regular_file
 from .convert import check_archive
 from .models import _device_name
@@ -81,7 +82,10 @@ class InceptionFeatures:
             the format is detected from the forward signature.
         protocol: ``"paper"`` or ``"clean"``: how images are resized (see the module doc).
         device: where the network runs (default: CUDA when available, else the CPU).
-        batch_size: images per forward pass.
+        batch_size: images per forward pass; default 8 on the CPU, 50 elsewhere. On the CPU
+            small batches are faster (4.1 vs 5.4 images/s for 50 vs 10 on 2 cores), answer
+            Ctrl-C sooner (it waits for the batch in flight) and move the progress bar; the
+            features do not depend on it.
         progress: show a progress bar over batches.
 
     Calling it on a folder (recursively), a list of paths / PIL images / HWC uint8 arrays, an
@@ -95,17 +99,17 @@ class InceptionFeatures:
         weights: str | os.PathLike | None = None,
         protocol: str = "paper",
         device: str | torch.device | None = None,
-        batch_size: int = 50,
+        batch_size: int | None = None,
         progress: bool = False,
     ):
         self.protocol = _check_protocol(protocol)
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        self.batch_size = batch_size
+        if batch_size is not None:
+            whole("batch_size", batch_size, 1)
         self.progress = progress
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(_native.check_device(_device_name(device)))
+        self.batch_size = batch_size or (8 if self.device.type == "cpu" else 50)
         self.weights = os.fspath(weights) if weights is not None else default_weights()
         if not os.path.isfile(self.weights):
             raise FileNotFoundError(f"{self.weights}: Inception weights not found ({_EXTRA_HINT})")
