@@ -255,6 +255,27 @@ def test_a_panicking_loader_worker_raises_instead_of_hanging(tmp_path):
 
 
 # -- 5. nothing done is lost -------------------------------------------------------------------------
+def test_fit_at_the_last_step_says_so_and_writes_nothing(dataset, tmp_path, capsys):
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=2))
+    log = tr.fit(progress=False)
+
+    def written():  # but the run folder's lock, which every fit takes
+        return {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    files = written()
+    capsys.readouterr()
+    # Before: a second fit() wrote the last checkpoint again and said nothing; so did an `until`
+    # the trainer had already passed.
+    assert tr.fit(progress=False) == log
+    assert tr.fit(progress=False, until=1) == log
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        "fit: nothing to do: the trainer is at step 2, config.iteration=2",
+        "fit: nothing to do: the trainer is at step 2, until=1",
+    ]
+    assert written() == files and len(files) == 2  # the log and the checkpoint
+
+
 def test_an_exception_in_fit_saves_the_completed_steps(dataset, tmp_path, capsys):
     tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=20))
 
@@ -744,6 +765,9 @@ def test_trainer_surface_refuses_what_it_cannot_do_well(tmp_path, dataset):
             tr.fit(progress=False, **kwargs)
     with pytest.raises(TypeError, match="callback must be callable"):
         tr.fit(progress=False, callback=3)
+    # Before: an `until` past config.iteration stopped at config.iteration without a word.
+    with pytest.raises(ValueError, match="until=11 is beyond config.iteration=10"):
+        tr.fit(progress=False, until=11)
     assert tr.checkpoint_path(np.int64(7)).endswith("_params_0000007.safetensors")
     for count, columns in ((1, 2), (2, 4)):  # count train + count test images (the dataset has 4 + 2)
         grid = np.asarray(Image.open(tr.save_samples(count=count)["A2B"]))

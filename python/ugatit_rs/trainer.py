@@ -410,13 +410,21 @@ class Trainer:
         loss raises :class:`NonFiniteLossError` at that read, naming the loss and the step; losses
         are always read before a checkpoint is written, so no checkpoint holds a diverged state.
         ``until`` stops after that step (saving a checkpoint) without changing the schedule,
-        which is still computed for ``config.iteration`` steps. Returns the path of the log.
+        which is still computed for ``config.iteration`` steps (a larger ``until`` is a
+        ValueError). A trainer already at the last step trains nothing, writes nothing and says
+        so. Returns the path of the log.
         One ``fit`` at a time per trainer and per run folder (across processes): a second one
         raises :class:`RunInUseError`. Run in a thread, :meth:`stop` ends it at the next step
         boundary (saving a checkpoint).
         """
         log_every = whole("log_every", log_every, 1)
         until = None if until is None else whole("until", until, 1)
+        if until is not None and until > self.config.iteration:
+            # The schedule (the learning rate's decay) ends at config.iteration, and so does fit.
+            raise ValueError(
+                f"until={until} is beyond config.iteration={self.config.iteration}: to train longer, build a "
+                "Trainer with a larger iteration (resume=True continues this run; the schedule changes)"
+            )
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable as callback(step, losses), got {type(callback).__name__}")
         if not self._fitting.acquire(blocking=False):
@@ -486,7 +494,12 @@ class Trainer:
             facts = {**shared, **images, "step resumed from": start, "frozen parameters": ", ".join(frozen) or "none"}
             dp.check_ranks_agree(facts, self.device)
             dp.broadcast_state(self)
-        last = cfg.iteration if until is None else min(until, cfg.iteration)
+        last = cfg.iteration if until is None else until
+        if start >= last:  # e.g. fit() again after a finished run: say so rather than save again
+            if lead:
+                bound = f"until={until}" if until is not None else f"config.iteration={cfg.iteration}"
+                print(f"fit: nothing to do: the trainer is at step {start}, {bound}", file=sys.stderr)
+            return os.path.join(self.run_dir, RunLog.FILE)
         run_log = RunLog(
             self.run_dir, total=last, initial=start, progress=progress and lead, callback=callback, write=lead
         )
@@ -751,8 +764,10 @@ class RunLog:
     ``log_every`` steps; a NaN or Inf raises :class:`NonFiniteLossError` at that read.
     """
 
+    FILE = "log.jsonl"
+
     def __init__(self, run_dir: str, total: int, initial: int, progress: bool, callback=None, write: bool = True):
-        self.path = os.path.join(run_dir, "log.jsonl")
+        self.path = os.path.join(run_dir, self.FILE)
         self._write = write  # False on data-parallel ranks other than 0: they only check losses
         if write:
             os.makedirs(run_dir, exist_ok=True)
