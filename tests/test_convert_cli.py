@@ -42,6 +42,34 @@ def test_official_pt_converts_and_loads(tmp_path):
     assert torch.equal(fresh.gen_b2a.state_dict()["FC.0.weight"], loop.genB2A.state_dict()["FC.0.weight"])
 
 
+def test_a_pt_holding_only_generators_translates(tmp_path):
+    from ugatit_rs.translate import Translator
+
+    loop = _official_file(tmp_path / "all.pt")
+    x = torch.rand(2, 3, 96, 96) * 2 - 1
+    with torch.no_grad():
+        expected = {"A2B": loop.genA2B(x)[0], "B2A": loop.genB2A(x)[0]}
+    # Before: "expected a dict with genA2B, genB2A, disGA, disGB, disLA, disLB", though a
+    # translation needs one generator, and people share just that.
+    torch.save({"genA2B": loop.genA2B.state_dict()}, tmp_path / "a2b.pt")
+    torch.save(loop.genB2A.state_dict(), tmp_path / "bare.pt")  # stands for either direction
+    for path, direction, wanted in (("a2b.pt", "A2B", "A2B"), ("bare.pt", "B2A", "B2A"), ("bare.pt", "A2B", "B2A")):
+        g = Translator.from_checkpoint(tmp_path / path, direction=direction).generator
+        with torch.no_grad():
+            assert torch.allclose(g(x)[0], expected[wanted], rtol=0, atol=1e-5), (path, direction)
+    with pytest.raises(
+        ValueError, match=r"a2b\.pt: expected a dict with genB2A \(or a generator state dict\), found \['genA2B'\]"
+    ):
+        Translator.from_checkpoint(tmp_path / "a2b.pt", direction="B2A")
+    torch.save({"genA2B": "weights"}, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match=r"odd\.pt: genA2B is not a state dict \(found str\)"):
+        Translator.from_checkpoint(tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="expected a dict with genA2B, genB2A, disGA"):  # training needs all six
+        load_official_into(
+            ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu")), tmp_path / "a2b.pt"
+        )
+
+
 @pytest.mark.parametrize("legacy", [False, True])
 def test_an_official_pt_is_read_once_per_use(tmp_path, monkeypatch, legacy):
     # Before: Translator.from_checkpoint read a .pt twice (once to see whether it was CycleGAN's)

@@ -439,6 +439,10 @@ class _Parser(argparse.ArgumentParser):
         return token
 
 
+# What the commands that need one generator read (Translator.from_checkpoint).
+_GENERATOR_CHECKPOINT = "a .safetensors (ours) or a .pt: official, its generators alone, or a bare generator state dict"
+
+
 def build_parser() -> argparse.ArgumentParser:
     import torch
 
@@ -464,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("translate", help="translate image files or folders with a checkpoint")
     tr.add_argument("inputs", nargs="+", help="image files and/or folders")
-    tr.add_argument("--checkpoint", required=True, help="a .safetensors (ours) or official .pt file")
+    tr.add_argument("--checkpoint", required=True, help=_GENERATOR_CHECKPOINT)
     tr.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
     tr.add_argument("-o", "--output", default="translated", help="output folder (default: translated)")
     tr.add_argument("--device", default="cpu")
@@ -516,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     exp = sub.add_parser("export", help="a checkpoint's generator as ONNX or TorchScript (traced from the Rust model)")
-    exp.add_argument("checkpoint", nargs="?", help="a .safetensors (ours) or official .pt checkpoint")
+    exp.add_argument("checkpoint", nargs="?", help=_GENERATOR_CHECKPOINT)
     # The other commands take --checkpoint; the same spelling here saves a usage error.
     exp.add_argument("--checkpoint", dest="checkpoint_option", metavar="CHECKPOINT", help="the same, as a flag")
     exp.add_argument("--direction", choices=("A2B", "B2A"), default="A2B")
@@ -538,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(func=cmd_export)
 
     serve = sub.add_parser("serve", help="a local Gradio app translating uploads (the [app] extra)")
-    serve.add_argument("--checkpoint", required=True, help="a .safetensors (ours) or official .pt checkpoint")
+    serve.add_argument("--checkpoint", required=True, help=_GENERATOR_CHECKPOINT)
     serve.add_argument("--port", type=bounded_int(1, 65535), default=7860, help="default: 7860")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--device", default="cpu")

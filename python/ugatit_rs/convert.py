@@ -97,16 +97,39 @@ def is_official(path: str | os.PathLike) -> bool:
 
 
 def read_network(path: str | os.PathLike, network: str, shapes_only: bool = False) -> OrderedDict:
-    """One network's state dict from our checkpoint (reading only its tensors) or an official
-    ``.pt`` (``shapes_only``: see :func:`load_plain`)."""
+    """One network's state dict from our checkpoint (reading only its tensors) or a ``.pt``
+    (``shapes_only``: see :func:`load_plain`): an official one, one holding only some of its
+    networks (``{"genA2B": ...}``, as people share generators for inference), or, for a
+    generator, a bare generator state dict (``torch.save(generator.state_dict())``), which then
+    stands for either direction."""
     path = os.fspath(path)
     if is_official(path):  # also refuses, naming it, a missing file or one that is no regular file
-        sd = split_networks(read_official(path, shapes_only))[network]
+        sd = _network_of(load_plain(path, shapes_only), network, path)
     else:
         sd = read_ours_network(path, network)
     if not sd:
         raise _native.StateDictError(f"{path}: checkpoint has no tensors for {network}")
     return sd
+
+
+def _network_of(loaded, network: str, path: str) -> OrderedDict:
+    """``network``'s tensors in what ``torch.load`` returned, or a ValueError saying what is there."""
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            f"{path}: expected a dict with {network} (or a generator state dict), found {type(loaded).__name__}"
+        )
+    if network in loaded:
+        sd, where = loaded[network], f"{path}: {network}"
+    elif network.startswith("gen") and loaded and not any(str(k).split(".")[0] in NETWORK_NAMES for k in loaded):
+        sd, where = loaded, path  # a bare generator state dict
+    else:
+        raise ValueError(f"{path}: expected a dict with {network} (or a generator state dict), found {sorted(loaded)}")
+    if not isinstance(sd, dict):
+        raise ValueError(f"{where} is not a state dict (found {type(sd).__name__})")
+    for key, value in sd.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{where}.{key} is not a tensor")
+    return OrderedDict((key, value.contiguous()) for key, value in sd.items())
 
 
 def weight_shape(sd, key: str, ndim: int, source: str) -> tuple[int, ...]:

@@ -76,8 +76,9 @@ class Translator:
     def from_checkpoint(
         cls, path: str, direction: str = "A2B", device="cpu", img_size: int | None = None, batch_size: int = 8
     ) -> Translator:
-        """Loads ``genA2B`` (``direction="A2B"``) or ``genB2A`` from a ugatit-rs checkpoint (or an
-        official ``.pt``). The architecture is read from the weights themselves; the working image
+        """Loads ``genA2B`` (``direction="A2B"``) or ``genB2A`` from a ugatit-rs checkpoint or a
+        ``.pt``: an official one, one holding only its generators, or a bare generator state dict
+        (``torch.save(generator.state_dict())``, used whatever the direction). The architecture is read from the weights themselves; the working image
         size is the full model's own, else ``img_size``, else the size it was trained at (from the
         checkpoint's config), else 256."""
         if direction not in ("A2B", "B2A"):
