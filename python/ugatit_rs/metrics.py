@@ -83,9 +83,8 @@ class InceptionFeatures:
         protocol: ``"paper"`` or ``"clean"``: how images are resized (see the module doc).
         device: where the network runs (default: CUDA when available, else the CPU).
         batch_size: images per forward pass; default 8 on the CPU, 50 elsewhere. On the CPU
-            small batches are faster (4.1 vs 5.4 images/s for 50 vs 10 on 2 cores), answer
-            Ctrl-C sooner (it waits for the batch in flight) and move the progress bar; the
-            features do not depend on it.
+            small batches run faster (docs/benchmarks.md), answer Ctrl-C sooner (it waits for
+            the batch in flight) and move the progress bar; the features do not depend on it.
         progress: show a progress bar over batches.
 
     Calling it on a folder (recursively), a list of paths / PIL images / HWC uint8 arrays, an
