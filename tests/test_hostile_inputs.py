@@ -178,7 +178,7 @@ def test_an_out_of_range_seed_or_index_is_named(tmp_path):
         demo.demo_image("A", seed=0.5)
 
 
-def test_a_bool_argument_is_refused_in_python_words(tmp_path):
+def test_a_bool_or_str_argument_is_refused_in_python_words(tmp_path):
     # Before: "argument 'light': 'str' object cannot be converted to 'PyBool'" (PyO3's type name).
     with pytest.raises(TypeError, match=r"^argument 'light': expected True or False, got 'no'$"):
         ug.Generator(ngf=4, n_blocks=1, img_size=96, light="no")
@@ -188,3 +188,10 @@ def test_a_bool_argument_is_refused_in_python_words(tmp_path):
         with ug.compute(channels_last=None):
             pass
     assert ug.Generator(ngf=4, n_blocks=1, img_size=96, light=np.bool_(True)).config["light"] is True
+    # Before: "argument 'variant': 'int' object cannot be converted to 'PyString'".
+    with pytest.raises(TypeError, match=r"^argument 'variant': expected a str, got int$"):
+        ug.Discriminator(ndf=4, n_layers=5, variant=1)
+    with pytest.raises(TypeError, match=r"^argument 'domain': expected a str, got NoneType$"):
+        demo.demo_image(None)
+    with pytest.raises(TypeError, match=r"^argument 'resize': expected a str, got int$"):
+        DomainLoader(str(tmp_path), 96, resize=3)

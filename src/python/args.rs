@@ -1,12 +1,11 @@
-//! How the bindings read plain Python arguments when PyO3's own conversion would answer in its
+//! How the bindings read plain Python arguments where PyO3's own conversion would answer in its
 //! internal words (`'str' object cannot be converted to 'PyBool'`) or without naming the
-//! argument (a bare `OverflowError`).
+//! argument (a bare `OverflowError`). PyO3 prefixes their TypeErrors with `argument '<name>': `.
 
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-/// A `bool` argument: `True`, `False` or numpy's bool, and nothing merely truthy. PyO3 prefixes
-/// the TypeError with `argument '<name>': `.
+/// A `bool` argument: `True`, `False` or numpy's bool, and nothing merely truthy.
 pub struct Flag(pub bool);
 
 impl<'py> FromPyObject<'py> for Flag {
@@ -15,6 +14,24 @@ impl<'py> FromPyObject<'py> for Flag {
             let shown = value.repr().map(|r| r.to_string()).unwrap_or_else(|_| "?".into());
             PyTypeError::new_err(format!("expected True or False, got {shown}"))
         })
+    }
+}
+
+/// A `str` argument. PyO3 would say "'int' object cannot be converted to 'PyString'".
+pub struct Text(pub String);
+
+impl<'py> FromPyObject<'py> for Text {
+    fn extract_bound(value: &Bound<'py, PyAny>) -> PyResult<Self> {
+        value.extract::<String>().map(Text).map_err(|_| {
+            let kind = value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+            PyTypeError::new_err(format!("expected a str, got {kind}"))
+        })
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text(text.to_string())
     }
 }
 

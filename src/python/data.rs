@@ -1,6 +1,6 @@
 //! Bindings for the image pipeline ([`crate::data`]).
 
-use super::args::{domain_argument, index_argument, seed_argument, Flag};
+use super::args::{domain_argument, index_argument, seed_argument, Flag, Text};
 use super::error::unlocked;
 use crate::data::transforms::Resize;
 use crate::data::{load_image, DomainLoader, LoaderConfig};
@@ -27,7 +27,7 @@ pub struct PyDomainLoader {
 #[pymethods]
 impl PyDomainLoader {
     #[new]
-    #[pyo3(signature = (folder, img_size, batch_size=1, seed=0, domain=0, train=Flag(true), strict=Flag(false), num_workers=2, resize="bilinear"))]
+    #[pyo3(signature = (folder, img_size, batch_size=1, seed=0, domain=0, train=Flag(true), strict=Flag(false), num_workers=2, resize=Text::from("bilinear")))]
     #[pyo3(
         text_signature = "(folder, img_size, batch_size=1, seed=0, domain=0, train=True, strict=False, num_workers=2, resize=\"bilinear\")"
     )]
@@ -42,7 +42,7 @@ impl PyDomainLoader {
         train: Flag,
         strict: Flag,
         num_workers: i64,
-        resize: &str,
+        resize: Text,
     ) -> PyResult<Self> {
         let usize_of = |field: &str, v: i64| {
             usize::try_from(v).map_err(|_| PyValueError::new_err(format!("DomainLoader {field} must be >= 0, got {v}")))
@@ -51,8 +51,8 @@ impl PyDomainLoader {
         let img_size = u32::try_from(img_size).map_err(|_| {
             PyValueError::new_err(format!("DomainLoader img_size must be between 1 and 8192, got {img_size}"))
         })?;
-        let resize = Resize::parse(resize).ok_or_else(|| {
-            PyValueError::new_err(format!("DomainLoader resize must be 'bilinear' or 'bicubic', got {resize:?}"))
+        let resize = Resize::parse(&resize.0).ok_or_else(|| {
+            PyValueError::new_err(format!("DomainLoader resize must be 'bilinear' or 'bicubic', got {:?}", resize.0))
         })?;
         let (Flag(train), Flag(strict)) = (train, strict);
         let config = LoaderConfig { img_size, batch_size, seed, domain, train, strict, num_workers, resize };
@@ -239,13 +239,13 @@ fn to_rgb_image(t: &tch::Tensor, what: &str) -> PyResult<image::RgbImage> {
 #[pyfunction]
 #[pyo3(signature = (domain, size=96, seed=0, index=0))]
 pub fn demo_image(
-    domain: &str,
+    domain: Text,
     size: u32,
     #[pyo3(from_py_with = seed_argument)] seed: u64,
     #[pyo3(from_py_with = index_argument)] index: u64,
 ) -> PyResult<PyTensor> {
     crate::data::demo::check_request(size, &[])?;
-    let img = crate::data::demo::draw(style_of(domain)?, size, seed, index);
+    let img = crate::data::demo::draw(style_of(&domain.0)?, size, seed, index);
     let t = tch::Tensor::f_from_slice(img.as_raw())
         .and_then(|t| t.f_view_([size as i64, size as i64, 3]))
         .map_err(crate::Error::Torch)?;
@@ -295,7 +295,7 @@ pub fn prepare_dataset<'py>(
     domains: Vec<(String, PathBuf)>,
     output: PathBuf,
     size: u32,
-    fit: &str,
+    fit: Text,
     test_fraction: f64,
     seed: u64,
     min_size: u32,
@@ -304,7 +304,7 @@ pub fn prepare_dataset<'py>(
     callback: Option<PyObject>,
 ) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
     use crate::data::prepare::{count_inputs, prepare, Fit, PrepareConfig, Progress};
-    let fit = match fit {
+    let fit = match fit.0.as_str() {
         "crop" => Fit::Crop,
         "pad" => Fit::Pad,
         other => return Err(PyValueError::new_err(format!("fit must be 'crop' or 'pad', got {other:?}"))),

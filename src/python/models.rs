@@ -7,7 +7,7 @@
 //! GIL rule: no method waits for a network's lock while holding the GIL. The lock may be held
 //! by a training step whose backward pass runs a Python gradient hook, which needs the GIL.
 
-use super::args::Flag;
+use super::args::{Flag, Text};
 use super::error::unlocked;
 use crate::config::{CycleGeneratorConfig, DiscriminatorConfig, GeneratorConfig, PatchDiscriminatorConfig};
 use crate::device::{device_name, parse_device};
@@ -285,7 +285,7 @@ impl PyGenerator {
 #[pymethods]
 impl PyGenerator {
     #[new]
-    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=Flag(false), input_nc=3, output_nc=3, device="cpu", variant="pytorch", init_weights=Flag(true)))]
+    #[pyo3(signature = (ngf=64, n_blocks=4, img_size=256, light=Flag(false), input_nc=3, output_nc=3, device="cpu", variant=Text::from("pytorch"), init_weights=Flag(true)))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -296,10 +296,11 @@ impl PyGenerator {
         input_nc: i64,
         output_nc: i64,
         device: &str,
-        variant: &str,
+        variant: Text,
         init_weights: Flag,
     ) -> PyResult<(Self, PyNetwork)> {
-        let (Flag(light), Flag(init_weights)) = (light, init_weights);
+        let (Flag(light), Flag(init_weights), Text(variant)) = (light, init_weights, variant);
+        let variant = variant.as_str();
         let config = GeneratorConfig { input_nc, output_nc, ngf, n_blocks, img_size, light };
         let device = parse_device(device)?;
         if !matches!(variant, "pytorch" | "tf") {
@@ -337,18 +338,18 @@ impl PyDiscriminator {
 #[pymethods]
 impl PyDiscriminator {
     #[new]
-    #[pyo3(signature = (ndf=64, n_layers=7, input_nc=3, device="cpu", variant="pytorch"))]
+    #[pyo3(signature = (ndf=64, n_layers=7, input_nc=3, device="cpu", variant=Text::from("pytorch")))]
     fn new(
         py: Python<'_>,
         ndf: i64,
         n_layers: i64,
         input_nc: i64,
         device: &str,
-        variant: &str,
+        variant: Text,
     ) -> PyResult<(Self, PyNetwork)> {
         let config = DiscriminatorConfig { input_nc, ndf, n_layers };
         let device = parse_device(device)?;
-        let net = match variant {
+        let net = match variant.0.as_str() {
             "pytorch" => {
                 AnyNetwork::Discriminator(Arc::new(Mutex::new(unlocked(py, || Discriminator::new(config, device))?)))
             }
@@ -474,9 +475,9 @@ pub fn check_device(name: &str) -> PyResult<String> {
 /// Sets how this thread's network forwards compute (`ugatit_rs.compute`), returning the previous
 /// `(precision, channels_last)` so the context manager can restore it.
 #[pyfunction]
-pub fn set_compute(precision: &str, channels_last: Flag) -> PyResult<(&'static str, bool)> {
+pub fn set_compute(precision: Text, channels_last: Flag) -> PyResult<(&'static str, bool)> {
     let Flag(channels_last) = channels_last;
-    let compute = crate::nn::compute::Compute::new(precision, channels_last).map_err(PyErr::from)?;
+    let compute = crate::nn::compute::Compute::new(&precision.0, channels_last).map_err(PyErr::from)?;
     let previous = crate::nn::compute::replace(compute);
     Ok((previous.precision(), previous.channels_last))
 }
