@@ -28,6 +28,7 @@ pub struct PyDomainLoader {
 impl PyDomainLoader {
     #[new]
     #[pyo3(signature = (folder, img_size, batch_size=1, seed=0, domain=0, train=Flag(true), strict=Flag(false), num_workers=2, resize=Text::from("bilinear")))]
+    // help() would show the Flag and Text defaults as "...": the signature, spelled for Python.
     #[pyo3(
         text_signature = "(folder, img_size, batch_size=1, seed=0, domain=0, train=True, strict=False, num_workers=2, resize=\"bilinear\")"
     )]
