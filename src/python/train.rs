@@ -34,16 +34,10 @@ impl TrainConfig {
             }
             None => None,
         };
-        let defaults = TrainConfig::defaults_for(model.as_deref().unwrap_or("ugatit"));
-        let Some(kwargs) = kwargs else { return Ok(defaults) };
-        let fields = defaults.py_to_dict(py)?.downcast_into::<PyDict>()?;
-        for (key, value) in kwargs.iter() {
-            let name: String = key.extract()?;
-            defaults.with_field(py, &name, &value)?;
-            fields.set_item(&name, &value)?;
+        let mut config = TrainConfig::defaults_for(model.as_deref().unwrap_or("ugatit"));
+        for (key, value) in kwargs.into_iter().flatten() {
+            config = config.with_field(py, &key.extract::<String>()?, &value)?;
         }
-        let config =
-            pythonize::depythonize::<TrainConfig>(&fields).map_err(|e| PyValueError::new_err(e.to_string()))?;
         // All fields first, so that one given later can make an earlier one valid; fields set
         // after construction are checked again by `validate()` and `Trainer(config)`.
         config.validate()?;
