@@ -72,13 +72,7 @@ def read_official(path: str | os.PathLike, shapes_only: bool = False) -> dict[st
     if not isinstance(nested, dict) or not all(n in nested for n in NETWORK_NAMES):
         found = sorted(nested) if isinstance(nested, dict) else type(nested).__name__
         raise ValueError(f"{path}: expected a dict with {', '.join(NETWORK_NAMES)}, found {found}")
-    flat = {}
-    for net in NETWORK_NAMES:
-        for key, value in nested[net].items():
-            if not isinstance(value, torch.Tensor):
-                raise ValueError(f"{path}: {net}.{key} is not a tensor")
-            flat[f"{net}.{key}"] = value.contiguous()
-    return flat
+    return {f"{net}.{key}": value for net in NETWORK_NAMES for key, value in _network_of(nested, net, path).items()}
 
 
 def split_networks(flat: dict[str, torch.Tensor]) -> dict[str, OrderedDict]:
