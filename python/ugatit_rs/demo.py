@@ -35,9 +35,8 @@ from .trainer import Trainer
 
 def write_dataset(root: str, n_train: int = 200, n_test: int = 16, size: int = 96, seed: int = 0) -> str:
     """Writes ``root/{trainA,trainB,testA,testB}`` (A: photos, B: cartoons) as PNG files."""
-    n_train, n_test = (
-        whole(name, n, 1, _native.DEMO_MAX_IMAGES) for name, n in (("n_train", n_train), ("n_test", n_test))
-    )
+    n_train = whole("n_train", n_train, 1, _native.DEMO_MAX_IMAGES)
+    n_test = whole("n_test", n_test, 1, _native.DEMO_MAX_IMAGES)
     _native.write_demo_dataset(os.fspath(root), n_train, n_test, whole("size", size, *_native.DEMO_SIZES), seed)
     return os.fspath(root)
 
