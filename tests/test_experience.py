@@ -386,6 +386,7 @@ def test_every_flag_takes_both_spellings():
 
 
 def test_translator_repr_says_what_it_runs(translator):
+    assert ug.Translator is Translator  # also at the top level, beside Generator and Trainer
     text = repr(translator)
     assert text.startswith("Translator(img_size=96, batch_size=2, generator=Generator(") and "light=True" in text
 
@@ -417,3 +418,45 @@ def test_a_fifo_named_like_an_image_is_refused_not_waited_on(translator, tmp_pat
             read(fifo)
     with pytest.raises(FileNotFoundError, match="missing.png: no such file or folder"):
         translator(str(tmp_path / "missing.png"))
+
+
+def test_a_missing_extra_is_named_with_its_pip_install_before_any_work(checkpoint, tmp_path, monkeypatch, capsys):
+    # Before, in a core install (`pip install ugatit-rs`, no extras): `ugatit-rs export CKPT
+    # -o g.onnx` and `--web DIR` traced the generator, then torch's exporter failed with a
+    # traceback ("OnnxExporterError: Module onnx is not installed!"); --web fetched
+    # onnxruntime-web first. A None in sys.modules makes the import fail as a missing module does.
+    import sys
+
+    from ugatit_rs import app
+    from ugatit_rs import export as E
+    from ugatit_rs.cli import main
+
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=32, light=True)
+    hint = r"pip install 'ugatit-rs\[{}\]'"
+    cases = (
+        ("onnx", lambda: E.onnx(g, tmp_path / "g.onnx"), "ONNX export needs onnx: " + hint.format("export")),
+        ("onnxconverter_common", lambda: E.onnx(g, tmp_path / "g.onnx", fp16=True), "fp16 export needs onnxconverter_common"),
+        ("onnx", lambda: E.web(g, tmp_path / "page", ort_web=tmp_path), "the web page's ONNX export needs onnx"),
+        ("gradio", lambda: app.build_app(checkpoint), "the app needs gradio: " + hint.format("app")),
+        ("matplotlib", lambda: viz.loss_curves([{"d_loss": 1.0, "g_loss": 2.0}]), "loss_curves needs matplotlib: " + hint.format("viz")),
+    )  # fmt: skip
+    for module, call, message in cases:
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, module, None)
+            with pytest.raises(ImportError, match=message):
+                call()
+    assert not os.listdir(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "onnx", None)
+        for argv in (["-o", str(tmp_path / "g.onnx")], ["--web", str(tmp_path / "page")]):
+            assert main(["export", checkpoint, *argv]) == 2
+            assert "needs onnx: pip install 'ugatit-rs[export]'" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+    # Installed but broken: its own reason stays in the message.
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "onnx.py").write_text("raise ImportError('libonnx.so: cannot open shared object file')\n")
+    with monkeypatch.context() as patch:
+        patch.delitem(sys.modules, "onnx", raising=False)
+        patch.syspath_prepend(str(tmp_path / "broken"))
+        with pytest.raises(ImportError, match="onnx is installed but does not import: libonnx.so"):
+            E.onnx(g, tmp_path / "g.onnx")

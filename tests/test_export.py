@@ -113,6 +113,9 @@ def test_an_export_named_pt_is_torchscript_and_flags_that_do_not_apply_are_refus
     assert os.path.getsize(tmp_path / "flag.onnx") > 0
     assert main(["export", ckpt, "--checkpoint", missing]) == 2
     assert "two checkpoints given" in capsys.readouterr().err
+    # The output as a positional beside --checkpoint: the message says where it goes.
+    assert main(["export", "--checkpoint", ckpt, "g.onnx"]) == 2
+    assert "to name the file to write, use -o g.onnx" in capsys.readouterr().err
     assert main(["export", "-o", "g.onnx"]) == 2
     assert "give the checkpoint to export" in capsys.readouterr().err
 

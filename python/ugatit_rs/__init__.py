@@ -16,17 +16,19 @@ if not torch.__version__.startswith(_REQUIRED_TORCH):
         f"{torch.__version__} is installed; install torch==2.11.0"
     )
 
-from . import convert, data, distributed, export, metrics, translate, viz  # noqa: E402, F401  (ug.translate.Translator, ...)
+from . import convert, data, distributed, export, metrics, translate, viz  # noqa: E402, F401  (ug.metrics.kid, ...)
 from ._compute import compute  # noqa: E402
 from ._native import StateDictError, TrainConfig, __version__  # noqa: E402
 from .models import Discriminator, Generator  # noqa: E402
 from .trainer import NonFiniteLossError, RunInUseError, Trainer  # noqa: E402
+from .translate import Translator  # noqa: E402
 
 __all__ = [
     "Generator",
     "Discriminator",
     "TrainConfig",
     "Trainer",
+    "Translator",
     "StateDictError",
     "compute",
     "NonFiniteLossError",

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import viz
+from ._extras import require
 from .translate import Translator
 
 DEFAULT_MAX_PIXELS = 50_000_000  # larger uploads are refused before decoding (a decompression bomb guard)
@@ -112,10 +113,7 @@ def _request_folder(root: str, keep_seconds: float = KEEP_SECONDS) -> str:
 def build_app(checkpoint: str, device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS):
     """The Gradio Blocks app for one checkpoint (both directions loaded once)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        import gradio as gr
-    except ImportError as e:
-        raise ImportError("the app needs Gradio: pip install 'ugatit-rs[app]'") from e
+    gr = require("gradio", "app", "the app")
 
     translators = {d: Translator.from_checkpoint(checkpoint, direction=d, device=device) for d in ("A2B", "B2A")}
     out_root = tempfile.mkdtemp(prefix="ugatit-rs-app-")  # the downloads; removed when the process exits

@@ -349,7 +349,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     # Usage errors before the checkpoint is read (seconds for a full model).
     if args.checkpoint and args.checkpoint_option and args.checkpoint != args.checkpoint_option:
-        raise ValueError(f"two checkpoints given: {args.checkpoint} and --checkpoint {args.checkpoint_option}")
+        hint = "" if args.output else f"; to name the file to write, use -o {args.checkpoint}"
+        raise ValueError(f"two checkpoints given: {args.checkpoint} and --checkpoint {args.checkpoint_option}{hint}")
     args.checkpoint = args.checkpoint or args.checkpoint_option
     if not args.checkpoint:
         raise ValueError("give the checkpoint to export (ugatit-rs export CKPT, or --checkpoint CKPT)")

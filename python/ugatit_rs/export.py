@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ._checks import whole
+from ._extras import require
 from ._files import replacing
 from .models import Generator, has_attention
 
@@ -130,6 +131,9 @@ def onnx(
     export needs) and 21 (the newest torch 2.11's exporter writes); both ends are tested with
     onnxruntime (``tests/test_export.py``)."""
     check_exportable(generator)
+    require("onnx", "export", "ONNX export")  # torch's exporter imports it only after tracing
+    if fp16:
+        require("onnxconverter_common", "export", "fp16 export")
     opset = whole("opset", opset, *OPSETS)
     attention = attention and has_attention(generator)
     path = _writable(path)
@@ -174,11 +178,8 @@ def onnx(
 def _to_float16(path: str) -> None:
     """Rewrites an ONNX file in float16, keeping its inputs' and outputs' types. Weights of
     magnitude below 1e-7 become ±1e-7 (the converter's clamp, below float16's normal range)."""
-    try:
-        import onnx as onnx_lib
-        from onnxconverter_common import float16
-    except ImportError as e:
-        raise ImportError("fp16 export needs onnx and onnxconverter-common: pip install 'ugatit-rs[export]'") from e
+    onnx_lib = require("onnx", "export", "fp16 export")
+    float16 = require("onnxconverter_common.float16", "export", "fp16 export")
     with warnings.catch_warnings():
         # One warning per clamped weight (any trained network has some): said once, above.
         warnings.filterwarnings("ignore", category=UserWarning, message=r".*will be truncated to")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ._checks import whole
+from ._extras import require
 from ._files import regular_file, replacing
 
 # OpenCV's COLORMAP_JET anchor points (value -> RGB), interpolated linearly.
@@ -244,8 +245,7 @@ def read_log(path: str | os.PathLike) -> list[dict]:
 
 def loss_curves(log: str | os.PathLike | list, keys: Sequence[str] = ("d_loss", "g_loss"), smooth: int = 1):
     """A matplotlib figure with one panel per loss; ``smooth`` averages over a moving window."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "viz", "loss_curves")
     if (
         not os.environ.get("DISPLAY")
         and matplotlib.get_backend().lower() not in ("agg",)

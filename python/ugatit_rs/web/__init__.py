@@ -151,8 +151,12 @@ def write_page(
     resized to ``img_size`` (default: the generator's own, else 256). ``directory`` must be new,
     empty, or an earlier page (which is updated)."""
     from .. import export
+    from .._extras import require
 
     img_size = _check_options(generator, direction, title, img_size)
+    require("onnx", "export", "the web page's ONNX export")  # before fetching onnxruntime-web
+    if fp16:
+        require("onnxconverter_common", "export", "fp16 export")
     runtime = find_onnxruntime_web(ort_web)  # fail before writing anything
     directory = Path(directory)
     _check_target(directory)
