@@ -96,6 +96,23 @@ def test_hooks_and_sequential_work():
     assert seen == [torch.Size([1, 3, 96, 96])]
 
 
+def test_torch_jit_script_says_to_trace_instead():
+    # Before: "ValueError: Unknown type annotation: '_native.Network'", from TorchScript's compiler.
+    from ugatit_rs.cyclegan import ResnetGenerator
+
+    g = ug.Generator(ngf=4, n_blocks=1, img_size=32, light=True)
+    parent = torch.nn.Sequential(g, torch.nn.Identity())
+    networks = (g, parent, ResnetGenerator(ngf=4, n_blocks=1), ug.Discriminator(ndf=4, n_layers=5))
+    for network, named, hint in zip(
+        networks, ("Generator", "Generator", "ResnetGenerator", "Discriminator"), (1, 1, 1, 0)
+    ):
+        with pytest.raises(TypeError, match=f"cannot compile a ugatit_rs {named}: its forward is Rust") as caught:
+            torch.jit.script(network)
+        assert ("ugatit_rs.export.torchscript" in str(caught.value)) == bool(hint)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert torch.equal(torch.jit.trace(g, x)(x)[0], g(x)[0])  # what the message offers works
+
+
 def test_trainer_networks_are_modules_over_the_trainer_tensors():
     tr = ug.Trainer(ug.TrainConfig(light=True, img_size=96, ch=4, n_res=1, device="cpu"))
     assert isinstance(tr.gen_a2b, torch.nn.Module)

@@ -394,6 +394,15 @@ class _NativeModule(_LiveTree):
         frozen = [name for name, parameter in self.named_parameters() if not parameter.requires_grad]
         return (_rebuild, (type(self), self.config, state, self.training, frozen))
 
+    def __prepare_scriptable__(self):
+        """torch.jit.script calls this first: TorchScript compiles Python source, and this
+        network's forward is Rust (torch's own message would be about a type annotation)."""
+        name = type(self).__name__
+        ways = "torch.jit.trace" + (", or ugatit_rs.export.torchscript(generator, path)" if "Generator" in name else "")
+        raise TypeError(
+            f"torch.jit.script cannot compile a ugatit_rs {name}: its forward is Rust, not Python; trace it instead ({ways})"
+        )
+
     @property
     def config(self) -> dict:
         """The constructor arguments (without the device)."""
