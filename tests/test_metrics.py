@@ -115,6 +115,16 @@ def test_fid_of_a_set_against_itself_is_never_negative():
         (np.zeros((1, 5)), np.zeros((10, 5)), ValueError, "at least 2"),
         (np.full((10, 5), np.nan), np.zeros((10, 5)), ValueError, "NaN"),
         (np.zeros(10), np.zeros((10, 5)), ValueError, "2-D"),
+        # Before: the imaginary part dropped with a warning; "could not convert string to
+        # float"; None as a 0-D array, "got shape ()".
+        (
+            np.zeros((10, 5), complex),
+            np.zeros((10, 5)),
+            TypeError,
+            "real features must hold real numbers, got dtype complex128",
+        ),
+        (np.zeros((10, 5)), [["x"] * 5] * 10, TypeError, "fake features must hold real numbers, got dtype <U1"),
+        (None, np.zeros((10, 5)), TypeError, "real features must hold real numbers, got dtype object"),
     ],
 )
 def test_bad_features_are_named(x, y, error, match):
@@ -122,6 +132,19 @@ def test_bad_features_are_named(x, y, error, match):
         M.kid(x, y)
     with pytest.raises(error, match=match):
         M.fid(x, y)
+
+
+def test_features_come_as_any_tensor_or_array():
+    # Before: features that required grad were torch's "Can't call numpy() on Tensor that
+    # requires grad" (and CUDA ones "can't convert cuda:0 device type tensor to numpy").
+    x, y = features(20, 8, seed=1), features(20, 8, seed=2)
+    expected = M.kid(x, y)
+    graph = torch.tensor(x, requires_grad=True) * 1.0
+    assert M.kid(graph, y) == expected and M.fid(graph, y) == M.fid(x, y)
+    assert M.kid([torch.tensor(row) for row in x], y) == expected  # a list of feature vectors
+    assert M.kid(x > 0, y > 0).mean == M.kid((x > 0).astype(float), (y > 0).astype(float)).mean
+    if torch.cuda.is_available():
+        assert M.kid(torch.tensor(x, device="cuda"), y) == expected
 
 
 def test_unknown_protocol_and_degenerate_blocks():

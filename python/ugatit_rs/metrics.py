@@ -227,7 +227,14 @@ MIN_FEATURES = 2
 
 
 def _features(name: str, x) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    if isinstance(x, torch.Tensor):  # features from a graph or a GPU extractor
+        x = x.detach().cpu()
+    x = np.asarray(x)
+    # Real numbers only: numpy would drop a complex part with a warning, parse strings, and
+    # make None a 0-D array.
+    if x.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    x = x.astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (N, D) feature array, got shape {x.shape}")
     if len(x) < MIN_FEATURES:
@@ -301,7 +308,8 @@ def _kid_clean(real: np.ndarray, fake: np.ndarray, subsets: int, subset_size: in
 
 
 def kid(real, fake, protocol: str = "paper", subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> KID:
-    """Kernel Inception Distance between two (N, D) feature sets, on the raw scale.
+    """Kernel Inception Distance between two (N, D) feature sets (arrays, lists or tensors on any
+    device, computed in float64), on the raw scale.
 
     ``protocol="paper"``: tf-gan's block estimator as the U-GAT-IT paper used it (``subsets``,
     ``subset_size`` and ``seed`` do not apply). ``protocol="clean"``: the mean and std over
