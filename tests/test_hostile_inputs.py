@@ -122,6 +122,13 @@ CASES = [
     # translate, demo, viz
     ("Translator(None)", lambda f: Translator.from_checkpoint(None), TypeError),
     ("Translator(direction)", lambda f: Translator.from_checkpoint("x.safetensors", direction="A2C"), ValueError),
+    # Before: accepted, and every image then failed ("multiples of 4"; the full model's dense layers).
+    (
+        "Translator(light, 97)",
+        lambda f: Translator(ug.Generator(ngf=2, n_blocks=1, img_size=96, light=True), 97),
+        ValueError,
+    ),
+    ("Translator(full, 128)", lambda f: Translator(ug.Generator(ngf=2, n_blocks=1, img_size=96), 128), ValueError),
     (
         "Translator(missing file)",
         lambda f: Translator.from_checkpoint(f["tmp"] + "/none.safetensors"),

@@ -58,7 +58,7 @@ class Translator:
     """
 
     def __init__(self, generator: Generator, img_size: int, batch_size: int = 8):
-        from .cyclegan import PatchDiscriminator
+        from .cyclegan import PatchDiscriminator, ResnetGenerator
 
         if not isinstance(generator, torch.nn.Module) or isinstance(generator, (Discriminator, PatchDiscriminator)):
             raise TypeError(
@@ -66,6 +66,11 @@ class Translator:
                 f"module returning images), got {type(generator).__name__}"
             )
         self.img_size = whole("img_size", img_size, 8, 8192)
+        if isinstance(generator, (Generator, ResnetGenerator)):  # sizes it cannot take fail here, not per image
+            config, name = generator.config, type(generator).__name__
+            self.img_size = working_size(config.get("light", True), config.get("img_size"), self.img_size, 0, name)
+            if self.img_size % 4:
+                raise ValueError(f"{name} takes images whose sides are multiples of 4, got img_size={self.img_size}")
         self.batch_size = whole("batch_size", batch_size, 1, 4096)
         self.generator = generator.eval()
 
@@ -78,9 +83,9 @@ class Translator:
     ) -> Translator:
         """Loads ``genA2B`` (``direction="A2B"``) or ``genB2A`` from a ugatit-rs checkpoint or a
         ``.pt``: an official one, one holding only its generators, or a bare generator state dict
-        (``torch.save(generator.state_dict())``, used whatever the direction). The architecture is read from the weights themselves; the working image
-        size is the full model's own, else ``img_size``, else the size it was trained at (from the
-        checkpoint's config), else 256."""
+        (``torch.save(generator.state_dict())``, used whatever the direction). The architecture is
+        read from the weights themselves; the working image size is the full model's own, else
+        ``img_size``, else the size it was trained at (from the checkpoint's config), else 256."""
         if direction not in ("A2B", "B2A"):
             raise ValueError(f"direction must be 'A2B' or 'B2A', got {direction!r}")
         cyclegan = _cyclegan_generator(path, direction, device)
