@@ -83,5 +83,28 @@ def test_compute_context_for_inference():
     assert 1e-6 < diff < 0.1, diff
     assert torch.equal(other[0], ref) and torch.equal(after, ref)
     with pytest.raises(ValueError, match="precision"):
-        with ug.compute("int8"):
-            pass
+        ug.compute("int8")  # where it is written, not at the `with`
+
+
+def test_one_compute_object_enters_again_nests_and_decorates():
+    # Before: a second `with` on the same object raised contextlib's "AttributeError:
+    # '_GeneratorContextManager' object has no attribute 'args'".
+    g = ug.Generator(ngf=8, n_blocks=1, img_size=96, light=True).eval()
+    x = _batch()[0]
+    low, exact = ug.compute("bf16"), ug.compute()
+    with torch.no_grad():
+        ref = g(x)[0]
+        with low:
+            first = g(x)[0]
+        with low:
+            assert torch.equal(g(x)[0], first)
+            with exact:
+                assert torch.equal(g(x)[0], ref)
+                with low:  # the same object inside itself
+                    assert torch.equal(g(x)[0], first)
+                assert torch.equal(g(x)[0], ref)
+            assert torch.equal(g(x)[0], first)
+        assert torch.equal(g(x)[0], ref)
+        assert not torch.equal(first, ref)
+        assert torch.equal(low(lambda: g(x)[0])(), first) and torch.equal(g(x)[0], ref)
+    assert repr(low) == "compute(precision='bf16', channels_last=False)"

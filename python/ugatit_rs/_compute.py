@@ -4,14 +4,13 @@ channels-last memory order (src/nn/compute.rs). Training takes the same settings
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
+import threading
 
 from . import _native
 
 
-@contextmanager
-def compute(precision: str = "fp32", channels_last: bool = False) -> Iterator[None]:
+class compute:  # lower case, as torch.no_grad, which it is used like
     """Runs ugatit-rs network forwards inside the block in ``precision``.
 
     ``"bf16"`` or ``"fp16"``: convolutions and matrix products take their input and weights in
@@ -23,9 +22,30 @@ def compute(precision: str = "fp32", channels_last: bool = False) -> Iterator[No
 
         with ugatit_rs.compute("fp16"):
             translated, cam_logit, heatmap = generator(images)
+
+    Like ``torch.no_grad()``, one object can be entered again, nested, and used as a decorator.
     """
-    previous = _native.set_compute(precision, channels_last)
-    try:
-        yield
-    finally:
-        _native.set_compute(*previous)
+
+    def __init__(self, precision: str = "fp32", channels_last: bool = False):
+        # Set and put back at once: a bad value fails here, where it is written.
+        _native.set_compute(*_native.set_compute(precision, channels_last))
+        self.precision, self.channels_last = precision, channels_last
+        self._saved = threading.local()  # per thread, the settings each open block replaced
+
+    def __enter__(self) -> None:
+        stack = self._saved.__dict__.setdefault("stack", [])
+        stack.append(_native.set_compute(self.precision, self.channels_last))
+
+    def __exit__(self, *exc_info) -> None:
+        _native.set_compute(*self._saved.stack.pop())
+
+    def __call__(self, function):
+        @functools.wraps(function)
+        def within(*args, **kwargs):
+            with self:
+                return function(*args, **kwargs)
+
+        return within
+
+    def __repr__(self) -> str:
+        return f"compute(precision={self.precision!r}, channels_last={self.channels_last})"
