@@ -248,30 +248,56 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
+    /// The dataset folder, holding `trainA/`, `trainB/`, `testA/` and `testB/`; its last part
+    /// names the run folder (`<result_dir>/<name>/`) and the checkpoints.
     pub dataset: String,
+    /// The paper's light model: the γ/β MLP sees the globally pooled feature map instead of the
+    /// whole flattened one (far fewer parameters; any multiple-of-4 image size).
     pub light: bool,
+    /// Training iterations (one D update and one G update each).
     pub iteration: i64,
+    /// Images per domain in each step (per rank in a data-parallel run).
     pub batch_size: i64,
+    /// Every this many steps, `fit()` writes the sample grids `img/A2B_<step>.png` and
+    /// `img/B2A_<step>.png`.
     pub print_freq: i64,
+    /// Every this many steps (and at the end, and when stopped), `fit()` saves a checkpoint.
     pub save_freq: i64,
     /// How many of the newest `_params_<step>` checkpoints `fit()` keeps, deleting older ones as
     /// it saves; 0 = all (the official behaviour). Keep at least 2 for `resume` to fall back on
     /// if the newest is damaged. The in-training KID's best checkpoint is never deleted.
     pub keep_checkpoints: i64,
+    /// Decay the learning rate linearly to 0 over the second half of the iterations.
     pub decay_flag: bool,
+    /// Adam's learning rate, the same for the generators' and the discriminators' optimizer.
     pub lr: f64,
+    /// L2 penalty added to each gradient before Adam (torch.optim.Adam's coupled form).
     pub weight_decay: f64,
+    /// Weight of the adversarial losses, on the images and on the discriminators' CAM logits.
     pub adv_weight: f64,
+    /// Weight of the L1 cycle-consistency loss (A → B → A and B → A → B).
     pub cycle_weight: f64,
+    /// Weight of the L1 identity loss (a B image through A → B should stay itself).
     pub identity_weight: f64,
+    /// Weight of the generators' CAM loss (telling their own domain from the other).
     pub cam_weight: f64,
+    /// Channels of the generators' first convolution and of the discriminators' (`ngf`, `ndf`).
     pub ch: i64,
+    /// Residual blocks in each generator's encoder, and as many AdaLIN blocks in its decoder.
     pub n_res: i64,
+    /// Side of the square training images, a multiple of 4 (96 or more for the global
+    /// discriminators); the full model's dense layers are sized by it.
     pub img_size: i64,
+    /// Where the run folder goes: `<result_dir>/<dataset name>/`.
     pub result_dir: String,
+    /// `"cpu"`, `"cuda"` or `"cuda:N"`; the official default is `"cuda"`.
     pub device: String,
+    /// `fit()` continues from the newest loadable checkpoint in the run folder.
     pub resume: bool,
+    /// Seeds the initial weights and both data streams: the same seed gives the same run.
     pub seed: u64,
+    /// Image decoding threads per domain in `fit()`'s data pipeline; 0 decodes in the training
+    /// thread.
     pub num_workers: i64,
     /// Opt-in speed-up that changes the numbers: each discriminator sees the real and the fake
     /// batch in one call during the D step (one spectral-norm power iteration instead of two).

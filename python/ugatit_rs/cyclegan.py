@@ -77,6 +77,7 @@ class PatchDiscriminator(_ImageOnly):
         )
 
     def min_input_size(self) -> int:
+        """The smallest square image this discriminator accepts."""
         return self._native.min_input_size()
 
 

@@ -67,6 +67,7 @@ class StyleScale:
 
 
 def style_score(scale: StyleScale, img: np.ndarray) -> float:
+    """One image's style score on ``scale``: 0 looks like the photos, 1 like the cartoons."""
     s = scores(img, img)
     return scale(s["flatness"], s["brightness"])
 

@@ -25,18 +25,22 @@ DEFAULT_TIMEOUT = datetime.timedelta(minutes=5)
 
 
 def is_distributed() -> bool:
+    """True inside a process group of more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank() -> int:
+    """This process's rank (0 outside a data-parallel run)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
+    """How many ranks train together (1 outside a data-parallel run)."""
     return dist.get_world_size() if is_distributed() else 1
 
 
 def launched_by_torchrun() -> bool:
+    """True when torchrun (or a launcher setting the same variables) started this process."""
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ
 
 

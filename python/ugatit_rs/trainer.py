@@ -195,6 +195,7 @@ class Trainer:
 
     @property
     def device(self) -> torch.device:
+        """Where the six networks, their optimizers and each step's batches live."""
         return torch.device(self._native.device)
 
     @property
@@ -216,6 +217,7 @@ class Trainer:
     # -- folders ---------------------------------------------------------------------------------
     @property
     def dataset_name(self) -> str:
+        """The last part of ``config.dataset``: the run folder's and the checkpoints' name."""
         return os.path.basename(os.path.normpath(self.config.dataset)) or "dataset"
 
     @property
@@ -224,6 +226,8 @@ class Trainer:
         return os.path.join(self.config.result_dir, self.dataset_name)
 
     def checkpoint_path(self, step: int | None = None) -> str:
+        """Where ``fit()`` saves the checkpoint of ``step`` (default: the current step), named as
+        the official code names its ``.pt`` files."""
         step = self.step_count if step is None else whole("step", step, 0)
         return os.path.join(self.run_dir, "model", f"{self.dataset_name}_params_{step:07d}.safetensors")
 

@@ -136,21 +136,26 @@ impl PyDomainLoader {
         Ok(self.inner.seek(k)?)
     }
 
+    /// Index of the batch the next `next(loader)` returns (what `seek` sets).
     #[getter]
     fn position(&self) -> i64 {
         self.inner.position()
     }
 
+    /// How many image files the folder scan found (unreadable ones included until met).
     #[getter]
     fn num_images(&self) -> usize {
         self.inner.num_images()
     }
 
+    /// `ceil(num_images / batch_size)`: the batches of one epoch (its last one may be smaller);
+    /// each epoch of a training stream has its own seeded order.
     #[getter]
     fn batches_per_epoch(&self) -> i64 {
         self.inner.batches_per_epoch()
     }
 
+    /// The image files, found recursively and sorted, in the order before any shuffling.
     fn paths(&self) -> Vec<PathBuf> {
         self.inner.paths().to_vec()
     }
