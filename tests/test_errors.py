@@ -120,3 +120,24 @@ def test_load_state_dict_non_strict_and_bad_values():
         ours.load_state_dict({"conv1x1.bias": torch.zeros(32, dtype=torch.int64)}, strict=False)
     with pytest.raises(TypeError, match="mapping"):
         ours.load_state_dict([("a", torch.zeros(1))])
+
+
+def test_a_dataset_path_that_is_not_a_dataset_says_what_it_is(tmp_path):
+    # Before: `--dataset ds/trainA` said "ds/trainA/trainA: folder not found", a file
+    # "x.png/trainA: folder not found", and an empty one "trainA: folder not found".
+    from ugatit_rs.data import check_dataset
+
+    (tmp_path / "ds" / "trainA").mkdir(parents=True)
+    (tmp_path / "x.png").write_bytes(b"")
+    for dataset, message in (
+        (
+            tmp_path / "ds" / "trainA",
+            r"trainA/trainA: folder not found .*; .*trainA is one of them: give the folder above it, .*/ds$",
+        ),
+        (tmp_path / "x.png", r"x.png: not a folder \(a dataset is a folder holding trainA, trainB, testA, testB\)"),
+        (tmp_path / "missing", r"missing: no such folder"),
+        ("", r"^no dataset given"),
+        (tmp_path / "ds", r"ds/trainA: no images"),  # a real dataset folder: its missing part is named
+    ):
+        with pytest.raises(FileNotFoundError, match=message):
+            check_dataset(dataset)

@@ -36,10 +36,22 @@ def domain_folder(dataset: str | os.PathLike, split: str) -> str:
     """``<dataset>/<split>``; raises FileNotFoundError naming the folder if it does not exist."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    path = os.path.join(os.fspath(dataset), split)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: folder not found (a dataset needs {', '.join(SPLITS)})")
-    return path
+    dataset = os.fspath(dataset)
+    path = os.path.join(dataset, split)
+    if os.path.isdir(path):
+        return path
+    needs = f"a dataset is a folder holding {', '.join(SPLITS)}"
+    if not dataset:
+        raise FileNotFoundError(f"no dataset given ({needs})")
+    if not os.path.isdir(dataset):
+        raise FileNotFoundError(
+            f"{dataset}: {'not a folder' if os.path.exists(dataset) else 'no such folder'} ({needs})"
+        )
+    hint = ""
+    parent, name = os.path.split(os.path.normpath(dataset))
+    if name in SPLITS:  # ds/trainA given for ds
+        hint = f"; {dataset} is one of them: give the folder above it, {parent or '.'}"
+    raise FileNotFoundError(f"{path}: folder not found ({needs}){hint}")
 
 
 def check_dataset(dataset: str | os.PathLike) -> None:
