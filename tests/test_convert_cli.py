@@ -207,8 +207,15 @@ def test_cli_train_test_translate_convert(tmp_path, capsys):
     assert "nothing: no such file, nor a TensorFlow checkpoint" in capsys.readouterr().err
     assert main(["convert", str(tmp_path / "tr"), str(tmp_path / "z.safetensors")]) == 2
     assert "expected one TensorFlow checkpoint" in capsys.readouterr().err
+    # Before: a folder as the output was "already exists; pass --overwrite", and with
+    # --overwrite the list of conversions; a pair with no conversion also asked for --overwrite.
+    for argv in ([str(ckpt), str(tmp_path / "tr")], [str(ckpt), str(tmp_path / "tr"), "--overwrite"]):
+        assert main(["convert", *argv]) == 2
+        assert "tr: is a folder; name the file to write in it" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "x.pt"), str(tmp_path / "x.pt")]) == 2
+    assert "convert official .pt -> .safetensors" in capsys.readouterr().err
     out = run("train", "--dataset", str(tmp_path / "missing"), "--device", "cpu")
-    assert out.returncode == 2 and "missing/trainA" in out.stderr
+    assert out.returncode == 2 and "missing: no such folder (a dataset is a folder holding trainA" in out.stderr
     out = run("train", "--img_size", "50", "--device", "cpu")
     assert out.returncode == 2 and "img_size" in out.stderr
     out = run("train", "--light", "maybe")

@@ -18,6 +18,7 @@ Flags take either spelling: ``--no_progress`` or ``--no-progress``, ``--img_size
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import socket
 import sys
@@ -247,21 +248,18 @@ def cmd_translate(args: argparse.Namespace) -> int:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import official_to_ours, ours_to_official
-
-    src, dst = args.src.lower(), args.dst.lower()
     from .tf_weights import convert, is_tf_checkpoint
 
-    if os.path.lexists(args.dst) and not args.overwrite:
-        # A conversion holds the networks only: it would silently drop a training checkpoint's
-        # optimizer state, or a typo could replace the source's sibling.
-        raise FileExistsError(f"{args.dst}: already exists; pass --overwrite to replace it")
-
+    src, dst = args.src.lower(), args.dst.lower()
+    if os.path.isdir(args.dst):
+        raise IsADirectoryError(f"{args.dst}: is a folder; name the file to write in it (a .safetensors or .pt)")
+    # Which conversion comes first: --overwrite cannot help a pair of names that has none.
     if is_tf_checkpoint(args.src) and dst.endswith(".safetensors"):
-        convert(args.src, args.dst, img_size=args.img_size)
+        run = functools.partial(convert, args.src, args.dst, img_size=args.img_size)
     elif src.endswith((".pt", ".pth")) and dst.endswith(".safetensors"):
-        official_to_ours(args.src, args.dst)
+        run = functools.partial(official_to_ours, args.src, args.dst)
     elif src.endswith(".safetensors") and dst.endswith((".pt", ".pth")):
-        ours_to_official(args.src, args.dst)
+        run = functools.partial(ours_to_official, args.src, args.dst)
     else:
         # A missing source or a folder without a TensorFlow checkpoint is named as such (it read
         # only "convert .pt -> .safetensors, ...", as if the names were the problem).
@@ -273,6 +271,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "convert official .pt -> .safetensors, .safetensors -> official .pt, or a TensorFlow checkpoint "
             f"(PREFIX, PREFIX.index or its folder) -> .safetensors (got {args.src!r} -> {args.dst!r})"
         )
+    if os.path.lexists(args.dst) and not args.overwrite:
+        # A conversion holds the networks only: it would silently drop a training checkpoint's
+        # optimizer state, or a typo could replace the source's sibling.
+        raise FileExistsError(f"{args.dst}: already exists; pass --overwrite to replace it")
+    run()
     print(f"wrote {args.dst}")
     return 0
 
