@@ -472,11 +472,40 @@ def test_stop_ends_a_fit_running_in_a_thread_with_a_checkpoint(tmp_path, dataset
     assert latest_checkpoint(os.path.join(tr.run_dir, "model")).endswith(f"_params_{stopped:07d}.safetensors")
     with open(result[0]) as f:
         assert [json.loads(line)["step"] for line in f][-1] == stopped
-    # The request is not left behind for the next run; fit()'s own thread (a callback) may step.
-    extra = []
-    tr.fit(progress=False, until=stopped + 2, log_every=1, callback=lambda step, losses: extra.append(tr.step(X, X)))
-    assert len(extra) == 2 and tr.step_count == stopped + 4
-    tr.step(X, X)  # and once fit() has returned, so may any thread
+    # The request is not left behind for the next run.
+    tr.fit(progress=False, until=stopped + 2, log_every=1)
+    assert tr.step_count == stopped + 2
+    tr.step(X, X)  # once fit() has returned, any thread may step
+
+
+def test_fit_s_callback_may_read_save_and_stop_but_not_change_the_run(tmp_path, dataset):
+    # Before: a callback's step() ran, and a run with iteration=4 ended at step 8 with a log of
+    # steps 1-4; load_checkpoint() and resume() ran too, and fit() from the callback said "in
+    # another thread".
+    tr = ug.Trainer(small_config(dataset=dataset, result_dir=str(tmp_path), iteration=100_000, save_freq=100_000))
+    saved = tr.save_checkpoint(str(tmp_path / "start.safetensors"))
+    calls = (
+        (lambda: tr.step(X, X), r"step\(\) is refused inside fit\(\)'s callback; call stop\(\) there"),
+        (lambda: tr.load_checkpoint(saved), r"load_checkpoint\(\) is refused inside fit\(\)'s callback"),
+        (tr.resume, r"resume\(\) is refused inside fit\(\)'s callback"),
+        (lambda: tr.fit(progress=False), r"fit\(\) is refused inside fit\(\)'s callback; one run at a time"),
+    )
+    for call, message in calls:
+        with pytest.raises(ug.RunInUseError, match=message):
+            tr.fit(progress=False, log_every=1, callback=lambda step, losses, call=call: call())
+    assert tr.step_count == len(calls)  # one step per fit, saved on the way out
+    # What a callback is for: read, save, stop.
+    seen = []
+
+    def watch(step, losses):
+        seen.append((step, losses["g_loss"]))
+        tr.save_checkpoint(str(tmp_path / f"cb_{step}.safetensors"))
+        if step == len(calls) + 2:
+            tr.stop()
+
+    tr.fit(progress=False, log_every=1, callback=watch)
+    assert [step for step, _ in seen] == [len(calls) + 1, len(calls) + 2] and tr.step_count == len(calls) + 2
+    assert os.path.exists(tmp_path / f"cb_{len(calls) + 2}.safetensors")
 
 
 def test_a_second_run_into_the_same_folder_is_refused_and_a_killed_run_leaves_no_lock(tmp_path, dataset):

@@ -111,7 +111,7 @@ class CycleGANTrainer(Trainer):
         """Restores a checkpoint written by :meth:`save_checkpoint` (networks, optimizers, pools;
         returns its step), or loads the networks of a folder of their ``latest_net_*.pth`` files
         (returns 0; optimizers and pools start afresh, as their ``--continue_train`` does)."""
-        self._refuse_while_fitting_elsewhere("load_checkpoint()")
+        self._refuse_during_fit("load_checkpoint()")
         path = os.fspath(path)
         if os.path.isdir(path):
             load_their_networks(self, path)

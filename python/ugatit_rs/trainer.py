@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import glob
 import json
 import math
@@ -142,6 +143,7 @@ class Trainer:
         self._gradients_kept = False
         self._fitting = threading.Lock()
         self._fit_thread: int | None = None  # the thread running fit(), while one does
+        self._in_callback = False  # fit()'s callback is running (in fit()'s thread)
         self._stop_requested = threading.Event()
         if config.init_from:  # a new run from existing weights: fresh optimizers, step 0
             from .init_from import load_into
@@ -244,7 +246,7 @@ class Trainer:
         if a batch is not float32, ``ValueError`` if it holds NaN or Inf or lies off the [-1, 1]
         scale (beyond ±1.5, e.g. 0..255).
         """
-        self._refuse_while_fitting_elsewhere("step()")
+        self._refuse_during_fit("step()")
         for name, x in (("real_a", real_a), ("real_b", real_b)):
             if not isinstance(x, torch.Tensor):
                 raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -314,7 +316,7 @@ class Trainer:
         UGATIT-pytorch ``.pt`` (any extension) is loaded as weights only, the step from its name."""
         from .convert import is_official, load_official_into
 
-        self._refuse_while_fitting_elsewhere("load_checkpoint()")
+        self._refuse_during_fit("load_checkpoint()")
         path = os.fspath(path)
         if os.path.isfile(path) and is_official(path):
             return load_official_into(self, path)
@@ -324,7 +326,7 @@ class Trainer:
         """Loads the newest loadable checkpoint of this run's ``model/`` folder, if any; returns
         its path. A newest checkpoint that is damaged (truncated, corrupted) is reported and the
         previous one is used, as the atomic saves guarantee one good file."""
-        self._refuse_while_fitting_elsewhere("resume()")
+        self._refuse_during_fit("resume()")
         failures = []
         for path in checkpoints(os.path.join(self.run_dir, "model")):
             try:
@@ -410,7 +412,9 @@ class Trainer:
         propagates — except a NaN/Inf loss, after which nothing is saved.
 
         ``callback(step, losses)`` is called whenever losses are read (every ``log_every`` steps:
-        losses stay on the device in between, so the GPU never waits for the host). A NaN or Inf
+        losses stay on the device in between, so the GPU never waits for the host). It may read,
+        save and :meth:`stop`; a ``step()``, ``load_checkpoint()``, ``resume()`` or ``fit()``
+        from it raises :class:`RunInUseError`, as it would change the run under ``fit()``. A NaN or Inf
         loss raises :class:`NonFiniteLossError` at that read, naming the loss and the step; losses
         are always read before a checkpoint is written, so no checkpoint holds a diverged state.
         ``until`` stops after that step (saving a checkpoint) without changing the schedule,
@@ -432,6 +436,8 @@ class Trainer:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable as callback(step, losses), got {type(callback).__name__}")
         if not self._fitting.acquire(blocking=False):
+            if self._fit_thread == threading.get_ident():
+                raise RunInUseError("fit() is refused inside fit()'s callback; one run at a time")
             raise RunInUseError("this Trainer is already running fit() (in another thread); one run at a time")
         self._stop_requested.clear()
         self._fit_thread = threading.get_ident()
@@ -505,7 +511,12 @@ class Trainer:
                 print(f"fit: nothing to do: the trainer is at step {start}, {bound}", file=sys.stderr)
             return os.path.join(self.run_dir, RunLog.FILE)
         run_log = RunLog(
-            self.run_dir, total=last, initial=start, progress=progress and lead, callback=callback, write=lead
+            self.run_dir,
+            total=last,
+            initial=start,
+            progress=progress and lead,
+            callback=None if callback is None else functools.partial(self._run_callback, callback),
+            write=lead,
         )
         evaluator = self._training_evaluator() if cfg.eval_freq > 0 and lead else None
         save = self._save_and_prune if lead else (lambda *args: None)
@@ -581,14 +592,26 @@ class Trainer:
         self._stop_requested.set()
         return True
 
-    def _refuse_while_fitting_elsewhere(self, what: str) -> None:
-        """A step or a restore from another thread would change a running fit() under it: its
-        log, its data position and its checkpoints would no longer agree with the networks."""
+    def _refuse_during_fit(self, what: str) -> None:
+        """A step or a restore from another thread, or from fit()'s own callback, would change a
+        running fit() under it: its log, its data position and its checkpoints would no longer
+        agree with the networks. (fit() itself restores, in its own thread, when it resumes.)"""
         running = self._fit_thread
         if running is not None and running != threading.get_ident():
             raise RunInUseError(
                 f"{what} is refused while fit() runs in another thread; call stop() and let fit() return first"
             )
+        if running is not None and self._in_callback:
+            raise RunInUseError(
+                f"{what} is refused inside fit()'s callback; call stop() there, and {what} once fit() has returned"
+            )
+
+    def _run_callback(self, callback, step: int, losses: dict) -> None:
+        self._in_callback = True
+        try:
+            callback(step, losses)
+        finally:
+            self._in_callback = False
 
     def _training_evaluator(self):
         """The in-training KID, or None (with one message) when the metrics extra is missing."""
