@@ -304,24 +304,65 @@ def test_keep_checkpoints_deletes_only_this_runs_older_checkpoints(dataset, tmp_
         small_config(dataset=dataset, result_dir=str(tmp_path), iteration=5, save_freq=1, keep_checkpoints=2)
     )
     tr.fit(progress=False)
-    assert sorted(os.listdir(model)) == [
-        "toy_best.safetensors", "toy_params_0000004.safetensors", "toy_params_0000005.safetensors",
+    # A new run sets the earlier run's files aside first (model.1), where pruning never looks.
+    assert sorted(os.listdir(model)) == ["toy_params_0000004.safetensors", "toy_params_0000005.safetensors"]
+    assert sorted(os.listdir(tmp_path / "toy" / "model.1")) == [
+        "toy_best.safetensors",
         "toy_params_0000099.safetensors",
-    ]  # fmt: skip
-    later.unlink()
+    ]
+    # In a resumed run, another run's later step that cannot load (not a checkpoint) stays.
+    later = model / "toy_params_0000099.safetensors"
+    later.write_bytes(b"not ours to delete")
     resumed = ug.Trainer(
         small_config(
-            dataset=dataset, result_dir=str(tmp_path), iteration=6, save_freq=1, keep_checkpoints=1, resume=True
+            dataset=dataset, result_dir=str(tmp_path), iteration=6, save_freq=1, keep_checkpoints=2, resume=True
         )
     )
     resumed.fit(progress=False)
-    assert sorted(os.listdir(model)) == ["toy_best.safetensors", "toy_params_0000006.safetensors"]
+    assert sorted(os.listdir(model)) == [
+        "toy_params_0000005.safetensors", "toy_params_0000006.safetensors", "toy_params_0000099.safetensors",
+    ]  # fmt: skip
+    later.unlink()
+    best.parent.mkdir(exist_ok=True)
+    best.write_bytes(b"the in-training KID's pick")
+    resumed = ug.Trainer(
+        small_config(
+            dataset=dataset, result_dir=str(tmp_path), iteration=7, save_freq=1, keep_checkpoints=1, resume=True
+        )
+    )
+    resumed.fit(progress=False)
+    assert sorted(os.listdir(model)) == ["toy_best.safetensors", "toy_params_0000007.safetensors"]
     with pytest.raises(ValueError, match="keep_checkpoints"):
         small_config(keep_checkpoints=-1)
     from ugatit_rs import cli
 
     args = cli.build_parser().parse_args(["train", "--dataset", dataset, "--keep_checkpoints", "3"])
     assert cli.config_from_args(args).keep_checkpoints == 3
+
+
+def test_a_new_run_sets_the_earlier_runs_checkpoints_aside(dataset, tmp_path, capsys):
+    # Before: a second run from step 0 into the same folder replaced the first run's checkpoints
+    # of the same steps without a word, and left its later ones, which resume=True then took
+    # for this run's.
+    cfg = dict(dataset=dataset, result_dir=str(tmp_path), save_freq=2)
+    first = ug.Trainer(small_config(iteration=4, **cfg))
+    first.fit(progress=False)
+    weights = {k: v.clone() for k, v in first.gen_a2b.state_dict().items()}
+    ug.Trainer(small_config(iteration=2, seed=7, **cfg)).fit(progress=False)
+    model = tmp_path / "toy" / "model"
+    assert f"the earlier run's checkpoints in {model} moved to {model}.1" in capsys.readouterr().err
+    assert sorted(os.listdir(model)) == ["toy_params_0000002.safetensors"]
+    assert sorted(os.listdir(f"{model}.1")) == ["toy_params_0000002.safetensors", "toy_params_0000004.safetensors"]
+    again = ug.Trainer(small_config(iteration=4, **cfg))
+    again.load_checkpoint(f"{model}.1/toy_params_0000004.safetensors")  # the first run, whole
+    assert all(torch.equal(v, weights[k]) for k, v in again.gen_a2b.state_dict().items())
+    resumed = ug.Trainer(small_config(iteration=3, seed=7, resume=True, **cfg))
+    resumed.fit(progress=False)  # continues the second run, from its step 2
+    assert "moved" not in capsys.readouterr().err and sorted(os.listdir(model))[-1] == "toy_params_0000003.safetensors"
+    ug.Trainer(small_config(iteration=1, **cfg)).fit(progress=False)
+    assert sorted(p.name for p in tmp_path.joinpath("toy").iterdir() if p.name.startswith("model")) == [
+        "model", "model.1", "model.2",
+    ]  # fmt: skip
 
 
 def test_fit_removes_what_a_killed_save_left_and_nothing_else(dataset, tmp_path, capsys):

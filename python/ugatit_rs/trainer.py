@@ -80,6 +80,18 @@ def latest_checkpoint(model_dir: str) -> str | None:
     return found[0] if found else None
 
 
+def _set_earlier_run_aside(model_dir: str) -> str | None:
+    """Moves ``model_dir`` to ``model.1`` (``.2``, ...) when it holds checkpoints, for a new run
+    from step 0: its saves would replace the earlier run's step by step, and a later ``resume``
+    would take the earlier run's newest for this one's. Returns where they went."""
+    earlier = checkpoints(model_dir) or glob.glob(os.path.join(glob.escape(model_dir), "*_best.safetensors"))
+    if not earlier:
+        return None
+    aside = next(f"{model_dir}.{n}" for n in range(1, 10**6) if not os.path.lexists(f"{model_dir}.{n}"))
+    os.replace(model_dir, aside)
+    return aside
+
+
 class _FrozenConfig:
     """A read-only view of a trainer's :class:`TrainConfig`: the trainer was built from it, so
     changing a field afterwards would silently do nothing."""
@@ -401,7 +413,8 @@ class Trainer:
         Writes under :attr:`run_dir`: ``log.jsonl`` (every loss of every step; TensorBoard events
         too when ``tensorboard`` is installed), sample grids every ``print_freq`` steps in
         ``img/``, checkpoints every ``save_freq`` steps and at the end in ``model/`` (only the
-        newest ``keep_checkpoints`` of them when that is set). With
+        newest ``keep_checkpoints`` of them when that is set; a new run from step 0 first moves an
+        earlier run's to ``model.1/``). With
         ``config.resume`` it continues from the latest checkpoint, exactly where it stopped.
 
         Nothing done is lost: Ctrl-C finishes the current step, saves a checkpoint, then raises
@@ -510,6 +523,15 @@ class Trainer:
                 bound = f"until={until}" if until is not None else f"config.iteration={cfg.iteration}"
                 print(f"fit: nothing to do: the trainer is at step {start}, {bound}", file=sys.stderr)
             return os.path.join(self.run_dir, RunLog.FILE)
+        if lead and start == 0:  # a new run: the earlier one's checkpoints go aside, as its log does
+            model_dir = os.path.join(self.run_dir, "model")
+            aside = _set_earlier_run_aside(model_dir)
+            if aside is not None:
+                print(
+                    f"fit: a new run from step 0; the earlier run's checkpoints in {model_dir} moved to {aside} "
+                    "(resume=True continues a run instead)",
+                    file=sys.stderr,
+                )
         run_log = RunLog(
             self.run_dir,
             total=last,
