@@ -142,6 +142,8 @@ def test_features_come_as_any_tensor_or_array():
     graph = torch.tensor(x, requires_grad=True) * 1.0
     assert M.kid(graph, y) == expected and M.fid(graph, y) == M.fid(x, y)
     assert M.kid([torch.tensor(row) for row in x], y) == expected  # a list of feature vectors
+    low = torch.tensor(x).bfloat16()
+    assert M.kid(low, y) == M.kid(low.double().numpy(), y)  # numpy has no bfloat16
     assert M.kid(x > 0, y > 0).mean == M.kid((x > 0).astype(float), (y > 0).astype(float)).mean
     if torch.cuda.is_available():
         assert M.kid(torch.tensor(x, device="cuda"), y) == expected

@@ -229,6 +229,8 @@ MIN_FEATURES = 2
 def _features(name: str, x) -> np.ndarray:
     if isinstance(x, torch.Tensor):  # features from a graph or a GPU extractor
         x = x.detach().cpu()
+        if x.is_floating_point():  # bfloat16 has no numpy type
+            x = x.double()
     x = np.asarray(x)
     # Real numbers only: numpy would drop a complex part with a warning, parse strings, and
     # make None a 0-D array.
