@@ -37,6 +37,12 @@ def test_trained_demo_model_beats_untrained(tmp_path):
     assert after["A2B"]["style_score"] > before["A2B"]["style_score"] + 0.1
     for key in ("translations_A2B", "translations_B2A", "loss_curves", "checkpoint", "log"):
         assert os.path.exists(summary["files"][key]), key
+    # A second demo into the same folder replaces the first one's run rather than keeping its
+    # checkpoints aside (model.1/) as a real run's are; a folder that is no demo's is left to fit().
+    demo.run(str(tmp_path / "demo"), iteration=2, ch=4, n_res=1, n_train=4, n_test=2, progress=False)
+    run_dir = tmp_path / "demo" / "results" / "demo"
+    assert sorted(os.listdir(run_dir / "model")) == ["demo_params_0000002.safetensors"]
+    assert not os.path.exists(run_dir / "model.1") and not os.path.exists(run_dir / "log.jsonl.1")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ Quality measures, computed on the held-out test images (see ``src/data/demo.rs``
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 
@@ -124,6 +125,12 @@ def run(
     sample grids and the training log. Returns the summary dict."""
     started = time.perf_counter()
     os.makedirs(output, exist_ok=True)
+    earlier = os.path.join(output, "results", "demo")
+    if os.path.isfile(os.path.join(output, "quality.json")) and os.path.isdir(earlier):
+        # An earlier demo's run (its quality.json beside it): the demo replaces its own outputs,
+        # where fit() would set the checkpoints of a real run aside (90 MB a demo).
+        print(f"demo: replacing the earlier demo run in {earlier}", file=sys.stderr)
+        shutil.rmtree(earlier)
     dataset = write_dataset(os.path.join(output, "data", "demo"), n_train, n_test, img_size, seed)
     cfg = TrainConfig(
         model=model,
