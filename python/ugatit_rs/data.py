@@ -69,6 +69,20 @@ def check_dataset(dataset: str | os.PathLike) -> None:
             ) from None
 
 
+def check_run_dir(run_dir: str | os.PathLike, dataset: str | os.PathLike) -> None:
+    """Raises ``ValueError`` when ``run_dir`` lies inside one of the dataset's split folders:
+    the scans are recursive, so the next run would take its sample grids and test outputs for
+    that domain's images."""
+    for split in SPLITS:
+        folder = os.path.join(os.fspath(dataset), split)
+        if is_within(run_dir, folder):
+            raise ValueError(
+                f"the run folder {os.fspath(run_dir)} lies inside {folder}, whose images are read recursively: its "
+                "sample grids and test outputs would become training or test images; give a result_dir outside "
+                f"{', '.join(SPLITS)}"
+            )
+
+
 def prepare(
     domain_a: str | os.PathLike,
     output: str | os.PathLike,

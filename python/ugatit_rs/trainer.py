@@ -29,7 +29,7 @@ from ._checks import whole
 from ._cuda_graph import CudaGraphStep
 from ._files import replacing, write_json
 from ._native import TrainConfig
-from .data import DomainLoader, check_dataset, domain_folder, load_image
+from .data import DomainLoader, check_dataset, check_run_dir, domain_folder, load_image
 from .models import Discriminator, Generator
 from .translate import Translated
 
@@ -460,6 +460,7 @@ class Trainer:
             # command line's test() read testA/testB, so a missing one failed a run at its first
             # print_freq (as the official code refuses such a dataset when it starts).
             check_dataset(self.config.dataset)
+            check_run_dir(self.run_dir, self.config.dataset)
             owner = _exclusive_run_dir(self.run_dir) if dp.rank() == 0 else contextlib.nullcontext()
             with torch.enable_grad(), owner:
                 return self._fit(progress, callback, log_every, until)
@@ -705,6 +706,7 @@ class Trainer:
         restored afterwards). Returns the written paths per direction; a file that cannot be
         decoded is passed over with a warning, as training passes over it, and listed in that
         direction's ``skipped``."""
+        check_run_dir(self.run_dir, self.config.dataset)
         jobs = []
         for direction, split, fwd, bwd in (
             ("A2B", "testA", self.gen_a2b, self.gen_b2a),
