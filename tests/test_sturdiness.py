@@ -453,7 +453,7 @@ def test_a_dataset_without_test_images_is_refused_before_the_first_step(tmp_path
     assert tr.step_count == 0 and not os.path.exists(tmp_path / "r")
 
 
-def test_a_run_folder_inside_a_split_folder_is_refused_before_anything_is_written(tmp_path):
+def test_a_run_folder_inside_a_split_folder_is_refused_before_anything_is_written(tmp_path, capsys):
     # Before: result_dir=<dataset>/trainA trained and wrote its sample grids and test outputs
     # under trainA, where the next run's recursive scan took them for domain-A photos.
     data = make_dataset(tmp_path / "d", n_train=3, n_test=3, size=100)
@@ -464,6 +464,12 @@ def test_a_run_folder_inside_a_split_folder_is_refused_before_anything_is_writte
             with pytest.raises(ValueError, match=rf"the run folder .* lies inside .*{split}, whose images are read"):
                 call(progress=False)
         assert tr.step_count == 0 and sorted(os.listdir(os.path.join(data, split))) == before[split]
+    from ugatit_rs.cli import main
+
+    flags = ["--light", "true", "--img_size", "96", "--ch", "4", "--n_res", "1", "--device", "cpu"]
+    assert main(["train", "--dataset", data, "--result_dir", os.path.join(data, "trainA"), *flags]) == 2
+    out = capsys.readouterr()
+    assert "lies inside" in out.err and "training" not in out.out  # refused before the banner
     # Beside the split folders (the dataset folder itself) is fine.
     ug.Trainer(small_config(dataset=data, result_dir=data, iteration=1)).fit(progress=False)
     assert os.path.exists(os.path.join(data, "d", "model", "d_params_0000001.safetensors"))

@@ -24,7 +24,7 @@ import socket
 import sys
 
 from . import RunInUseError, TrainConfig, Trainer, _native
-from .data import check_dataset
+from .data import check_dataset, check_run_dir
 
 INTERRUPTED = 130  # the exit status for Ctrl-C (128 + SIGINT), as a shell reports it
 
@@ -195,6 +195,7 @@ def _train(args: argparse.Namespace, rank: int = 0) -> int:
     cfg = config_from_args(args)
     check_dataset(cfg.dataset)  # before building the networks (seconds for the full model)
     trainer = Trainer(cfg)
+    check_run_dir(trainer.run_dir, cfg.dataset)  # fit() checks too; here, before the banner
     if rank == 0:
         # Say what trains: --init_from can choose the model and architecture (a CycleGAN
         # checkpoint trains a CycleGAN), and the flags' defaults depend on it.

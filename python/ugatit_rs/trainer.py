@@ -530,7 +530,7 @@ class Trainer:
             if aside is not None:
                 print(
                     f"fit: a new run from step 0; the earlier run's checkpoints in {model_dir} moved to {aside} "
-                    "(resume=True continues a run instead)",
+                    f"(to continue that run instead: stop this one, put {aside} back as {model_dir}, and resume=True)",
                     file=sys.stderr,
                 )
         run_log = RunLog(
